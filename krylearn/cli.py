@@ -1,0 +1,310 @@
+"""The ``krylearn`` command line: demo, solve, bench, data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "krylearn-results"
+
+
+# ---------------------------------------------------------------- helpers
+def _floats(s: str) -> float:
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+
+
+def _method_list(s: str) -> list[str]:
+    methods = [m.strip() for m in s.split(",") if m.strip()]
+    if not methods:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of methods")
+    return methods
+
+
+def _add_stopping(p: argparse.ArgumentParser, rtol=1e-6) -> None:
+    p.add_argument("--rtol", type=_floats, default=rtol, help=f"relative tolerance (default {rtol:g})")
+    p.add_argument("--atol", type=_floats, default=0.0, help="absolute tolerance (default 0)")
+    p.add_argument("--maxiter", type=int, default=None, help="iteration limit (method default)")
+
+
+def _add_problem(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("problem (a generated smoke-simulation frame, or a file)")
+    g.add_argument("--scene", default="smoke-obstacle", help="smoke-plume | smoke-obstacle (default smoke-obstacle)")
+    g.add_argument("--dim", type=int, default=2, choices=(2, 3), help="2 or 3 (default 2)")
+    g.add_argument("--n", type=int, default=128, help="cells per side (default 128)")
+    g.add_argument("--frames", type=int, default=10, help="simulate this many frames, take the last (default 10)")
+    g.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    g.add_argument("--file", default=None, help="krylearn HDF5 systems file or Matrix Market .mtx instead")
+    g.add_argument("--index", type=int, default=-1, help="system index in --file (default: last)")
+
+
+def _problem(args):
+    from krylearn.bench.poisson import file_problem, smoke_problem
+
+    if args.file:
+        return file_problem(args.file, args.index)
+    if args.n < 4:
+        raise ValueError(f"--n must be >= 4, got {args.n}")
+    return smoke_problem(args.scene, args.dim, args.n, args.frames, args.seed, progress=not args.quiet)
+
+
+def _default_methods() -> list[str]:
+    from krylearn.solvers.api import available_methods
+
+    return available_methods()
+
+
+# --------------------------------------------------------------- commands
+def cmd_demo(args) -> int:
+    from krylearn.bench.poisson import format_table, run_benchmark
+
+    problem = _problem(args)
+    methods = args.methods or _default_methods()
+    # stationary methods get a bounded budget and a sensible omega so the demo stays short
+    options = {"sor": {"omega": 1.9}, "ssor": {"omega": 1.5}, "pcg-ssor": {"omega": 1.5}}
+    maxiter = args.maxiter
+    print(f"krylearn demo: {problem.name}: {problem.unknowns} unknowns "
+          f"({problem.A.shape[0]} grid cells, nnz {problem.A.nnz})")
+    rows_all, report = [], None
+    for group, mi in (([m for m in methods if not _is_stationary(m)], maxiter),
+                      ([m for m in methods if _is_stationary(m)], maxiter or args.relax_maxiter)):
+        if not group:
+            continue
+        r = run_benchmark(problem, group, rtol=args.rtol, atol=args.atol, maxiter=mi, repeats=args.repeats,
+                          warmup=1, out_dir=None, options=options, progress=not args.quiet)
+        rows_all += r["rows"]
+        if report is None:
+            report = r
+        else:
+            report["residuals"].update(r["residuals"])
+    report["rows"] = rows_all
+    out = Path(args.out)
+    _write_report(report, out, problem.name, args.rtol)
+    print(format_table(rows_all, rtol=args.rtol, atol=args.atol))
+    print(f"\nwrote {out / (problem.name + '.json')} and {out / (problem.name + '.png')}")
+    return 0
+
+
+def _is_stationary(m: str) -> bool:
+    from krylearn.solvers.api import RELAXATION_METHODS
+
+    return m in RELAXATION_METHODS
+
+
+def _write_report(report: dict, out: Path, name: str, rtol: float) -> None:
+    from krylearn.bench.poisson import plot_residuals
+    from krylearn.datasets._atomic import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1))
+    plot_residuals(report["residuals"], out / f"{name}.png", title=name, rtol=rtol)
+
+
+def cmd_solve(args) -> int:
+    import numpy as np
+
+    import krylearn
+    from krylearn.datasets._atomic import atomic_path
+
+    path = Path(args.matrix)
+    if not path.exists():
+        raise FileNotFoundError(f"matrix file not found: {path}")
+    if path.suffix == ".mtx":
+        from krylearn.datasets.matrix_market import read_mtx
+
+        A = read_mtx(path)
+        b = None
+    else:
+        from krylearn.datasets.systems import SystemsFile
+
+        with SystemsFile(path) as f:
+            s = f[args.index % len(f)]
+        A, b = s.A, np.asarray(s.b)[0]
+    if args.rhs:
+        b = _read_vector(args.rhs, A.shape[0])
+    elif b is None:
+        b = np.ones(A.shape[0]) * (np.diff(A.indptr) > 0)
+        print("no --rhs given: using b = 1 on nonzero rows")
+    opts = {}
+    if args.omega is not None:
+        opts["omega"] = args.omega
+    res = krylearn.solve(A, b, method=args.method, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter, **opts)
+    if res.reason == "indefinite":
+        raise ValueError(f"{path.name}: A is not symmetric positive definite ({args.method} found p.Ap <= 0 "
+                         f"at iteration {res.iterations + 1}); CG-type methods need an SPD matrix")
+    print(res)
+    if args.output:
+        out = Path(args.output)
+        with atomic_path(out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(res.x))
+        print(f"wrote {out}")
+    return 0 if res.converged else 1
+
+
+def _read_vector(path, n):
+    import numpy as np
+
+    p = Path(path)
+    if p.suffix == ".npy":
+        v = np.load(p, allow_pickle=False)
+    elif p.suffix == ".mtx":
+        from krylearn.datasets.matrix_market import read_mtx
+
+        v = read_mtx(p)
+        v = v.toarray() if hasattr(v, "toarray") else np.asarray(v)
+    else:
+        v = np.loadtxt(p)
+    v = np.asarray(v, dtype=np.float64).reshape(-1)
+    if v.shape[0] != n:
+        raise ValueError(f"--rhs has {v.shape[0]} entries, the matrix has {n} rows")
+    return v
+
+
+def cmd_bench_poisson(args) -> int:
+    from krylearn.bench.poisson import format_table, run_benchmark
+
+    problem = _problem(args)
+    methods = args.methods or ["cg", "pcg-ic", "pcg-amg"]
+    report = run_benchmark(problem, methods, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter,
+                           repeats=args.repeats, warmup=1, out_dir=args.out, progress=not args.quiet)
+    print(f"{problem.name}: {problem.unknowns} unknowns, nnz {problem.A.nnz}")
+    print(format_table(report["rows"], rtol=args.rtol, atol=args.atol))
+    print("\nwrote " + " and ".join(report["files"]))
+    return 0
+
+
+def cmd_bench_baselines(args) -> int:
+    from krylearn.bench.baselines import compare_cg, compare_spmv, format_cg_table, format_spmv_table
+    from krylearn.bench.poisson import machine
+    from krylearn.datasets._atomic import atomic_write_text
+
+    problem = _problem(args)
+    print(f"{problem.name}: {problem.unknowns} unknowns, nnz {problem.A.nnz}")
+    cg_rows = compare_cg(problem, rtol=args.rtol, repeats=args.repeats)
+    spmv_rows = compare_spmv(problem)
+    print(format_cg_table(cg_rows, args.rtol))
+    print()
+    print(format_spmv_table(spmv_rows))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"baselines-{problem.name}.json"
+    atomic_write_text(path, json.dumps({"problem": problem.name, "unknowns": problem.unknowns,
+                                        "meta": problem.meta, "rtol": args.rtol, "machine": machine(),
+                                        "cg": cg_rows, "spmv": spmv_rows}, indent=1))
+    print(f"\nwrote {path}")
+    return 0
+
+
+def cmd_data_poisson(args) -> int:
+    from krylearn.datasets.smoke import generate_poisson_systems
+
+    if args.n < 4:
+        raise ValueError(f"--n must be >= 4, got {args.n}")
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    path = generate_poisson_systems(args.output, scene=args.scene, dim=args.dim, n=args.n, frames=args.frames,
+                                    seed=args.seed, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
+# ----------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from krylearn import __version__
+
+    p = argparse.ArgumentParser(prog="krylearn", description="Learned and classical solvers for PDEs and inverse problems.")
+    p.add_argument("--version", action="version", version=f"krylearn {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="solve a generated fluid-simulation pressure system with every method",
+                       description="Simulate smoke on a MAC grid, take one frame's pressure system, solve it with "
+                                   "every available method, print the comparison table and write a residual plot.")
+    _add_problem(d)
+    _add_stopping(d)
+    d.add_argument("--methods", type=_method_list, default=None, help="comma-separated (default: all available)")
+    d.add_argument("--relax-maxiter", type=int, default=2000, help="iteration cap for SOR/SSOR/GS/Jacobi (default 2000)")
+    d.add_argument("--repeats", type=int, default=1, help="timed repeats after one warm-up (default 1)")
+    d.add_argument("--out", default=os.path.join(DEFAULT_OUT, "demo"), help="results folder")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("solve", help="solve a system from a Matrix Market or krylearn HDF5 file",
+                       description="Solve A x = b. A from a .mtx file or a krylearn HDF5 systems file (--index).")
+    s.add_argument("matrix", help="A.mtx or systems.h5")
+    s.add_argument("--rhs", default=None, help="b as .npy, .mtx or text (default: from the .h5 file, or ones)")
+    s.add_argument("--index", type=int, default=0, help="system index in an .h5 file (default 0)")
+    s.add_argument("--method", default="pcg-amg", help="solver method (default pcg-amg)")
+    s.add_argument("--omega", type=_floats, default=None, help="relaxation factor for sor/ssor/pcg-ssor/jacobi")
+    _add_stopping(s)
+    s.add_argument("-o", "--output", default=None, help="write x to this .npy file")
+    s.set_defaults(func=cmd_solve)
+
+    b = sub.add_parser("bench", help="benchmarks: poisson, baselines")
+    bsub = b.add_subparsers(dest="bench", metavar="BENCH")
+    bp = bsub.add_parser("poisson", help="iterations and seconds of several methods on one Poisson system",
+                         description="Prints a table (method, iterations, setup s, solve s, final relative "
+                                     "residual, converged) and writes JSON + a residual-vs-iteration PNG.")
+    _add_problem(bp)
+    _add_stopping(bp)
+    bp.add_argument("--methods", type=_method_list, default=None, help="comma-separated (default cg,pcg-ic,pcg-amg)")
+    bp.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (default 3)")
+    bp.add_argument("--out", default=os.path.join(DEFAULT_OUT, "bench"), help="results folder")
+    bp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    bp.set_defaults(func=cmd_bench_poisson)
+    bb = bsub.add_parser("baselines", help="krylearn cg / pcg-amg / SpMV against scipy and pyamg on one system")
+    _add_problem(bb)
+    bb.add_argument("--rtol", type=_floats, default=1e-6, help="relative tolerance (default 1e-6)")
+    bb.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (default 3)")
+    bb.add_argument("--out", default=os.path.join(DEFAULT_OUT, "bench"), help="results folder")
+    bb.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    bb.set_defaults(func=cmd_bench_baselines)
+
+    dt = sub.add_parser("data", help="dataset generators: poisson")
+    dsub = dt.add_subparsers(dest="data", metavar="GENERATOR")
+    dp = dsub.add_parser("poisson", help="pressure systems from a smoke simulation, one per frame, to HDF5")
+    dp.add_argument("--scene", default="smoke-plume", help="smoke-plume | smoke-obstacle (default smoke-plume)")
+    dp.add_argument("--dim", type=int, default=2, choices=(2, 3))
+    dp.add_argument("--n", type=int, default=64, help="cells per side (default 64)")
+    dp.add_argument("--frames", type=int, default=20, help="frames to simulate and write (default 20)")
+    dp.add_argument("--seed", type=int, default=0)
+    dp.add_argument("-o", "--output", required=True, help="output .h5 path (written atomically)")
+    dp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    dp.set_defaults(func=cmd_data_poisson)
+
+    for parser, name in ((b, "bench"), (dt, "data")):
+        parser.set_defaults(func=lambda a, _p=parser: (_p.print_help(), 2)[1])
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("krylearn: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; --debug shows the traceback
+        if args.debug:
+            raise
+        from krylearn.datasets.errors import FormatError
+
+        known = (ValueError, TypeError, FileNotFoundError, FormatError, OSError, KeyError)
+        kind = "error" if isinstance(exc, known) else f"internal error ({type(exc).__name__})"
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"krylearn: {kind}: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

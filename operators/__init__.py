@@ -1,0 +1,27 @@
+"""Linear operators: the abstraction every krylearn solver works on."""
+
+from .base import Compose, Dense, Diagonal, Identity, Operator, Scaled, Sum, as_operator, aslinearoperator
+from .interop import from_sigpy, to_sigpy
+from .sparse import SparseMatrix
+from .stencil import EMPTY, FLUID, SOLID, Laplacian, PoissonGrid, flags_from_matrix
+
+__all__ = [
+    "Operator",
+    "Sum",
+    "Scaled",
+    "Compose",
+    "Identity",
+    "Diagonal",
+    "Dense",
+    "SparseMatrix",
+    "PoissonGrid",
+    "Laplacian",
+    "FLUID",
+    "SOLID",
+    "EMPTY",
+    "flags_from_matrix",
+    "as_operator",
+    "aslinearoperator",
+    "from_sigpy",
+    "to_sigpy",
+]

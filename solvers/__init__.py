@@ -1,0 +1,5 @@
+"""Classical and learned solvers."""
+
+from .result import SolveResult
+
+__all__ = ["SolveResult"]

@@ -1,0 +1,111 @@
+"""The krylearn command line: help, solve, data, bench, demo, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyamg
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from krylearn.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "krylearn.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("sub", [[], ["demo"], ["solve"], ["bench"], ["bench", "poisson"],
+                                 ["bench", "baselines"], ["data"], ["data", "poisson"]])
+def test_help(sub, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*sub, "--help"])
+    assert e.value.code == 0
+    assert "usage: krylearn" in capsys.readouterr().out
+
+
+def test_solve_mtx_roundtrip(tmp_path):
+    A = pyamg.gallery.poisson((12, 12), format="csr")
+    scipy.io.mmwrite(tmp_path / "A.mtx", A)
+    b = np.arange(144, dtype=float)
+    np.save(tmp_path / "b.npy", b)
+    rc = main(["solve", str(tmp_path / "A.mtx"), "--rhs", str(tmp_path / "b.npy"), "--method", "pcg-ic",
+               "--rtol", "1e-10", "-o", str(tmp_path / "x.npy")])
+    assert rc == 0
+    x = np.load(tmp_path / "x.npy")
+    assert np.linalg.norm(b - A @ x) <= 1e-10 * np.linalg.norm(b) * 1.01
+
+
+def test_solve_not_spd_mtx_is_one_line_error(tmp_path):
+    A = sp.diags([1.0, -2.0, 3.0, 1.0]).tocsr()
+    scipy.io.mmwrite(tmp_path / "indef.mtx", A)
+    p = run_cli("solve", str(tmp_path / "indef.mtx"), "--method", "cg")
+    assert p.returncode == 2
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "not symmetric positive definite" in err[0]
+    N = sp.csr_matrix(np.array([[2.0, 1.0], [0.0, 2.0]]))
+    scipy.io.mmwrite(tmp_path / "nonsym.mtx", N)
+    p = run_cli("solve", str(tmp_path / "nonsym.mtx"), "--method", "cg")
+    assert p.returncode == 2 and "not symmetric" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage that is not hdf5" * 10])
+def test_corrupt_h5_is_one_line_error(tmp_path, content):
+    f = tmp_path / "bad.h5"
+    f.write_bytes(content)
+    p = run_cli("solve", str(f))
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "bad.h5" in p.stderr
+
+
+def test_missing_file_and_bad_number():
+    p = run_cli("solve", "/nonexistent/A.mtx")
+    assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
+    p = run_cli("bench", "poisson", "--rtol", "abc")
+    assert p.returncode == 2 and "expected a number" in p.stderr
+
+
+def test_data_bench_and_demo(tmp_path):
+    h5 = tmp_path / "systems.h5"
+    assert main(["data", "poisson", "--scene", "smoke-obstacle", "--dim", "2", "--n", "24", "--frames", "3",
+                 "-o", str(h5), "-q"]) == 0
+    from krylearn.datasets.systems import SystemsFile
+
+    with SystemsFile(h5) as f:
+        assert len(f) == 3
+    out = tmp_path / "bench"
+    assert main(["bench", "poisson", "--file", str(h5), "--methods", "cg,pcg-amg", "--repeats", "1",
+                 "--out", str(out), "-q"]) == 0
+    [js] = list(out.glob("*.json"))
+    report = json.loads(js.read_text())
+    assert [r["method"] for r in report["rows"]] == ["cg", "pcg-amg"]
+    assert all(r["converged"] and r["final_rel_residual"] <= 1e-6 * 1.01 for r in report["rows"])
+    assert list(out.glob("*.png"))
+    demo = tmp_path / "demo"
+    assert main(["demo", "--n", "16", "--frames", "2", "--out", str(demo), "-q", "--relax-maxiter", "300"]) == 0
+    rep = json.loads(next(demo.glob("*.json")).read_text())
+    names = {r["method"] for r in rep["rows"]}
+    assert {"cg", "pcg-ic", "pcg-amg", "sor", "jacobi"} <= names
+    assert next(demo.glob("*.png")).stat().st_size > 1000
+
+
+def test_installed_import_does_not_shadow_datasets(tmp_path):
+    """After install, a top-level ``import datasets`` elsewhere must never find our folder."""
+    from pathlib import Path
+
+    import krylearn
+
+    repo = Path(krylearn.__file__).resolve().parent.parent
+    code = ("import importlib.util; s = importlib.util.find_spec('datasets'); "
+            "print(s.origin if s is not None else None); "
+            "print(list(s.submodule_search_locations or []) if s is not None else [])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert str(repo / "datasets") not in p.stdout
+    import krylearn.datasets as kd
+
+    assert Path(kd.__file__).resolve().parent == repo / "datasets"
