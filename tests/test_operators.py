@@ -44,7 +44,7 @@ def test_sparse_constructors_agree():
     ref = SparseMatrix(A).to_sparse()
     from_tuple = SparseMatrix((A.indptr, A.indices, A.data, A.shape)).to_sparse()
     t = torch.sparse_csr_tensor(torch.from_numpy(A.indptr), torch.from_numpy(A.indices), torch.from_numpy(A.data),
-                                size=A.shape)
+                                size=A.shape, check_invariants=True)
     from_torch = SparseMatrix(t).to_sparse()
     from_coo = SparseMatrix(t.to_sparse_coo()).to_sparse()
     for B in (from_tuple, from_torch, from_coo):

@@ -54,7 +54,7 @@ def smoke_problem(scene: str = "smoke-obstacle", dim: int = 2, n: int = 128, fra
     out = None
     for _ in it:
         out = sim.step()
-    meta = {"scene": scene, "dim": dim, "n": n, "frame": frames, "seed": seed}
+    meta = {"scene": scene, "dim": dim, "n": n, "frame": frames, "seed": seed, "boundary": list(sim.sides)}
     return Problem(f"{scene}-{dim}d-{n}-f{frames}", scipy.sparse.csr_matrix(out.A),
                    np.asarray(out.b, dtype=np.float64).reshape(-1), tuple(out.grid_shape),
                    np.asarray(out.flags), meta)
@@ -81,8 +81,12 @@ def file_problem(path, index: int = -1) -> Problem:
             raise ValueError(f"{path} holds no systems")
         i = index % len(f)
         s = f[i]
+        params = f.attrs.get("parameters") or {}
+    meta = {"file": str(path), "index": i, **{k: _jsonable(v) for k, v in s.attrs.items()}}
+    if "sides" in params:
+        meta["boundary"] = list(params["sides"])
     return Problem(f"{path.stem}[{i}]", scipy.sparse.csr_matrix(s.A), np.asarray(s.b)[0], s.grid_shape,
-                   s.flags, {"file": str(path), "index": i, **{k: _jsonable(v) for k, v in s.attrs.items()}})
+                   s.flags, meta)
 
 
 def _jsonable(v):

@@ -1,0 +1,298 @@
+"""Compiled (numba) CPU kernels for relaxation sweeps and preconditioners.
+
+Every kernel works on the CSR arrays of a canonical scipy matrix (sorted
+column indices, no duplicates, explicit zeros removed) and updates its
+vector arguments in place.  Batched kernels take ``(k, n)`` C-contiguous
+arrays and loop over the ``k`` rows inside the compiled code.
+
+Identically zero rows (the full-grid convention) have no stored entries;
+the kernels skip them (relaxation) or the caller arranges the diagonal so
+that they act as the identity (preconditioners).
+
+Also here: :func:`matrix_form`, the shared "give me a canonical CSR matrix
+and its empty-row mask" helper of :mod:`.relaxation` and
+:mod:`.preconditioners`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.sparse
+
+from krylearn.operators.base import Operator
+
+
+# --------------------------------------------------------------------- helpers
+def matrix_form(op: Operator, name: str = "A") -> tuple[scipy.sparse.csr_matrix, np.ndarray]:
+    """Canonical CSR form of a square operator and its empty-row mask.
+
+    Returns
+    -------
+    csr : scipy.sparse.csr_matrix, (n, n)
+        Sorted indices, duplicates summed, explicit zeros removed; the dtype
+        of ``op`` (numpy equivalent).
+    empty : numpy.ndarray of bool, (n,)
+        Rows with no nonzero entry.
+
+    Raises
+    ------
+    TypeError
+        ``op`` has no matrix form (``to_sparse`` not implemented).
+    ValueError
+        ``op`` is not square.
+    """
+    if not op.is_square:
+        raise ValueError(f"{name} must be square, got shape {op.shape}")
+    try:
+        M = op.to_sparse()
+    except NotImplementedError:
+        raise TypeError(
+            f"{name} must have a matrix form: a scipy sparse matrix, an array, a SparseMatrix or an "
+            f"operator implementing to_sparse(); {type(op).__name__} does not"
+        ) from None
+    M = scipy.sparse.csr_matrix(M, copy=True)
+    M.sum_duplicates()
+    M.eliminate_zeros()
+    M.sort_indices()
+    if M.shape != op.shape:
+        raise ValueError(f"{name}.to_sparse() has shape {M.shape}, expected {op.shape}")
+    if not np.all(np.isfinite(M.data)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    M.indptr = M.indptr.astype(np.int64)
+    M.indices = M.indices.astype(np.int64)
+    empty = np.diff(M.indptr) == 0
+    return M, empty
+
+
+def check_diagonal(diag: np.ndarray, empty: np.ndarray, name: str = "A", positive: bool = False) -> None:
+    """Raise ``ValueError`` if a nonzero row has a zero (or, if ``positive``, non-positive) diagonal."""
+    bad = ~empty & ((diag.real <= 0) if positive else (diag == 0))
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0])
+        what = "a non-positive" if positive else "a zero"
+        raise ValueError(
+            f"{name} has {what} diagonal entry on {int(bad.sum())} nonzero row(s) (first: row {i}, "
+            f"A[{i},{i}] = {diag[i]!r}); only identically zero rows may lack a diagonal"
+        )
+
+
+def first_last_columns(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest column of each row (``n`` and ``-1`` for empty rows)."""
+    n = indptr.shape[0] - 1
+    counts = np.diff(indptr)
+    first = np.full(n, n, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    nz = counts > 0
+    first[nz] = indices[indptr[:-1][nz]]
+    last[nz] = indices[indptr[1:][nz] - 1]
+    return first, last
+
+
+# ------------------------------------------------------------------- IC(0)
+@numba.njit(cache=True)
+def ic0_factor(indptr, indices, data, pivot_tol):
+    """Incomplete Cholesky with zero fill of a lower-triangular CSR matrix.
+
+    ``(indptr, indices, data)`` is ``tril(A)`` with sorted indices and the
+    diagonal the last entry of every row.  Returns ``(Ldata, nguarded)``:
+    the values of ``L`` on the same pattern and the number of pivots
+    ``A_ii - sum_k L_ik^2 <= pivot_tol * A_ii`` (or NaN) replaced by ``A_ii``.
+    """
+    n = indptr.shape[0] - 1
+    L = np.empty_like(data)
+    work = np.zeros(n, dtype=data.dtype)
+    nguard = 0
+    for i in range(n):
+        start = indptr[i]
+        dpos = indptr[i + 1] - 1
+        for p in range(start, dpos):
+            j = indices[p]
+            s = data[p]
+            jd = indptr[j + 1] - 1
+            for q in range(indptr[j], jd):
+                s -= work[indices[q]] * L[q]
+            v = s / L[jd]
+            L[p] = v
+            work[j] = v
+        d = data[dpos]
+        s = d
+        for p in range(start, dpos):
+            s -= L[p] * L[p]
+        if not (s > pivot_tol * d):
+            s = d
+            nguard += 1
+        L[dpos] = np.sqrt(s)
+        for p in range(start, dpos):
+            work[indices[p]] = 0.0
+    return L, nguard
+
+
+@numba.njit(cache=True)
+def lower_solve(indptr, indices, data, X):
+    """Solve ``L y = x`` in place for every row of ``X`` (k, n); diagonal last in each row."""
+    k, n = X.shape
+    for b in range(k):
+        x = X[b]
+        for i in range(n):
+            s = x[i]
+            dpos = indptr[i + 1] - 1
+            for p in range(indptr[i], dpos):
+                s -= data[p] * x[indices[p]]
+            x[i] = s / data[dpos]
+
+
+@numba.njit(cache=True)
+def lower_transpose_solve(indptr, indices, data, X):
+    """Solve ``L^T y = x`` in place (column sweep over ``L``'s CSR rows, bottom up)."""
+    k, n = X.shape
+    for b in range(k):
+        x = X[b]
+        for i in range(n - 1, -1, -1):
+            dpos = indptr[i + 1] - 1
+            xi = x[i] / data[dpos]
+            x[i] = xi
+            for p in range(indptr[i], dpos):
+                x[indices[p]] -= data[p] * xi
+
+
+# -------------------------------------------------------------------- SSOR
+@numba.njit(cache=True)
+def ssor_apply(indptr, indices, data, diag, omega, X):
+    """Apply ``M^-1 = (2-w) (D/w+U)^-1 (D/w) (D/w+L)^-1`` in place to every row of ``X`` (k, n).
+
+    ``diag`` is ``D`` (rows that must act as the identity carry ``w (2-w)``).
+    """
+    k, n = X.shape
+    c = (2.0 - omega) / omega
+    for b in range(k):
+        x = X[b]
+        for i in range(n):
+            s = x[i]
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                if j < i:
+                    s -= data[p] * x[j]
+            x[i] = s * omega / diag[i]
+        for i in range(n - 1, -1, -1):
+            s = x[i] * c * diag[i]
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                if j > i:
+                    s -= data[p] * x[j]
+            x[i] = s * omega / diag[i]
+
+
+# ------------------------------------------------------------- SOR sweeps
+# Column indices are read through ``_U`` (uint64) so numba emits no
+# negative-index wraparound check; with the diagonal's reciprocal precomputed
+# the sweep measured 10-20% faster than pyamg 5.4's amg_core SOR kernel at
+# 256^2, and sweep + fused residual ~25% faster than pyamg's sweep followed by
+# a scipy ``b - A @ x`` (2-core CPU).
+_U = numba.uint64
+
+
+@numba.njit(cache=True)
+def sor_forward(indptr, indices, data, dinv, lastcol, x, b, omega, want_residual):
+    """One forward SOR sweep on ``x`` (n,) in place; returns ``||b - A x||^2`` if asked (else 0).
+
+    ``x_i <- x_i + w (b_i - sum_j A_ij x_j) / A_ii`` with the already updated
+    ``x_j``, i.e. ``(1-w) x_i + w (b_i - sum_{j!=i} A_ij x_j) / A_ii``.
+    ``dinv`` is ``1 / A_ii`` (0 on empty rows, which are thus left untouched).
+    The residual of row ``p`` is accumulated as soon as every column of row
+    ``p`` has been updated (``lastcol[p] <= i``), a few rows behind the
+    sweep, so it is read from cache instead of in a second pass over memory.
+    """
+    n = x.shape[0]
+    rr = 0.0
+    p = 0
+    for i in range(n):
+        s = b[i]
+        for q in range(indptr[i], indptr[i + 1]):
+            s -= data[q] * x[_U(indices[q])]
+        x[i] += omega * s * dinv[i]
+        if want_residual:
+            while p <= i and lastcol[p] <= i:
+                r = b[p]
+                for q in range(indptr[p], indptr[p + 1]):
+                    r -= data[q] * x[_U(indices[q])]
+                a = abs(r)
+                rr += a * a
+                p += 1
+    if want_residual:
+        while p < n:
+            r = b[p]
+            for q in range(indptr[p], indptr[p + 1]):
+                r -= data[q] * x[_U(indices[q])]
+            a = abs(r)
+            rr += a * a
+            p += 1
+    return rr
+
+
+@numba.njit(cache=True)
+def sor_backward(indptr, indices, data, dinv, firstcol, x, b, omega, want_residual):
+    """One backward SOR sweep (rows ``n-1 .. 0``); see :func:`sor_forward`."""
+    n = x.shape[0]
+    rr = 0.0
+    p = n - 1
+    for i in range(n - 1, -1, -1):
+        s = b[i]
+        for q in range(indptr[i], indptr[i + 1]):
+            s -= data[q] * x[_U(indices[q])]
+        x[i] += omega * s * dinv[i]
+        if want_residual:
+            while p >= i and firstcol[p] >= i:
+                r = b[p]
+                for q in range(indptr[p], indptr[p + 1]):
+                    r -= data[q] * x[_U(indices[q])]
+                a = abs(r)
+                rr += a * a
+                p -= 1
+    if want_residual:
+        while p >= 0:
+            r = b[p]
+            for q in range(indptr[p], indptr[p + 1]):
+                r -= data[q] * x[_U(indices[q])]
+            a = abs(r)
+            rr += a * a
+            p -= 1
+    return rr
+
+
+@numba.njit(cache=True)
+def residual_norm2(indptr, indices, data, x, b):
+    """``||b - A x||^2`` for one vector."""
+    n = x.shape[0]
+    rr = 0.0
+    for p in range(n):
+        r = b[p]
+        for q in range(indptr[p], indptr[p + 1]):
+            r -= data[q] * x[_U(indices[q])]
+        a = abs(r)
+        rr += a * a
+    return rr
+
+
+# ------------------------------------------------------------- colouring
+@numba.njit(cache=True)
+def greedy_coloring(indptr, indices):
+    """Greedy (first-fit, natural order) colouring of a symmetric CSR pattern.
+
+    Returns int64 colours ``0..ncolors-1``; no two adjacent vertices share a
+    colour (self loops ignored).  On a 5- or 7-point stencil in lexicographic
+    order this is the red-black colouring.
+    """
+    n = indptr.shape[0] - 1
+    colors = np.full(n, -1, dtype=np.int64)
+    mark = np.full(n + 1, -1, dtype=np.int64)
+    for i in range(n):
+        for q in range(indptr[i], indptr[i + 1]):
+            j = indices[q]
+            if j != i and colors[j] >= 0:
+                mark[colors[j]] = i
+        c = 0
+        while mark[c] == i:
+            c += 1
+        colors[i] = c
+    return colors
