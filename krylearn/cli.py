@@ -43,6 +43,12 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
     g.add_argument("--index", type=int, default=-1, help="system index in --file (default: last)")
 
 
+def _add_run_options(p: argparse.ArgumentParser, *, out: str, repeats: int) -> None:
+    p.add_argument("--repeats", type=int, default=repeats, help=f"timed repeats after one warm-up (default {repeats})")
+    p.add_argument("--out", default=os.path.join(DEFAULT_OUT, out), help=f"results folder (default {DEFAULT_OUT}/{out})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
 def _problem(args):
     from krylearn.bench.poisson import file_problem, smoke_problem
 
@@ -229,10 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem(d)
     _add_stopping(d)
     d.add_argument("--methods", type=_method_list, default=None, help="comma-separated (default: all available)")
-    d.add_argument("--relax-maxiter", type=int, default=2000, help="iteration cap for SOR/SSOR/GS/Jacobi (default 2000)")
-    d.add_argument("--repeats", type=int, default=1, help="timed repeats after one warm-up (default 1)")
-    d.add_argument("--out", default=os.path.join(DEFAULT_OUT, "demo"), help="results folder")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    d.add_argument("--relax-maxiter", type=int, default=5000, help="iteration cap for SOR/SSOR/GS/Jacobi (default 5000)")
+    _add_run_options(d, out="demo", repeats=1)
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("solve", help="solve a system from a Matrix Market or krylearn HDF5 file",
@@ -254,16 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem(bp)
     _add_stopping(bp)
     bp.add_argument("--methods", type=_method_list, default=None, help="comma-separated (default cg,pcg-ic,pcg-amg)")
-    bp.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (default 3)")
-    bp.add_argument("--out", default=os.path.join(DEFAULT_OUT, "bench"), help="results folder")
-    bp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_run_options(bp, out="bench", repeats=3)
     bp.set_defaults(func=cmd_bench_poisson)
     bb = bsub.add_parser("baselines", help="krylearn cg / pcg-amg / SpMV against scipy and pyamg on one system")
     _add_problem(bb)
     bb.add_argument("--rtol", type=_floats, default=1e-6, help="relative tolerance (default 1e-6)")
-    bb.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (default 3)")
-    bb.add_argument("--out", default=os.path.join(DEFAULT_OUT, "bench"), help="results folder")
-    bb.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_run_options(bb, out="bench", repeats=3)
     bb.set_defaults(func=cmd_bench_baselines)
 
     dt = sub.add_parser("data", help="dataset generators: poisson")
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     dp.set_defaults(func=cmd_data_poisson)
 
-    for parser, name in ((b, "bench"), (dt, "data")):
+    for parser in (b, dt):  # "krylearn bench" / "krylearn data" alone: show their help
         parser.set_defaults(func=lambda a, _p=parser: (_p.print_help(), 2)[1])
     return p
 

@@ -8,7 +8,6 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from . import _csr_kernels
 from .base import Operator
 
 
@@ -16,11 +15,12 @@ class SparseMatrix(Operator):
     """A CSR matrix ``A`` of shape ``(m, n)`` acting on vectors of length ``n``.
 
     Products use the fastest kernel measured on each path (``krylearn bench
-    spmv``): one vector goes through torch's sparse-CSR ``mv`` (on a 2-core
-    CPU about 1.8x faster than scipy's ``csr_matvec`` at 512^2 and 64^3); a
-    block of ``k > 1`` vectors on CPU through a row-parallel numba kernel on
-    zero-copy numpy views (torch's CPU CSR matmul is 2-4x slower there); on
-    CUDA torch sparse CSR (cuSPARSE) throughout.
+    baselines``): one vector goes through torch's sparse-CSR ``mv`` (on a
+    2-core CPU about 2x faster than scipy's ``csr_matvec`` at 512^2 and
+    64^3); a block of ``k > 1`` vectors on CPU through scipy's
+    ``csr_matvecs`` on zero-copy numpy views of the stored arrays (torch's CPU
+    CSR matmul is 2-4x slower there); on CUDA torch sparse CSR (cuSPARSE)
+    throughout.
 
     Parameters
     ----------
@@ -61,6 +61,7 @@ class SparseMatrix(Operator):
         self.data = data.to(device=device).contiguous()
         self._torch_csr = None
         self._transpose = None
+        self._scipy = None
         super().__init__((shape[1],), (shape[0],), self.data.dtype, device)
 
     # -------------------------------------------------------------- queries
@@ -74,16 +75,19 @@ class SparseMatrix(Operator):
     # ---------------------------------------------------------------- apply
     def _apply(self, x):
         if self.device.type == "cpu" and x.shape[0] > 1 and not x.requires_grad:
-            # torch's CPU CSR product is fastest for one vector but slow for a
-            # block; the compiled row-parallel kernel wins there.
-            xn = x.detach().contiguous().numpy()
-            out = np.empty(xn.shape[:-1] + (self.shape[0],), dtype=np.result_type(xn, self.data.numpy()))
-            _csr_kernels.matvec(self.indptr.numpy(), self.indices.numpy(), self.data.numpy(), xn, out)
-            return torch.from_numpy(out)
+            # torch's CPU CSR product is fastest for one vector but 2-4x slower
+            # than scipy's csr_matvecs for a block (measured: krylearn bench baselines)
+            out = self._scipy_view() @ x.detach().numpy().T
+            return torch.from_numpy(out.T)
         T = self._torch(x.dtype)
         if x.shape[0] == 1:
             return torch.mv(T, x[0]).unsqueeze(0)
         return (T @ x.T).T
+
+    def _scipy_view(self) -> scipy.sparse.csr_matrix:
+        if self._scipy is None:
+            self._scipy = self.to_sparse()
+        return self._scipy
 
     def _torch(self, dtype) -> torch.Tensor:
         if self._torch_csr is None or self._torch_csr.dtype != dtype:
@@ -122,6 +126,7 @@ class SparseMatrix(Operator):
         out.data = self.data.to(device=device, dtype=dtype)
         out._torch_csr = None
         out._transpose = None
+        out._scipy = None
         Operator.__init__(out, self.ishape, self.oshape, dtype, device)
         return out
 

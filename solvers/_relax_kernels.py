@@ -128,9 +128,18 @@ def ic0_factor(indptr, indices, data, pivot_tol):
     return L, nguard
 
 
+def inverse_diagonal(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """``1 / L_ii`` for a lower-triangular CSR factor whose diagonal is last in each row."""
+    return 1.0 / data[indptr[1:] - 1]
+
+
 @numba.njit(cache=True)
-def lower_solve(indptr, indices, data, X):
-    """Solve ``L y = x`` in place for every row of ``X`` (k, n); diagonal last in each row."""
+def lower_solve(indptr, indices, data, inv_diag, X):
+    """Solve ``L y = x`` in place for every row of ``X`` (k, n); diagonal last in each row.
+
+    ``inv_diag`` holds ``1 / L_ii``: a multiply instead of a divide shortens
+    the row-to-row dependency chain (about 2x faster here).
+    """
     k, n = X.shape
     for b in range(k):
         x = X[b]
@@ -139,29 +148,32 @@ def lower_solve(indptr, indices, data, X):
             dpos = indptr[i + 1] - 1
             for p in range(indptr[i], dpos):
                 s -= data[p] * x[indices[p]]
-            x[i] = s / data[dpos]
+            x[i] = s * inv_diag[i]
 
 
 @numba.njit(cache=True)
-def lower_transpose_solve(indptr, indices, data, X):
-    """Solve ``L^T y = x`` in place (column sweep over ``L``'s CSR rows, bottom up)."""
+def upper_solve(indptr, indices, data, inv_diag, X):
+    """Solve ``U y = x`` in place for every row of ``X`` (k, n); diagonal first in each row.
+
+    ``inv_diag`` holds ``1 / U_ii``.  Used with ``U = L^T`` stored as CSR.
+    """
     k, n = X.shape
     for b in range(k):
         x = X[b]
         for i in range(n - 1, -1, -1):
-            dpos = indptr[i + 1] - 1
-            xi = x[i] / data[dpos]
-            x[i] = xi
-            for p in range(indptr[i], dpos):
-                x[indices[p]] -= data[p] * xi
+            s = x[i]
+            for p in range(indptr[i] + 1, indptr[i + 1]):
+                s -= data[p] * x[indices[p]]
+            x[i] = s * inv_diag[i]
 
 
 # -------------------------------------------------------------------- SSOR
 @numba.njit(cache=True)
-def ssor_apply(indptr, indices, data, diag, omega, X):
+def ssor_apply(indptr, indices, data, diag, omega, wdinv, X):
     """Apply ``M^-1 = (2-w) (D/w+U)^-1 (D/w) (D/w+L)^-1`` in place to every row of ``X`` (k, n).
 
-    ``diag`` is ``D`` (rows that must act as the identity carry ``w (2-w)``).
+    ``diag`` is ``D`` (rows that must act as the identity carry ``w (2-w)``);
+    ``wdinv`` is ``w / D``, precomputed so the sweeps multiply instead of divide.
     """
     k, n = X.shape
     c = (2.0 - omega) / omega
@@ -173,14 +185,14 @@ def ssor_apply(indptr, indices, data, diag, omega, X):
                 j = indices[p]
                 if j < i:
                     s -= data[p] * x[j]
-            x[i] = s * omega / diag[i]
+            x[i] = s * wdinv[i]
         for i in range(n - 1, -1, -1):
             s = x[i] * c * diag[i]
             for p in range(indptr[i], indptr[i + 1]):
                 j = indices[p]
                 if j > i:
                     s -= data[p] * x[j]
-            x[i] = s * omega / diag[i]
+            x[i] = s * wdinv[i]
 
 
 # ------------------------------------------------------------- SOR sweeps

@@ -194,7 +194,14 @@ class IC0Preconditioner(_TriangularPairPreconditioner):
         if not np.all(np.isfinite(Ldata)):
             raise ValueError("A: IC(0) produced non-finite values; is A symmetric positive (semi-)definite?")
         self.L = L
-        self._Ln = (L.indptr, L.indices, L.data.astype(_np_dtype(dtype)))
+        data = L.data.astype(_np_dtype(dtype))
+        inv_diag = K.inverse_diagonal(L.indptr, data)
+        self._Ln = (L.indptr, L.indices, data, inv_diag)
+        # L^T stored as CSR too: a gather-based backward solve is ~2.5x faster
+        # than scattering through L's rows (1.5 vs 3.8 ms at 512^2)
+        U = scipy.sparse.csr_matrix((data, L.indices, L.indptr), shape=(n, n)).T.tocsr()
+        U.sort_indices()
+        self._Un = (U.indptr, U.indices, U.data, inv_diag)
         self.guarded_pivots = int(nguard)
         self.info.update(guarded_pivots=int(nguard), empty_rows=int(empty.sum()), nnz_L=int(L.nnz))
         self._init_backend(backend)
@@ -205,7 +212,7 @@ class IC0Preconditioner(_TriangularPairPreconditioner):
 
     def _numba_solve(self, xn):
         K.lower_solve(*self._Ln, xn)
-        K.lower_transpose_solve(*self._Ln, xn)
+        K.upper_solve(*self._Un, xn)
 
 
 class SSORPreconditioner(_TriangularPairPreconditioner):
@@ -228,6 +235,7 @@ class SSORPreconditioner(_TriangularPairPreconditioner):
         self.omega = omega
         self._csr = csr
         self._diag = diag.astype(_np_dtype(dtype))
+        self._wdinv = (omega / self._diag).astype(self._diag.dtype)
         self._empty = torch.from_numpy(np.nonzero(empty)[0]).to(self.device) if empty.any() else None
         self.info.update(omega=omega, empty_rows=int(empty.sum()))
         self._init_backend(backend)
@@ -249,7 +257,7 @@ class SSORPreconditioner(_TriangularPairPreconditioner):
         return z
 
     def _numba_solve(self, xn):
-        K.ssor_apply(self._csr.indptr, self._csr.indices, self._csr.data, self._diag, self.omega, xn)
+        K.ssor_apply(self._csr.indptr, self._csr.indices, self._csr.data, self._diag, self.omega, self._wdinv, xn)
 
 
 class JacobiPreconditioner(Preconditioner):

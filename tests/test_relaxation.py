@@ -1,7 +1,6 @@
 """SOR / SSOR / Gauss–Seidel / Jacobi stationary solvers."""
 
 import numpy as np
-import pyamg
 import pytest
 import scipy.sparse as sp
 import torch
@@ -10,29 +9,7 @@ from krylearn.operators.sparse import SparseMatrix
 from krylearn.operators.stencil import PoissonGrid
 from krylearn.solvers import _relax_kernels as K
 from krylearn.solvers.relaxation import gauss_seidel, jacobi, sor, ssor
-
-
-def poisson(shape):
-    return pyamg.gallery.poisson(shape, format="csr").astype(np.float64)
-
-
-def full_grid():
-    A = poisson((16, 16)).tolil()
-    solid = np.zeros((16, 16), dtype=bool)
-    solid[5:10, 6:10] = True
-    idx = np.nonzero(solid.ravel())[0]
-    A[idx, :] = 0
-    A[:, idx] = 0
-    A = A.tocsr()
-    A.eliminate_zeros()
-    return A, solid.ravel()
-
-
-def rhs(n, seed=0, zero=None):
-    b = np.random.default_rng(seed).standard_normal(n)
-    if zero is not None:
-        b[zero] = 0
-    return b
+from _problems import full_grid, poisson, rhs
 
 
 def below_tol(A, b, res, rtol):

@@ -85,7 +85,7 @@ def file_problem(path, index: int = -1) -> Problem:
     meta = {"file": str(path), "index": i, **{k: _jsonable(v) for k, v in s.attrs.items()}}
     if "sides" in params:
         meta["boundary"] = list(params["sides"])
-    return Problem(f"{path.stem}[{i}]", scipy.sparse.csr_matrix(s.A), np.asarray(s.b)[0], s.grid_shape,
+    return Problem(f"{path.stem}-{i}", scipy.sparse.csr_matrix(s.A), np.asarray(s.b)[0], s.grid_shape,
                    s.flags, meta)
 
 
@@ -178,11 +178,12 @@ def plot_residuals(histories: dict, path, *, title: str, rtol: float | None = No
         ax.semilogy(np.arange(len(h)), np.maximum(h, 1e-300), label=name, lw=1.4)
     if rtol is not None:
         ax.axhline(rtol, color="k", ls=":", lw=1, label=f"rtol {rtol:g}")
-    ax.set_xlabel("iteration")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("iteration (linear to 10, log beyond)")
     ax.set_ylabel("relative residual ||r||/||b||")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -200,7 +201,7 @@ def run_benchmark(problem: Problem, methods: list[str], *, rtol: float = 1e-6, a
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(methods, desc="methods", unit="method")
+        it = tqdm(methods, desc="methods", unit="method", leave=False)
     for m in it:
         row, hist = run_method(problem, m, rtol=rtol, atol=atol, maxiter=maxiter, repeats=repeats,
                                warmup=warmup, options=options.get(m))
