@@ -120,10 +120,7 @@ def prepare(A, b, x0=None, *, rtol=1e-6, atol=0.0, maxiter=None, default_maxiter
     shape = tuple(bt.shape)
     if bt.ndim not in (1, 2) or bt.shape[-1] != n:
         raise ValueError(f"b must have shape ({n},) or (k, {n}) to match A {op.shape}, got {shape}")
-    if bt.is_complex() and not op.dtype.is_complex:
-        work = torch.promote_types(op.dtype, bt.dtype)
-    else:
-        work = torch.promote_types(op.dtype, bt.dtype)
+    work = torch.promote_types(op.dtype, bt.dtype)
     if not (work.is_floating_point or work.is_complex):
         work = torch.float64
     if dtype is not None:

@@ -179,6 +179,7 @@ def plot_residuals(histories: dict, path, *, title: str, rtol: float | None = No
     if rtol is not None:
         ax.axhline(rtol, color="k", ls=":", lw=1, label=f"rtol {rtol:g}")
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("iteration (linear to 10, log beyond)")
     ax.set_ylabel("relative residual ||r||/||b||")
     ax.set_title(title)
