@@ -15,7 +15,15 @@ File layout (``format = "krylearn.linear_systems"``, ``format_version = 1``)::
                            attr shape = (n, n)
     /systems/{i:06d}/      attr matrix = j; dataset b (k, n) chunked by row;
                            optional datasets x (k, n), flags (grid_shape, uint8);
-                           optional attr grid_shape; the system's own attrs
+                           optional attr grid_shape; optional float attrs
+                           matrix_scale (default 1) and matrix_shift (default 0);
+                           the system's own attrs
+
+A system's matrix is ``A_i = matrix_scale * M_j + matrix_shift * I`` where
+``M_j`` is the stored matrix (``A_i = M_j`` without the two attributes, as in
+files written before they existed). A sequence of shifted or scaled copies of
+one matrix (``A_t = L + c_t I``, Crank–Nicolson steps ``I + s_t L``) is so
+stored with a single matrix; see :meth:`SystemsWriter.append` (``base=``).
 
 Writers go through :func:`~krylearn.datasets._atomic.atomic_path`, so a crash
 never leaves a half-written file under the final name. Readers check the
@@ -52,13 +60,14 @@ __all__ = [
     "SystemsDataset",
     "write_systems",
     "read_systems",
+    "affine_matrix",
 ]
 
 FORMAT_NAME = "krylearn.linear_systems"
 FORMAT_VERSION = 1
 
 #: attribute names of a system group that belong to the layout, not to ``attrs``
-_RESERVED_ATTRS = frozenset({"matrix", "grid_shape"})
+_RESERVED_ATTRS = frozenset({"matrix", "grid_shape", "matrix_scale", "matrix_shift"})
 #: largest chunk along a right-hand side (elements); one row per chunk below it
 _MAX_ROW_CHUNK = 1 << 19
 _COMPRESSIONS = ("gzip", "lzf", None)
@@ -128,6 +137,61 @@ def _check_attr_value(key: str, value):
     )
 
 
+def _check_real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def affine_matrix(M, scale: float = 1.0, shift: float = 0.0) -> scipy.sparse.csr_matrix:
+    """``scale * M + shift * I`` as a new CSR matrix (``M`` is left alone).
+
+    The same arithmetic (``scale * M.data``, then ``+ shift`` on the stored
+    diagonal) is used by the writer's check, by :class:`SystemsFile` and by the
+    sequence generators, so a matrix built on demand and the one read back from
+    a file are bitwise equal.
+
+    Parameters
+    ----------
+    M : scipy.sparse matrix, shape (n, n)
+        Square; converted to canonical CSR. Rows without a stored diagonal get
+        one when ``shift != 0``.
+    scale, shift : float
+        Finite reals.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (n, n), dtype of ``M`` (float64 for integer ``M``)
+        Shares ``indptr``/``indices`` with ``M`` when ``M`` stores every diagonal
+        entry (the common case: no copy of the pattern).
+    """
+    scale = _check_real("scale", scale)
+    shift = _check_real("shift", shift)
+    M = _as_csr(M)
+    if M.dtype.kind in "iub":
+        M = M.astype(np.float64)
+    if scale == 1.0 and shift == 0.0:
+        return M
+    n = M.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(M.indptr))
+    diag_pos = np.nonzero(rows == M.indices)[0]
+    data = M.data * M.dtype.type(scale)
+    if shift != 0.0 and diag_pos.size != n:
+        out = scipy.sparse.csr_matrix((data, M.indices, M.indptr), shape=M.shape)
+        out = out + shift * scipy.sparse.identity(n, dtype=M.dtype, format="csr")
+        out = scipy.sparse.csr_matrix(out)
+        out.sort_indices()
+        return out
+    if shift != 0.0:
+        data[diag_pos] += M.dtype.type(shift)
+    out = scipy.sparse.csr_matrix((data, M.indices, M.indptr), shape=M.shape)
+    out.has_canonical_format = True  # same (canonical) pattern as M
+    return out
+
+
 @dataclass
 class LinearSystem:
     """One sparse system ``A x = b`` with ``k`` right-hand sides.
@@ -154,7 +218,8 @@ class LinearSystem:
         ``[0, 255]`` is cast to uint8.
     attrs : dict
         Per-system scalars, strings or small numeric arrays (e.g.
-        ``frame=3``). The names ``"matrix"`` and ``"grid_shape"`` are reserved.
+        ``frame=3``). The names ``"matrix"``, ``"grid_shape"``,
+        ``"matrix_scale"`` and ``"matrix_shift"`` are reserved by the file layout.
     """
 
     A: scipy.sparse.csr_matrix
@@ -298,6 +363,7 @@ class SystemsWriter:
         self.path = path
         self._compression = compression
         self._matrix_index: dict[str, int] = {}
+        self._last_base = None
         self._num_systems = 0
         self._atomic = atomic_path(path)
         tmp = self._atomic.__enter__()
@@ -372,16 +438,59 @@ class SystemsWriter:
         """Number of distinct matrices stored so far."""
         return len(self._matrix_index)
 
-    def append(self, system: LinearSystem) -> int:
-        """Write one system; returns its index ``i`` (group ``systems/{i:06d}``)."""
+    def append(self, system: LinearSystem, *, base=None, scale: float = 1.0, shift: float = 0.0) -> int:
+        """Write one system; returns its index ``i`` (group ``systems/{i:06d}``).
+
+        Parameters
+        ----------
+        system : LinearSystem
+        base : scipy sparse matrix, shape (n, n), optional
+            Store ``system.A`` as ``scale * base + shift * I``: ``base`` is stored
+            (once for all systems that share it) and the system gets the
+            attributes ``matrix_scale`` and ``matrix_shift``. ``system.A`` must
+            equal :func:`affine_matrix` ``(base, scale, shift)`` (checked to
+            ``1e-12`` relative; ``ValueError`` otherwise). Without ``base``,
+            ``system.A`` itself is stored and ``scale``/``shift`` must be left at
+            their defaults. Passing the same ``base`` object again skips its
+            re-hashing (do not modify it in place between appends).
+        scale, shift : float
+            Finite reals (see ``base``).
+        """
         if not self._open:
             raise ValueError("append() on a closed SystemsWriter")
         if not isinstance(system, LinearSystem):
             raise TypeError(f"system must be a LinearSystem, got {type(system).__name__}")
-        j = self._store_matrix(system.A)
+        scale = _check_real("scale", scale)
+        shift = _check_real("shift", shift)
+        if base is None:
+            if scale != 1.0 or shift != 0.0:
+                raise ValueError("scale and shift need base= (the stored matrix M of A = scale * M + shift * I)")
+            j = self._store_matrix(system.A)
+        else:
+            cached = self._last_base
+            if cached is not None and cached[0] is base:
+                base_csr, j_base = cached[1], cached[2]
+            else:
+                base_csr, j_base = _as_csr(base), None
+            if base_csr.shape != system.A.shape:
+                raise ValueError(f"base must have the shape of system.A {system.A.shape}, got {base_csr.shape}")
+            expect = affine_matrix(base_csr, scale, shift)
+            diff = abs(expect - system.A)
+            err = diff.max() if diff.nnz else 0.0
+            ref = abs(expect).max() if expect.nnz else 0.0
+            if err > 1e-12 * max(ref, 1e-300):
+                raise ValueError(
+                    f"system.A differs from scale * base + shift * I (scale={scale!r}, shift={shift!r}): "
+                    f"max abs difference {err:.3g}"
+                )
+            j = self._store_matrix(base_csr) if j_base is None else j_base
+            self._last_base = (base, base_csr, j)  # the same base object again: no re-hash
         i = self._num_systems
         g = self._systems.create_group(f"{i:06d}")
         g.attrs["matrix"] = np.int64(j)
+        if base is not None:
+            g.attrs["matrix_scale"] = np.float64(scale)
+            g.attrs["matrix_shift"] = np.float64(shift)
         row_chunk = (1, max(1, min(system.n, _MAX_ROW_CHUNK)))
         self._dataset(g, "b", system.b, row_chunk)
         if system.x is not None:
@@ -685,8 +794,19 @@ class SystemsFile:
                     raise self._error(f"{key}/flags", f"shape {flags.shape} differs from grid_shape {grid_shape}")
                 if flags.dtype != np.uint8:
                     raise self._error(f"{key}/flags", f"expected dtype uint8, got {flags.dtype}")
+            transform = []
+            for name_, default in (("matrix_scale", 1.0), ("matrix_shift", 0.0)):
+                v = _attr_to_python(self._attr(g, name_, f"{key}/{name_}", required=False))
+                if v is None:
+                    v = default
+                elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise self._error(f"{key}/{name_}", f"expected a real number, got {v!r}")
+                elif not math.isfinite(v):
+                    raise self._error(f"{key}/{name_}", f"expected a finite number, got {v!r}")
+                transform.append(float(v))
             self._sys.append(
-                {"matrix": j, "n": n, "k": int(b.shape[0]), "has_x": has_x, "has_flags": has_flags, "grid_shape": grid_shape}
+                {"matrix": j, "n": n, "k": int(b.shape[0]), "has_x": has_x, "has_flags": has_flags,
+                 "grid_shape": grid_shape, "scale": transform[0], "shift": transform[1]}
             )
 
     # ------------------------------------------------------------ content
@@ -753,9 +873,32 @@ class SystemsFile:
         """Number of distinct stored matrices."""
         return len(self._matrix_n)
 
+    def matrix_transform(self, i: int) -> tuple[float, float]:
+        """``(scale, shift)`` of system ``i``: ``A_i = scale * M_j + shift * I`` (``(1.0, 0.0)`` if not stored)."""
+        meta = self._sys[self._check_index(i)]
+        return meta["scale"], meta["shift"]
+
+    def stored_matrix(self, j: int) -> scipy.sparse.csr_matrix:
+        """The stored matrix ``M_j`` (``matrices/{j:06d}``), checked on first read."""
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or int(j) not in self._matrix_n:
+            raise IndexError(f"no stored matrix {j!r} in {self.path!r} (it holds {len(self._matrix_n)})")
+        return self._load_matrix(int(j))
+
     def matrix(self, i: int) -> scipy.sparse.csr_matrix:
-        """The matrix of system ``i`` (checked on first read)."""
-        return self._load_matrix(self.matrix_index(i))
+        """The matrix ``A_i = scale * M_j + shift * I`` of system ``i`` (checked on first read)."""
+        meta = self._sys[self._check_index(i)]
+        M = self._load_matrix(meta["matrix"])
+        return affine_matrix(M, meta["scale"], meta["shift"])
+
+    def system_attrs(self, i: int) -> dict:
+        """The system's own attributes (what ``self[i].attrs`` holds), without reading any array."""
+        i = self._check_index(i)
+        key = f"systems/{i:06d}"
+        try:
+            g = self._h5["systems"][f"{i:06d}"]
+            return {k: _attr_to_python(v) for k, v in g.attrs.items() if k not in _RESERVED_ATTRS}
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise self._error(key, f"unreadable attributes ({e})") from None
 
     def rhs(self, i: int, rows=slice(None)) -> np.ndarray:
         """Right-hand sides ``b[rows]`` of system ``i`` (``(k, n)`` for the default)."""
@@ -771,7 +914,7 @@ class SystemsFile:
         meta = self._sys[i]
         g = self._h5["systems"][f"{i:06d}"]
         key = f"systems/{i:06d}"
-        A = self._load_matrix(meta["matrix"])
+        A = affine_matrix(self._load_matrix(meta["matrix"]), meta["scale"], meta["shift"])
         b = self._rows(i, "b", ())
         x = self._rows(i, "x", ()) if meta["has_x"] else None
         flags = self._read(g["flags"], f"{key}/flags") if meta["has_flags"] else None

@@ -220,6 +220,64 @@ def cmd_data_poisson(args) -> int:
     return 0
 
 
+def _sequence_kinds(s: str) -> list[str]:
+    from krylearn.bench.relax import SEQUENCE_KINDS
+
+    kinds = [k.strip() for k in s.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in SEQUENCE_KINDS]
+    if not kinds or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(SEQUENCE_KINDS)}, got {s!r}")
+    return kinds
+
+
+def cmd_bench_relax(args) -> int:
+    from krylearn.bench.relax import format_table, make_sequence, run_relax, write_report
+
+    if args.T is not None and args.T < 1:
+        raise ValueError(f"--T must be >= 1, got {args.T}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.file:
+        from krylearn.datasets.sequences import read_sequence
+
+        seq = read_sequence(args.file)
+        sequences = [seq if args.T is None or args.T >= len(seq) else seq[: args.T]]
+    else:
+        sequences = [make_sequence(k, args.T or 1000, args.n, args.seed, progress=not args.quiet)
+                     for k in args.sequence]
+    out = Path(args.out)
+    for seq in sequences:
+        if len(seq) == 0:
+            raise ValueError(f"{seq.name}: the sequence is empty")
+        report = run_relax(seq, solver=args.solver, warm_start=args.warm_start, rtol=args.rtol,
+                           maxiter=args.maxiter, seeds=args.seeds, cache_dir=None if args.no_cache else out,
+                           progress=not args.quiet)
+        files = write_report(report, out)
+        print(format_table(report))
+        print("\nwrote " + ", ".join(files) + "\n")
+    return 0
+
+
+def cmd_data_sequence(args) -> int:
+    from krylearn.datasets.sequences import heat2d, shifted_laplacian, write_sequence
+
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.kind == "heat2d":
+        n = 64 if args.n is None else args.n
+        if n < 2:
+            raise ValueError(f"--n must be >= 2, got {n}")
+        seq = heat2d(n, args.steps, dt=args.dt, seed=args.seed, progress=not args.quiet)
+    else:
+        n = 10 if args.n is None else args.n
+        if not 1 <= n <= 11:
+            raise ValueError(f"--n must be in [1, 11] for {args.kind} (larger grids make L + c I indefinite), got {n}")
+        seq = shifted_laplacian(args.steps, variance=args.kind.split("-")[1], grid=n, seed=args.seed)
+    path = write_sequence(args.output, seq, progress=not args.quiet)
+    print(f"wrote {path}: {seq.name}, {len(seq)} systems of {seq[0].n} unknowns, contexts in {seq.context_range}")
+    return 0
+
+
 # ----------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from krylearn import __version__
@@ -250,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=None, help="write x to this .npy file")
     s.set_defaults(func=cmd_solve)
 
-    b = sub.add_parser("bench", help="benchmarks: poisson, baselines")
+    b = sub.add_parser("bench", help="benchmarks: poisson, baselines, relax")
     bsub = b.add_subparsers(dest="bench", metavar="BENCH")
     bp = bsub.add_parser("poisson", help="iterations and seconds of several methods on one Poisson system",
                          description="Prints a table (method, iterations, setup s, solve s, final relative "
@@ -265,8 +323,33 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--rtol", type=_floats, default=1e-6, help="relative tolerance (default 1e-6)")
     _add_run_options(bb, out="bench", repeats=3)
     bb.set_defaults(func=cmd_bench_baselines)
+    br = bsub.add_parser(
+        "relax", help="bandit-tuned SOR omega across a sequence of systems (Learning to Relax)",
+        description="Runs omega=1, omega=1.5, YoungSpectral, TsallisINF, ChebCB (with contexts), Young and the "
+                    "best-fixed / instance-optimal oracles (grid search over the tuners' 20 omegas on [1, 1.95]) "
+                    "over each sequence; prints a table (totals, ratios, regret, seconds; bandits over --seeds "
+                    "seeds) and writes JSON, markdown and PNG (cumulative cost, regret, omegas) into --out. "
+                    "Defaults: shifted Laplacians with plain SOR from x0 = 0; heat2d with SSOR-PCG warm-started; "
+                    "rtol 1e-8, cap 10,000 iterations.")
+    src = br.add_mutually_exclusive_group()
+    src.add_argument("--sequence", type=_sequence_kinds, default=["shifted-low", "shifted-high"],
+                     help="comma-separated: shifted-low, shifted-high, heat2d (default shifted-low,shifted-high)")
+    src.add_argument("--file", default=None, help="a krylearn HDF5 systems file read as a sequence instead")
+    br.add_argument("--T", type=int, default=None, help="instances (default 1000; with --file: the whole file)")
+    br.add_argument("--n", type=int, default=None, help="grid points per side (default 10 for shifted-*, 64 for heat2d)")
+    br.add_argument("--seed", type=int, default=0, help="sequence seed (default 0)")
+    br.add_argument("--seeds", type=int, default=5, help="seeds of the randomized tuners (default 5)")
+    br.add_argument("--solver", default=None, help="sor | ssor | pcg-ssor (default: sor; pcg-ssor for heat2d)")
+    br.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
+                    help="start each instance from the previous solution (default: on for heat2d only)")
+    br.add_argument("--rtol", type=_floats, default=None, help="relative tolerance (default 1e-8)")
+    br.add_argument("--maxiter", type=int, default=None, help="iteration cap (default 10000)")
+    br.add_argument("--no-cache", action="store_true", help="recompute the grid costs even if cached in --out")
+    br.add_argument("--out", default=os.path.join(DEFAULT_OUT, "relax"), help=f"results folder (default {DEFAULT_OUT}/relax)")
+    br.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    br.set_defaults(func=cmd_bench_relax)
 
-    dt = sub.add_parser("data", help="dataset generators: poisson")
+    dt = sub.add_parser("data", help="dataset generators: poisson, sequence")
     dsub = dt.add_subparsers(dest="data", metavar="GENERATOR")
     dp = dsub.add_parser("poisson", help="pressure systems from a smoke simulation, one per frame, to HDF5")
     dp.add_argument("--scene", default="smoke-plume", help="smoke-plume | smoke-obstacle (default smoke-plume)")
@@ -277,6 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("-o", "--output", required=True, help="output .h5 path (written atomically)")
     dp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     dp.set_defaults(func=cmd_data_poisson)
+    ds = dsub.add_parser("sequence", help="a sequence of related systems (Learning to Relax) to HDF5",
+                         description="heat2d: Crank-Nicolson steps of a 2D heat equation with time-varying "
+                                     "diffusion (reference solutions stored); shifted-low / shifted-high: "
+                                     "10x10 grid Laplacian + c I with Beta-distributed shifts. One matrix is "
+                                     "stored, with per-system scale/shift attributes.")
+    ds.add_argument("--kind", required=True, choices=("heat2d", "shifted-low", "shifted-high"))
+    ds.add_argument("--n", type=int, default=None, help="grid points per side (default 64 for heat2d, 10 for shifted-*)")
+    ds.add_argument("--steps", type=int, default=1000, help="instances / time steps (default 1000)")
+    ds.add_argument("--dt", type=_floats, default=1e-3, help="heat2d time step (default 1e-3)")
+    ds.add_argument("--seed", type=int, default=0)
+    ds.add_argument("-o", "--output", required=True, help="output .h5 path (written atomically)")
+    ds.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ds.set_defaults(func=cmd_data_sequence)
 
     for parser in (b, dt):  # "krylearn bench" / "krylearn data" alone: show their help
         parser.set_defaults(func=lambda a, _p=parser: (_p.print_help(), 2)[1])

@@ -19,7 +19,8 @@ def run_cli(*args, cwd=None):
 
 
 @pytest.mark.parametrize("sub", [[], ["demo"], ["solve"], ["bench"], ["bench", "poisson"],
-                                 ["bench", "baselines"], ["data"], ["data", "poisson"]])
+                                 ["bench", "baselines"], ["bench", "relax"], ["data"], ["data", "poisson"],
+                                 ["data", "sequence"]])
 def test_help(sub, capsys):
     with pytest.raises(SystemExit) as e:
         main([*sub, "--help"])

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Regenerates the bandit-tuned SOR tables and plots in benchmarks/results/relax/ (quoted in the README).
+# About 10 minutes on a 2-core CPU. The grid-cost caches (*.npz) are written beside the results (not committed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=benchmarks/results/relax
+mkdir -p "$out"
+krylearn bench relax --sequence shifted-low,shifted-high --T 5000 --seeds 5 --out "$out" -q | tee "$out/shifted-T5000.txt"
+krylearn bench relax --sequence heat2d --n 64 --T 1000 --seeds 5 --out "$out" -q | tee "$out/heat2d-n64-T1000.txt"
