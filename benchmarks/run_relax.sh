@@ -7,3 +7,4 @@ out=benchmarks/results/relax
 mkdir -p "$out"
 krylearn bench relax --sequence shifted-low,shifted-high --T 5000 --seeds 5 --out "$out" -q | tee "$out/shifted-T5000.txt"
 krylearn bench relax --sequence heat2d --n 64 --T 1000 --seeds 5 --out "$out" -q | tee "$out/heat2d-n64-T1000.txt"
+krylearn bench relax --sequence heat2d --n 64 --T 1000 --seeds 5 --no-warm-start --out "$out" -q | tee "$out/heat2d-n64-T1000-cold.txt"
