@@ -229,7 +229,7 @@ class SSORPreconditioner(_TriangularPairPreconditioner):
         csr, empty = K.matrix_form(op)
         csr = csr.astype(_np_dtype(dtype))
         diag = csr.diagonal().astype(np.float64)
-        K.check_diagonal(diag, empty)
+        K.check_diagonal(diag, empty, positive=True)  # an SPD preconditioner needs D > 0
         # rows of an identically zero row act as the identity: x_i = w (2-w) r_i / d_i
         diag[empty] = omega * (2.0 - omega)
         self.omega = omega

@@ -139,8 +139,9 @@ def tune(sequence, tuner: Tuner, *, solver="sor", parameter: str = "omega", warm
         A :func:`krylearn.solve` method name (``"sor"``, ``"ssor"``,
         ``"pcg-ssor"``, ``"jacobi"`` or a registered method) or
         ``fn(A, b, x0, **{parameter: value}, rtol=, atol=, maxiter=, **solver_options) -> SolveResult``.
-        ``"sor"``/``"ssor"`` without options run a compiled whole-solve loop
-        (same results as ``krylearn.solve``; see :mod:`._solve`).
+        ``"sor"``/``"ssor"``/``"pcg-ssor"`` without options run a compiled
+        whole-solve loop (same results as ``krylearn.solve``, up to rounding
+        for ``"pcg-ssor"``; see :mod:`._solve`).
     parameter : str
         Keyword the tuned value is passed as (``"omega"``).
     warm_start : bool
@@ -151,7 +152,7 @@ def tune(sequence, tuner: Tuner, *, solver="sor", parameter: str = "omega", warm
     progress : bool
         Show a tqdm bar.
     **solver_options
-        Passed to the solver (they disable the compiled SOR path).
+        Passed to the solver (they disable the compiled paths).
 
     Returns
     -------
