@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
+from krylearn.solvers.bandit.base import check_range
+
 from .systems import LinearSystem, SystemsFile, SystemsWriter, affine_matrix
 
 __all__ = [
@@ -114,13 +116,7 @@ class Sequence:
             if context_range is None:
                 raise ValueError("context_range is required when contexts are given")
         if context_range is not None:
-            try:
-                lo, hi = (float(v) for v in context_range)
-            except (TypeError, ValueError):
-                raise TypeError(f"context_range must be a pair of numbers, got {context_range!r}") from None
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"context_range must be finite with lo < hi, got {context_range!r}")
-            context_range = (lo, hi)
+            context_range = check_range(context_range)
         self.contexts = contexts
         self.context_range = context_range
         self.meta = dict(meta or {})

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._common import check_tolerances, prepare
 from .krylov import cg
-from .nullspace import empty_rows
+from .nullspace import detect_constant_nullspace, empty_rows, matrix_form
 from .result import SolveResult
 
 #: Preconditioned-CG methods and the preconditioner each builds.
@@ -99,13 +99,25 @@ def solve(A, b, method: str = "cg", x0=None, *, rtol: float = 1e-6, atol: float 
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     check_tolerances(rtol, atol, maxiter)
+    t_checks = time.perf_counter()
     system = prepare(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter)
-    _check_empty_rows(system)
     A = system.op
+    csr = matrix_form(A)  # built once for every structural check below
+    _check_empty_rows(system, csr)
     common = dict(rtol=rtol, atol=atol, maxiter=maxiter)
     if method == "cg" or method in PCG_METHODS:
         if options.pop("check_symmetry", True):
-            _check_symmetric(A)
+            _check_symmetric(A, csr)
+        if options.get("nullspace", "auto") == "auto":
+            options["nullspace"] = detect_constant_nullspace(A, A=csr)
+    checks_seconds = time.perf_counter() - t_checks
+    res = _dispatch(A, b, x0, method, common, options)
+    res.setup_seconds += checks_seconds  # input checks and null-space detection are setup too
+    return res
+
+
+def _dispatch(A, b, x0, method: str, common: dict, options: dict) -> SolveResult:
+    """Run ``method`` on the checked operator ``A``."""
     if method == "cg":
         return cg(A, b, x0, **common, **options)
     if method in PCG_METHODS:
@@ -132,15 +144,14 @@ def solve(A, b, method: str = "cg", x0=None, *, rtol: float = 1e-6, atol: float 
     raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
 
 
-def _check_symmetric(op) -> None:
+def _check_symmetric(op, csr) -> None:
     """Reject a stored matrix that is not Hermitian (CG would silently go wrong)."""
     from krylearn.operators import Dense, SparseMatrix
 
-    if not isinstance(op, (SparseMatrix, Dense)):
+    if csr is None or not isinstance(op, (SparseMatrix, Dense)):
         return  # matrix-free operators are trusted (and checked through p.Ap > 0)
-    A = op.to_sparse()
-    scale = abs(A).max() if A.nnz else 0.0
-    asym = abs(A - A.conj().T).max() if A.nnz else 0.0
+    scale = abs(csr).max() if csr.nnz else 0.0
+    asym = abs(csr - csr.conj().T).max() if csr.nnz else 0.0
     if asym > 1e-12 * scale:
         raise ValueError(
             f"A is not symmetric (max |A - A^H| = {asym:.3g}, max |A| = {scale:.3g}): CG and the PCG "
@@ -148,14 +159,15 @@ def _check_symmetric(op) -> None:
         )
 
 
-def _check_empty_rows(system) -> None:
+def _check_empty_rows(system, csr) -> None:
     """Reject a right-hand side that is nonzero on an identically zero row of ``A``."""
-    empty = empty_rows(system.op)
+    empty = empty_rows(system.op, csr) if csr is not None else None
     if empty is None or not empty.any():
         return
-    bad = system.b.abs().cpu().numpy()[:, empty].max(axis=1) > 0
+    b_abs = system.b.abs().cpu().numpy()
+    bad = b_abs[:, empty].max(axis=1) > 0
     if np.any(bad):
-        idx = int(np.nonzero(empty & (system.b.abs().cpu().numpy()[int(np.argmax(bad))] > 0))[0][0])
+        idx = int(np.nonzero(empty & (b_abs[int(np.argmax(bad))] > 0))[0][0])
         raise ValueError(
             f"b is nonzero at row {idx}, where A is identically zero (a solid/empty cell in the "
             "full-grid convention): the system has no solution; zero b there"

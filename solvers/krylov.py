@@ -9,7 +9,7 @@ import torch
 from krylearn.operators.base import Operator
 
 from ._common import make_result, prepare, relative
-from .nullspace import detect_constant_nullspace
+from .nullspace import ConstantNullSpace, detect_constant_nullspace
 from .result import SolveResult
 
 
@@ -60,11 +60,13 @@ def cg(A, b, x0=None, *, rtol=1e-6, atol=0.0, maxiter=None, M=None, callback=Non
     callback : callable, optional
         Called as ``callback(xk)`` after every iteration with the current
         iterate (shape of ``b``; a torch tensor).
-    nullspace : {"auto", None}
+    nullspace : {"auto", None} or ConstantNullSpace
         ``"auto"`` detects singular components whose rows sum to zero
         (pure-Neumann regions), projects ``b`` onto the range and keeps the
         iterates orthogonal to the null space; the minimum-norm solution is
-        returned and ``info["null_space"]`` counts the components.
+        returned and ``info["null_space"]`` counts the components.  A
+        :class:`~krylearn.solvers.nullspace.ConstantNullSpace` already
+        detected by the caller is used as given.
     dtype : torch.dtype, optional
         Working precision (default: promote ``A`` and ``b``; fp64 for fp64 input).
 
@@ -91,11 +93,14 @@ def cg(A, b, x0=None, *, rtol=1e-6, atol=0.0, maxiter=None, M=None, callback=Non
     apply_A = op._apply
     apply_M = _as_apply(M)
     info = {"null_space": 0}
-    ns = None
-    if nullspace == "auto":
+    if isinstance(nullspace, ConstantNullSpace):
+        ns = nullspace
+    elif nullspace == "auto":
         ns = detect_constant_nullspace(op)
-    elif nullspace is not None:
-        raise ValueError(f"nullspace must be 'auto' or None, got {nullspace!r}")
+    elif nullspace is None:
+        ns = None
+    else:
+        raise ValueError(f"nullspace must be 'auto', None or a ConstantNullSpace, got {nullspace!r}")
     b_ = sys_.b
     if ns is not None:
         b_ = ns.project(b_.clone())

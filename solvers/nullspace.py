@@ -50,30 +50,38 @@ class ConstantNullSpace:
         return v
 
 
-def empty_rows(op: Operator) -> np.ndarray | None:
-    """Boolean mask of rows that are identically zero (full-grid convention), or None if unknown."""
-    try:
-        A = op.to_sparse()
-    except NotImplementedError:
-        return None
-    A = scipy.sparse.csr_matrix(A)
-    A.eliminate_zeros()
-    return np.diff(A.indptr) == 0
-
-
-def detect_constant_nullspace(op: Operator, *, tol: float = 1e-10) -> ConstantNullSpace | None:
-    """Find the singular components of a symmetric Laplacian-like matrix.
-
-    A connected component (through off-diagonal nonzeros, identically zero
-    rows excluded) is singular when every one of its rows sums to zero
-    (``|sum_j A_ij| <= tol * |A_ii|``).  Returns None when there is none or
-    the operator has no matrix form.
-    """
+def matrix_form(op: Operator) -> scipy.sparse.csr_matrix | None:
+    """``op`` as a CSR matrix with explicit zeros removed, or None for a matrix-free operator."""
     try:
         A = scipy.sparse.csr_matrix(op.to_sparse())
     except NotImplementedError:
         return None
     A.eliminate_zeros()
+    return A
+
+
+def empty_rows(op: Operator, A: scipy.sparse.csr_matrix | None = None) -> np.ndarray | None:
+    """Boolean mask of rows that are identically zero (full-grid convention), or None if unknown.
+
+    ``A`` is ``op``'s :func:`matrix_form` when the caller already has it.
+    """
+    A = matrix_form(op) if A is None else A
+    return None if A is None else np.diff(A.indptr) == 0
+
+
+def detect_constant_nullspace(op: Operator, *, tol: float = 1e-10,
+                              A: scipy.sparse.csr_matrix | None = None) -> ConstantNullSpace | None:
+    """Find the singular components of a symmetric Laplacian-like matrix.
+
+    A connected component (through off-diagonal nonzeros, identically zero
+    rows excluded) is singular when every one of its rows sums to zero
+    (``|sum_j A_ij| <= tol * |A_ii|``).  Returns None when there is none or
+    the operator has no matrix form.  ``A`` is ``op``'s :func:`matrix_form`
+    when the caller already has it.
+    """
+    A = matrix_form(op) if A is None else A
+    if A is None:
+        return None
     active = np.diff(A.indptr) > 0
     rowsum = np.abs(np.asarray(A.sum(axis=1)).ravel())
     zero_sum = active & (rowsum <= tol * np.abs(A.diagonal()))
