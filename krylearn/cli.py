@@ -278,6 +278,56 @@ def cmd_data_sequence(args) -> int:
     return 0
 
 
+def _int_list(s: str) -> list[int]:
+    try:
+        return [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def cmd_bench_dcdm(args) -> int:
+    from krylearn.bench.dcdm import format_dcdm_table, run_dcdm_benchmark
+
+    if args.sizes is None:
+        args.sizes = [128, 256, 512] if args.dim == 2 else [32, 64, 128]
+    if not args.sizes or min(args.sizes) < 8:
+        raise ValueError(f"--sizes must be integers >= 8, got {args.sizes}")
+    report = run_dcdm_benchmark(dim=args.dim, sizes=args.sizes,
+                                scenes=[s.strip() for s in args.scenes.split(",") if s.strip()], seed=args.seed,
+                                frames=args.frames, methods=args.methods, rtol=args.rtol,
+                                rtol_coarse=args.rtol_coarse, repeats=args.repeats, warmup=args.warmup,
+                                model=args.model,
+                                out_dir=args.out, progress=not args.quiet)
+    print(format_dcdm_table(report))
+    print("\nwrote " + ", ".join(report["files"]))
+    return 0
+
+
+def cmd_train_dcdm(args) -> int:
+    from krylearn.recipes.dcdm import train
+
+    for name in ("n", "steps", "batch", "ritz", "frame", "width", "levels", "blocks"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name} must be >= 1, got {v}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    config = {"width": args.width, "levels": args.levels, "blocks": args.blocks, "geometry": not args.no_geometry}
+    card = train(dim=args.dim, n=args.n, out=args.out, name=args.name, data=args.data,
+                 scenes=[s.strip() for s in args.scenes.split(",") if s.strip()], data_seed=args.data_seed,
+                 frame=args.frame, ritz=args.ritz, steps=args.steps, batch=args.batch, lr=args.lr,
+                 schedule=args.schedule,
+                 seed=args.seed, config=config, save=args.save, resume=not args.no_resume, device=args.device,
+                 init=args.init, progress=not args.quiet)
+    if card:
+        m = card["metrics"]
+        print(f"{card['name']}: {card['training']['steps']} steps in {card['seconds']['training']:.0f} s; "
+              f"held-out loss {m['final_val_loss']:.4g} (best {m['best_val_loss']:.4g} at step {m['best_step']})")
+        target = args.save or str(Path(args.out) / card["name"])
+        print(f"wrote {target}.safetensors and {target}.json")
+    return 0
+
+
 # ----------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from krylearn import __version__
@@ -323,6 +373,27 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--rtol", type=_floats, default=1e-6, help="relative tolerance (default 1e-6)")
     _add_run_options(bb, out="bench", repeats=3)
     bb.set_defaults(func=cmd_bench_baselines)
+    bd = bsub.add_parser(
+        "dcdm", help="DCDM against CG / IC-PCG / AMG-PCG on held-out smoke frames across grid sizes",
+        description="For each scene and size: simulate --frames frames with scene seed --seed (training used "
+                    "seeds >= 100), solve the last frame's pressure system with every method to --rtol, read the "
+                    "iterations to --rtol-coarse off the same history; print a markdown table with iteration "
+                    "growth and write JSON, markdown, residual plots and an iterations-vs-size plot. Simulated "
+                    "systems are cached in --out as .npz.")
+    bd.add_argument("--dim", type=int, default=2, choices=(2, 3))
+    bd.add_argument("--sizes", type=_int_list, default=None, help="cells per side, comma-separated "
+                    "(default 128,256,512 in 2D; 32,64,128 in 3D)")
+    bd.add_argument("--scenes", default="smoke-plume,smoke-obstacle", help="default both")
+    bd.add_argument("--seed", type=int, default=0, help="scene seed (default 0; held out from training)")
+    bd.add_argument("--frames", type=int, default=10, help="frame to take (default 10)")
+    bd.add_argument("--methods", type=_method_list, default=["cg", "pcg-ic", "pcg-amg", "dcdm"],
+                    help="default cg,pcg-ic,pcg-amg,dcdm")
+    bd.add_argument("--model", default=None, help="DCDM weights (default dcdm-<dim>d)")
+    bd.add_argument("--rtol", type=_floats, default=1e-6, help="relative tolerance of the runs (default 1e-6)")
+    bd.add_argument("--rtol-coarse", type=_floats, default=1e-4, help="also report iterations to this (default 1e-4)")
+    bd.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones (default 1)")
+    _add_run_options(bd, out="dcdm", repeats=1)
+    bd.set_defaults(func=cmd_bench_dcdm)
     br = bsub.add_parser(
         "relax", help="bandit-tuned SOR omega across a sequence of systems (Learning to Relax)",
         description="Runs omega=1, omega=1.5, YoungSpectral, TsallisINF, ChebCB (with contexts), Young and the "
@@ -374,7 +445,43 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ds.set_defaults(func=cmd_data_sequence)
 
-    for parser in (b, dt):  # "krylearn bench" / "krylearn data" alone: show their help
+    tr = sub.add_parser("train", help="train a learned method: dcdm")
+    tsub = tr.add_subparsers(dest="train", metavar="METHOD")
+    td = tsub.add_parser(
+        "dcdm", help="train a DCDM network on Ritz right-hand sides of smoke-simulation matrices",
+        description="Simulates one frame per scene (seeds --data-seed, --data-seed+1, ...; the benchmark uses 0-9), "
+                    "computes --ritz Ritz vectors of each pressure matrix (Lanczos, full re-orthogonalisation) "
+                    "into OUT/ritz-<dim>d-<n>.h5, trains with the unsupervised DCDM loss (Adam), checkpoints to "
+                    "OUT/checkpoint.pt (resumed when present) and writes safetensors weights + a JSON card. "
+                    "Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.")
+    td.add_argument("--dim", type=int, default=2, choices=(2, 3))
+    td.add_argument("--n", type=int, default=128, help="training grid cells per side (default 128)")
+    td.add_argument("--scenes", default="smoke-plume,smoke-obstacle", help="training scenes (default both)")
+    td.add_argument("--data-seed", type=int, default=100, help="scene seed of the first training matrix (default 100)")
+    td.add_argument("--frame", type=int, default=8, help="simulation frame of the training matrices (default 8)")
+    td.add_argument("--ritz", type=int, default=800, help="Lanczos steps / Ritz vectors per matrix (default 800)")
+    td.add_argument("--data", default=None, help="existing Ritz HDF5 file (skips the data step)")
+    td.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    td.add_argument("--batch", type=int, default=10, help="right-hand sides per step (default 10, as the paper)")
+    td.add_argument("--lr", type=_floats, default=1e-4, help="Adam learning rate (default 1e-4, as the paper)")
+    td.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+                    help="learning-rate schedule (cosine: decay to lr/10; default constant)")
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--width", type=int, default=16, help="channels (default 16, as the paper)")
+    td.add_argument("--levels", type=int, default=3, help="resolution levels (paper: 2; default 3)")
+    td.add_argument("--blocks", type=int, default=1, help="residual blocks per level and direction (default 1)")
+    td.add_argument("--no-geometry", action="store_true", help="do not feed the fluid-cell mask to the network")
+    td.add_argument("--init", default=None, help="start from these weights (a shipped name or a path)")
+    td.add_argument("--name", default=None, help="model name in the card (default dcdm-<dim>d)")
+    td.add_argument("--save", default=None, help="weights path without suffix (default OUT/NAME)")
+    td.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    td.add_argument("--no-resume", action="store_true", help="ignore OUT/checkpoint.pt")
+    td.add_argument("--out", default=os.path.join(DEFAULT_OUT, "train-dcdm"),
+                    help=f"work folder (default {DEFAULT_OUT}/train-dcdm)")
+    td.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    td.set_defaults(func=cmd_train_dcdm)
+
+    for parser in (b, dt, tr):  # "krylearn bench" / "krylearn data" alone: show their help
         parser.set_defaults(func=lambda a, _p=parser: (_p.print_help(), 2)[1])
     return p
 

@@ -156,6 +156,23 @@ def relative(rnorm: torch.Tensor, system: System) -> torch.Tensor:
     return rnorm / torch.where(system.bnorm > 0, system.bnorm, torch.ones_like(system.bnorm))
 
 
+def initial_status(system: System, x: torch.Tensor, rnorm: torch.Tensor):
+    """Reasons and the active mask before the first iteration.
+
+    Systems already within tolerance are ``"converged"`` (``"zero_rhs"`` when
+    ``b == 0``, with ``x`` zeroed); the rest start as ``"maxiter"``.  Returns
+    ``(reasons: list[str], active: bool tensor (k,) on CPU)``.
+    """
+    reasons = ["maxiter"] * system.k
+    active = (rnorm > system.tol).cpu()
+    for i in range(system.k):
+        if not active[i]:
+            reasons[i] = "zero_rhs" if system.bnorm[i] == 0 else "converged"
+            if system.bnorm[i] == 0:
+                x[i].zero_()
+    return reasons, active
+
+
 def make_result(system: System, x: torch.Tensor, history, iterations, reasons, *, method: str,
                 setup_seconds: float = 0.0, solve_seconds: float = 0.0, info=None) -> SolveResult:
     """Assemble a :class:`SolveResult` in the caller's shape and array type.

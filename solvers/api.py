@@ -31,7 +31,7 @@ RELAXATION_METHODS = {
 
 # Methods registered by other packages/modules: name -> "module:function" or a callable
 # with the signature ``fn(A, b, x0=None, *, rtol, atol, maxiter, **options) -> SolveResult``.
-_REGISTRY: dict[str, object] = {}
+_REGISTRY: dict[str, object] = {"dcdm": "krylearn.solvers.dcdm.solve:dcdm"}
 
 
 def register_method(name: str, fn) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from krylearn.operators.base import Operator
 
-from ._common import make_result, prepare, relative
+from ._common import initial_status, make_result, prepare, relative
 from .nullspace import ConstantNullSpace, detect_constant_nullspace
 from .result import SolveResult
 
@@ -119,13 +119,7 @@ def cg(A, b, x0=None, *, rtol=1e-6, atol=0.0, maxiter=None, M=None, callback=Non
     rnorm = _norm(r)
     history = [relative(rnorm, sys_)]
     iterations = torch.zeros(k, dtype=torch.int64)
-    reasons = ["maxiter"] * k
-    active = (rnorm > tol).cpu()
-    for i in range(k):
-        if not active[i]:
-            reasons[i] = "zero_rhs" if sys_.bnorm[i] == 0 else "converged"
-            if sys_.bnorm[i] == 0:
-                x[i].zero_()
+    reasons, active = initial_status(sys_, x, rnorm)
 
     def stop(mask: torch.Tensor, why: str):
         for i in torch.nonzero(mask & active).flatten().tolist():

@@ -101,6 +101,10 @@ def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0,
                repeats: int = 3, warmup: int = 1, options=None) -> tuple[dict, np.ndarray]:
     """Run ``method`` ``warmup + repeats`` times; return a table row and the residual history."""
     options = dict(options or {})
+    if method == "dcdm" and problem.grid_shape is not None:  # DCDM needs the grid behind the matrix
+        options.setdefault("grid_shape", tuple(problem.grid_shape))
+        if problem.flags is not None:
+            options.setdefault("flags", problem.flags)
     times_setup, times_solve = [], []
     res = None
     for r in range(warmup + repeats):
@@ -120,8 +124,11 @@ def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0,
         "converged": bool(res.converged),
         "reason": res.reason,
         "null_space": int(res.info.get("null_space", 0)),
-        "options": options,
+        "options": {k: v for k, v in options.items() if k not in ("grid_shape", "flags")},
     }
+    for key in ("fallback_steps", "switched_to_pcg_at", "network_seconds", "model"):
+        if key in res.info:
+            row[key] = res.info[key]
     return row, np.asarray(res.residuals)
 
 
@@ -131,15 +138,9 @@ def machine() -> dict:
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from krylearn.solvers.training import cpu_name
+
+    cpu = cpu_name()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

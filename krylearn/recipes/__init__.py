@@ -1,0 +1,1 @@
+"""End-to-end pipelines behind ``krylearn train ...`` (data, training, shipped weights)."""

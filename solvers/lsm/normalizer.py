@@ -1,0 +1,145 @@
+"""Pointwise Gaussian normalisation and the physical-units wrapper around a network.
+
+:class:`UnitGaussianNormalizer` keeps the per-point mean and standard
+deviation of the training fields as buffers, so they are saved with the
+model's ``state_dict`` (and in its safetensors file).  :class:`NormalizedOperator`
+chains ``encode -> network -> decode``: physical coefficient in, physical
+solution out.
+
+At a grid other than the training grid, the mean and std fields are
+resampled bilinearly (``align_corners=True``, i.e. the grid's end points are
+the domain's edges, as in the models' ``linspace(0, 1)`` grid channels) to
+the input's H x W before use.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["UnitGaussianNormalizer", "NormalizedOperator"]
+
+
+class UnitGaussianNormalizer(nn.Module):
+    """``encode(x) = (x - mean) / (std + eps)``, ``decode(y) = y * (std + eps) + mean``, per point.
+
+    Parameters
+    ----------
+    mean, std : torch.Tensor
+        Per-point statistics of shape ``(C, H, W)``.
+    eps : float
+        Added to ``std`` (1e-5, as the FNO/LSM code).
+
+    Notes
+    -----
+    Fields passed to :meth:`encode` / :meth:`decode` are ``(B, C, H', W')``;
+    when ``(H', W') != (H, W)`` the statistics are resampled bilinearly to
+    ``(H', W')`` (a smooth mean/std field transfers well; expect the network,
+    not the normaliser, to limit accuracy at a new resolution).
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5):
+        super().__init__()
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if mean.ndim != 3 or mean.shape != std.shape:
+            raise ValueError(f"mean and std must both have shape (C, H, W), got {tuple(mean.shape)} "
+                             f"and {tuple(std.shape)}")
+        if not (eps > 0):
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+        self.register_buffer("eps", torch.tensor(float(eps)))
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, eps: float = 1e-5) -> "UnitGaussianNormalizer":
+        """Statistics over the sample axis of ``x`` (N, H, W) or (N, C, H, W); std is unbiased (N-1).
+
+        Computed in float64, stored in float32.
+        """
+        x = torch.as_tensor(x)
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        if x.ndim != 4 or x.shape[0] < 2:
+            raise ValueError(f"x must have shape (N, H, W) or (N, C, H, W) with N >= 2, got {tuple(x.shape)}")
+        x = x.to(torch.float64)
+        return cls(x.mean(0).float(), x.std(0).float(), eps)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the training fields."""
+        return tuple(self.mean.shape)
+
+    def _stats(self, x: torch.Tensor):
+        if x.ndim != 4 or x.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"field must have shape (B, {self.mean.shape[0]}, H, W), got {tuple(x.shape)}")
+        mean, scale = self.mean, self.std + self.eps
+        if x.shape[-2:] != mean.shape[-2:]:
+            size = tuple(x.shape[-2:])
+            mean = F.interpolate(mean[None], size=size, mode="bilinear", align_corners=True)[0]
+            scale = F.interpolate(self.std[None], size=size, mode="bilinear", align_corners=True)[0] + self.eps
+        return mean.to(x.dtype), scale.to(x.dtype)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical ``(B, C, H, W)`` -> normalised."""
+        mean, scale = self._stats(x)
+        return (x - mean) / scale
+
+    def decode(self, y: torch.Tensor) -> torch.Tensor:
+        """Normalised ``(B, C, H, W)`` -> physical."""
+        mean, scale = self._stats(y)
+        return y * scale + mean
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, eps={float(self.eps):g}"
+
+
+class NormalizedOperator(nn.Module):
+    """Physical units in and out: ``decode_y(net(encode_x(a)))``.
+
+    Parameters
+    ----------
+    net : nn.Module
+        ``(B, Cin, H, W) -> (B, Cout, H, W)`` with a ``config`` dict and a ``kind``.
+    x_normalizer, y_normalizer : UnitGaussianNormalizer, optional
+        ``None`` skips that side.
+
+    ``forward(a)``: ``a`` (B, Cin, H, W) in physical units -> (B, Cout, H, W)
+    in physical units.  Its ``state_dict`` holds ``net.*``,
+    ``x_normalizer.*`` and ``y_normalizer.*``.
+    """
+
+    def __init__(self, net: nn.Module, x_normalizer: UnitGaussianNormalizer | None = None,
+                 y_normalizer: UnitGaussianNormalizer | None = None):
+        super().__init__()
+        self.net = net
+        self.x_normalizer = x_normalizer
+        self.y_normalizer = y_normalizer
+
+    @property
+    def kind(self) -> str:
+        return getattr(self.net, "kind", type(self.net).__name__.lower())
+
+    @property
+    def config(self) -> dict:
+        return dict(getattr(self.net, "config", {}))
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.config.get("in_channels", 1))
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        """The training grid ``(H, W)`` as recorded by the normalisers, or ``None``."""
+        for n in (self.x_normalizer, self.y_normalizer):
+            if n is not None:
+                return tuple(n.shape[-2:])
+        return None
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        x = self.x_normalizer.encode(a) if self.x_normalizer is not None else a
+        y = self.net(x)
+        return self.y_normalizer.decode(y) if self.y_normalizer is not None else y

@@ -1,0 +1,182 @@
+"""``predict``: solutions of a learned operator from input fields, physical units in and out.
+
+>>> import numpy as np
+>>> from krylearn.solvers.lsm import predict                     # doctest: +SKIP
+>>> u = predict(a, model="lsm-darcy")   # a: (N, 85, 85) coefficients -> u: (N, 85, 85)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from krylearn.solvers.training import pick_device
+from krylearn.solvers.weights import weights_path
+
+from .normalizer import NormalizedOperator
+from .train import KINDS, WEIGHTS_DIR, load_pretrained
+
+__all__ = ["predict", "resample_nodes"]
+
+_CACHE: dict = {}
+_WARNED: set = set()
+
+
+def _resolve(model, device) -> NormalizedOperator:
+    if isinstance(model, NormalizedOperator):
+        return model.to(device)
+    if isinstance(model, torch.nn.Module):
+        if getattr(model, "kind", None) in KINDS:  # a bare network: no normalisation
+            return NormalizedOperator(model).to(device)
+        raise TypeError(f"model must be a name, a path or a NormalizedOperator, got {type(model).__name__}")
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a name, a path or a NormalizedOperator, got {type(model).__name__}")
+    path = weights_path(model, WEIGHTS_DIR)
+    wfile = Path(path).with_suffix(".safetensors")
+    key = (str(Path(path).resolve()), wfile.stat().st_mtime_ns, str(device))
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = load_pretrained(path, device=device)
+    return _CACHE[key]
+
+
+def resample_nodes(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resample ``(B, C, H, W)`` node-based fields (end points on the domain's edges) to ``size``.
+
+    ``mode="nearest"`` picks the node nearest to each target node (from 421 to
+    85 this is exactly the ``[::5]`` sub-sampling of the FNO data);
+    ``mode="bilinear"`` interpolates with ``align_corners=True``.
+    """
+    H, W = size
+    if tuple(x.shape[-2:]) == (H, W):
+        return x
+    if mode == "bilinear":
+        return F.interpolate(x, size=(H, W), mode="bilinear", align_corners=True)
+    if mode != "nearest":
+        raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+    ih = torch.round(torch.linspace(0, x.shape[-2] - 1, H, device=x.device)).long()
+    iw = torch.round(torch.linspace(0, x.shape[-1] - 1, W, device=x.device)).long()
+    return x[..., ih[:, None], iw[None, :]]
+
+
+def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample: bool = False):
+    """Solutions ``u`` for input fields ``a`` with a trained operator (LSM, FNO or U-Net).
+
+    Parameters
+    ----------
+    a : numpy.ndarray or torch.Tensor
+        ``(N, s1, s2)`` or one field ``(s1, s2)`` in physical units (Darcy:
+        the coefficient, e.g. 3 and 12); ``(N, C, s1, s2)`` for a model with
+        ``C > 1`` input channels.
+    model : str, Path or NormalizedOperator
+        A shipped name (``"lsm-darcy"``), a weights path written by
+        :func:`save_pretrained`, or a predictor object (e.g. the
+        ``"predictor"`` returned by :func:`train_operator`).
+    batch_size : int
+        Fields per forward pass.
+    device : optional
+        Default: ``a``'s device for a tensor, else CUDA when available.
+    resample : bool
+        At a grid other than the training grid: ``False`` runs the network
+        natively on the new grid (normalisers interpolated bilinearly, the
+        LSM's padding and patch re-planned; accuracy usually drops, and a
+        warning says so once); ``True`` samples ``a`` at the training grid
+        (nearest node, exact ``[::r]`` sub-sampling where the grids nest),
+        predicts there and interpolates ``u`` back bilinearly.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        Same type and leading shape as ``a`` (``(N, s1, s2)`` or ``(s1, s2)``;
+        ``(N, C_out, s1, s2)`` when the model has several outputs), physical
+        units; numpy output has ``a``'s floating dtype (float32 for integer
+        or bool input), a tensor output is on ``a``'s device.
+
+    Raises
+    ------
+    ValueError
+        ``a`` with a wrong number of axes, empty, or containing NaN/Inf;
+        ``batch_size`` not a positive integer; an unknown model name.
+    TypeError
+        ``a`` neither an array nor a tensor.
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(resample, str) or not isinstance(resample, (bool, np.bool_)):
+        raise TypeError(f"resample must be True or False, got {resample!r}")
+    is_tensor = isinstance(a, torch.Tensor)
+    if is_tensor:
+        t, out_device = a.detach(), a.device
+    elif isinstance(a, np.ndarray) or np.isscalar(a) or isinstance(a, (list, tuple)):
+        arr = np.asarray(a)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"a must be a numeric array or tensor, got dtype {arr.dtype}")
+        t, out_device = torch.from_numpy(np.ascontiguousarray(arr)), None
+    else:
+        raise TypeError(f"a must be a numpy array or a torch tensor, got {type(a).__name__}")
+    if t.is_complex():
+        raise TypeError(f"a must be real, got {t.dtype}")
+    if t.ndim not in (2, 3, 4):
+        raise ValueError(f"a must have shape (N, s1, s2) or (s1, s2), got {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"a is empty (shape {tuple(t.shape)})")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError("a contains NaN or Inf")
+    dev = pick_device(device) if device is not None else (t.device if is_tensor else pick_device(None))
+    predictor = _resolve(model, dev)
+    cin = predictor.in_channels
+    ndim = t.ndim
+    if ndim == 2:
+        x = t[None, None]
+    elif ndim == 3:
+        x = t[:, None] if cin == 1 else t[None]
+    elif ndim == 4:
+        x = t
+    else:
+        raise ValueError(f"a must have shape (N, s1, s2) or (s1, s2), got {tuple(t.shape)}")
+    if x.shape[1] != cin:
+        raise ValueError(f"a must have {cin} channel(s) for this model, got shape {tuple(t.shape)}")
+    x = x.to(torch.float32)
+    if not torch.isfinite(x).all():  # finite float64 values beyond float32's range
+        raise ValueError("a has values too large for float32")
+
+    size = tuple(x.shape[-2:])
+    train_res = predictor.resolution
+    if train_res is not None and size != tuple(train_res) and not resample:
+        key = (predictor.source if hasattr(predictor, "source") else id(predictor), size)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            warnings.warn(f"model was trained on a {train_res[0]}x{train_res[1]} grid and runs natively on "
+                          f"{size[0]}x{size[1]}; expect a larger error (resample=True predicts on the "
+                          "training grid and interpolates back)", UserWarning, stacklevel=2)
+    was_training = predictor.training
+    predictor.eval()
+    outs = []
+    try:
+        with torch.no_grad():
+            for s in range(0, len(x), batch_size):
+                xb = x[s:s + batch_size].to(dev)
+                if resample and train_res is not None and size != tuple(train_res):
+                    yb = predictor(resample_nodes(xb, tuple(train_res), "nearest"))
+                    yb = resample_nodes(yb, size, "bilinear")
+                else:
+                    yb = predictor(xb)
+                outs.append(yb)
+    finally:
+        predictor.train(was_training)
+    u = torch.cat(outs)
+    if u.shape[1] == 1:
+        u = u[:, 0]
+        if ndim == 2 or (ndim == 3 and cin > 1):
+            u = u[0]
+    elif ndim == 2 or (ndim == 3 and cin > 1):
+        u = u[0]
+    if is_tensor:
+        return u.to(device=out_device, dtype=a.dtype if a.is_floating_point() else torch.float32)
+    out_dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
+    return u.cpu().numpy().astype(out_dtype, copy=False)
