@@ -1,0 +1,426 @@
+"""Readers and writers of 2-D Darcy-flow data sets in the layouts users already have.
+
+:func:`read_darcy` detects the layout from the file's content (not its name):
+
+``"krylearn"`` / ``"pdebench"`` — HDF5 in the PDEBench 2D Darcy layout::
+
+    nu            (N, s1, s2)     coefficient a
+    tensor        (N, 1, s1, s2)  solution u (one "time" frame)
+    x-coordinate  (s1,)           coordinates along axis 1 of ``nu`` (optional)
+    y-coordinate  (s2,)           coordinates along axis 2 of ``nu`` (optional)
+    attrs         provenance (PDEBench: ``beta``; krylearn: generator, seed, ...)
+
+Files written by :func:`krylearn.datasets.darcy.generate_darcy` (and
+:func:`write_darcy`) have this layout with ``attrs["generator"]`` starting with
+``"krylearn"``.
+
+``"fno-mat-v5"`` — the FNO benchmark's MATLAB v5/v7 files
+(``piececonst_r421_N1024_smooth1.mat``): variables ``coeff`` (N, s, s) and
+``sol`` (N, s, s), read with :func:`scipy.io.loadmat`. scipy cannot read part
+of a variable, so both are read whole and then sliced (a 1024 x 421^2 file
+needs about 3 GB while reading).
+
+``"fno-mat-v7.3"`` — the same variables in a MATLAB v7.3 file (HDF5 with a
+512-byte MATLAB header). MATLAB writes column-major arrays, so h5py sees
+``coeff`` with its axes reversed, ``(s2, s1, N)``; the reader transposes back.
+Only the requested samples are read.
+
+Coordinates missing from a file (always, for the FNO files) default to
+``linspace(0, 1, s)``, the grid LSM and FNO feed their networks.
+
+neuraloperator's ``darcy_*.pt`` files are pickled torch objects and are
+refused (loading them executes code from the file); convert them once, in a
+process you trust, with::
+
+    import torch
+    from krylearn.datasets.pde_formats import write_darcy
+    d = torch.load("darcy_train_16.pt", weights_only=True)   # dict: x (coefficient), y (solution)
+    a, u = d["x"].float().numpy(), d["y"].float().numpy()
+    write_darcy("darcy_train_16.h5", a.reshape(len(a), *a.shape[-2:]), u.reshape(len(u), *u.shape[-2:]))
+
+(their ``x`` is the boolean indicator of the high-coefficient region, not ``a``
+itself: map it with ``lo + (hi - lo) * x`` if the values matter).
+
+Malformed files raise :class:`~krylearn.datasets.errors.FormatError` naming
+the file and the offending key.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+from ._atomic import atomic_path
+from .errors import FormatError
+
+__all__ = [
+    "DARCY_SOURCES",
+    "DarcyData",
+    "create_darcy_layout",
+    "detect_darcy_format",
+    "read_darcy",
+    "write_darcy",
+]
+
+#: values of :attr:`DarcyData.source`
+DARCY_SOURCES = ("krylearn", "pdebench", "fno-mat-v5", "fno-mat-v7.3")
+
+_MAT5_MAGIC = b"MATLAB 5.0 MAT-file"
+_MAT73_MAGIC = b"MATLAB 7.3 MAT-file"
+
+
+@dataclass
+class DarcyData:
+    """Darcy samples: coefficients, solutions and their grid.
+
+    Attributes
+    ----------
+    a : numpy.ndarray, (N, s1, s2), float32
+        Coefficient fields.
+    u : numpy.ndarray, (N, s1, s2), float32
+        Solution fields.
+    x : numpy.ndarray, (s1,), float64
+        Coordinates along axis 1 of ``a``/``u``.
+    y : numpy.ndarray, (s2,), float64
+        Coordinates along axis 2.
+    attrs : dict
+        File-level attributes (provenance), as Python scalars/strings/arrays.
+    source : str
+        One of :data:`DARCY_SOURCES`.
+    path : str or None
+        The file read.
+    start : int
+        Index in the file of the first sample held.
+    """
+
+    a: np.ndarray
+    u: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    source: str = "krylearn"
+    path: str | None = None
+    start: int = 0
+
+    def __len__(self) -> int:
+        return int(self.a.shape[0])
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """``(s1, s2)``."""
+        return tuple(int(v) for v in self.a.shape[1:])
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def _attr_value(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind == "S":
+            return [x.decode("utf-8", "replace") for x in v.ravel()]
+        return v.item() if v.size == 1 and v.ndim == 0 else v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _check_int(name: str, v, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    v = int(v)
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def _window(path: str, n: int, start: int, count: int | None) -> tuple[int, int]:
+    if start > n:
+        raise ValueError(f"start = {start} is beyond the {n} samples of {path!r}")
+    stop = n if count is None else start + count
+    if stop > n:
+        raise ValueError(f"start + count = {stop} exceeds the {n} samples of {path!r}")
+    return start, stop
+
+
+def _check_finite(path: str, key: str, v: np.ndarray, start: int) -> None:
+    bad = ~np.isfinite(v)
+    if bad.any():
+        first = start + int(np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0][0])
+        raise FormatError(f"non-finite values (NaN or Inf), first in sample {first}", path=path, key=key)
+
+
+def _numeric_dataset(path: str, f: h5py.File, key: str, ndim: int, *, where: str = "") -> h5py.Dataset:
+    if key not in f:
+        raise FormatError(f"missing dataset{where}", path=path, key=key)
+    d = f[key]
+    if not isinstance(d, h5py.Dataset):
+        raise FormatError(f"expected a dataset, found a {type(d).__name__}", path=path, key=key)
+    if d.dtype.kind not in "iuf":
+        raise FormatError(f"expected a real numeric dataset, got dtype {d.dtype}", path=path, key=key)
+    if d.ndim != ndim:
+        raise FormatError(f"expected {ndim} dimensions, got shape {d.shape}", path=path, key=key)
+    return d
+
+
+def _read(path: str, d: h5py.Dataset, key: str, sel) -> np.ndarray:
+    try:
+        return d[sel]
+    except (OSError, RuntimeError, ValueError) as e:
+        raise FormatError(f"unreadable data ({e})", path=path, key=key) from None
+
+
+def _coordinate(path: str, f, key: str, s: int, sub: int) -> np.ndarray:
+    if key not in f:
+        return np.linspace(0.0, 1.0, s)
+    d = f[key]
+    if not isinstance(d, h5py.Dataset) or d.dtype.kind not in "iuf" or d.ndim != 1:
+        raise FormatError(f"expected a 1-D numeric dataset, got {d!r}", path=path, key=key)
+    c = _read(path, d, key, slice(None, None, sub)).astype(np.float64)
+    if c.shape[0] != s:
+        raise FormatError(f"length {c.shape[0]} after subsampling does not match the grid size {s}",
+                          path=path, key=key)
+    if not np.isfinite(c).all():
+        raise FormatError("non-finite coordinates", path=path, key=key)
+    return c
+
+
+def detect_darcy_format(path) -> str:
+    """The layout of ``path``: one of :data:`DARCY_SOURCES` (content, not name, decides).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    FormatError
+        For pickled torch files and anything that is neither a Darcy HDF5 nor a MAT file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {path!r}")
+    with open(path, "rb") as fh:
+        head = fh.read(128)
+    pickled = FormatError(
+        "looks like a pickled torch file (neuraloperator's darcy_*.pt); krylearn does not unpickle "
+        "data files. Convert it once in a process you trust: see krylearn.datasets.pde_formats' "
+        "module docstring (torch.load(..., weights_only=True) then write_darcy)", path=path)
+    if path.lower().endswith((".pt", ".pth")):
+        raise pickled
+    if h5py.is_hdf5(path):
+        try:
+            with h5py.File(path, "r") as f:
+                keys = set(f.keys())
+                generator = _attr_value(f.attrs.get("generator", ""))
+        except OSError as e:
+            raise FormatError(f"unreadable HDF5 file ({e})", path=path) from None
+        if "nu" in keys or "tensor" in keys:
+            return "krylearn" if str(generator).startswith("krylearn") else "pdebench"
+        if "coeff" in keys or "sol" in keys or head.startswith(_MAT73_MAGIC):
+            return "fno-mat-v7.3"
+        raise FormatError(
+            f"no Darcy data: expected datasets 'nu' and 'tensor' (PDEBench layout) or 'coeff' and 'sol' "
+            f"(FNO MATLAB v7.3); found {sorted(keys)}", path=path, key="nu")
+    if head.startswith(_MAT5_MAGIC):
+        return "fno-mat-v5"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        raise pickled
+    raise FormatError("neither an HDF5 file nor a MATLAB MAT file", path=path)
+
+
+# ---------------------------------------------------------------------------
+# per-format readers
+# ---------------------------------------------------------------------------
+def _read_pdebench(path, start, count, sub, source) -> DarcyData:
+    with h5py.File(path, "r") as f:
+        nu = _numeric_dataset(path, f, "nu", 3)
+        tensor = _numeric_dataset(path, f, "tensor", 4)
+        if tensor.shape[1] != 1:
+            raise FormatError(f"expected shape (N, 1, s1, s2) (one frame), got {tensor.shape}", path=path, key="tensor")
+        if tensor.shape[0] != nu.shape[0]:
+            raise FormatError(f"{tensor.shape[0]} samples, but 'nu' has {nu.shape[0]}", path=path, key="tensor")
+        if tensor.shape[2:] != nu.shape[1:]:
+            raise FormatError(f"grid {tensor.shape[2:]} does not match the grid {nu.shape[1:]} of 'nu'",
+                              path=path, key="tensor")
+        lo, hi = _window(path, nu.shape[0], start, count)
+        a = _read(path, nu, "nu", np.s_[lo:hi, ::sub, ::sub]).astype(np.float32, copy=False)
+        u = _read(path, tensor, "tensor", np.s_[lo:hi, 0, ::sub, ::sub]).astype(np.float32, copy=False)
+        x = _coordinate(path, f, "x-coordinate", a.shape[1], sub)
+        y = _coordinate(path, f, "y-coordinate", a.shape[2], sub)
+        try:
+            attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+        except (OSError, RuntimeError, TypeError) as e:
+            raise FormatError(f"unreadable attributes ({e})", path=path) from None
+    _check_finite(path, "nu", a, lo)
+    _check_finite(path, "tensor", u, lo)
+    return DarcyData(a=a, u=u, x=x, y=y, attrs=attrs, source=source, path=path, start=lo)
+
+
+def _read_mat73(path, start, count, sub) -> DarcyData:
+    with h5py.File(path, "r") as f:
+        coeff = _numeric_dataset(path, f, "coeff", 3, where=" (FNO MATLAB v7.3 file)")
+        sol = _numeric_dataset(path, f, "sol", 3, where=" (FNO MATLAB v7.3 file)")
+        # column-major MATLAB (N, s1, s2) appears to h5py as (s2, s1, N)
+        if sol.shape != coeff.shape:
+            raise FormatError(f"MATLAB shape {sol.shape[::-1]} does not match 'coeff' {coeff.shape[::-1]}",
+                              path=path, key="sol")
+        lo, hi = _window(path, coeff.shape[2], start, count)
+        sel = np.s_[::sub, ::sub, lo:hi]
+        a = _read(path, coeff, "coeff", sel).transpose(2, 1, 0).astype(np.float32)
+        u = _read(path, sol, "sol", sel).transpose(2, 1, 0).astype(np.float32)
+        attrs = {"matlab_version": "7.3"}
+    _check_finite(path, "coeff", a, lo)
+    _check_finite(path, "sol", u, lo)
+    return DarcyData(a=np.ascontiguousarray(a), u=np.ascontiguousarray(u), x=np.linspace(0.0, 1.0, a.shape[1]),
+                     y=np.linspace(0.0, 1.0, a.shape[2]), attrs=attrs, source="fno-mat-v7.3", path=path, start=lo)
+
+
+def _read_mat5(path, start, count, sub) -> DarcyData:
+    import scipy.io
+
+    try:
+        info = {name: (shape, cls) for name, shape, cls in scipy.io.whosmat(path)}
+    except Exception as e:  # scipy raises a zoo of errors on corrupt MAT files
+        raise FormatError(f"unreadable MATLAB file ({type(e).__name__}: {e})", path=path) from None
+    for key in ("coeff", "sol"):
+        if key not in info:
+            raise FormatError(f"missing variable (FNO MATLAB file); found {sorted(info)}", path=path, key=key)
+        shape, cls = info[key]
+        if len(shape) != 3:
+            raise FormatError(f"expected a 3-D (N, s, s) array, got shape {tuple(shape)}", path=path, key=key)
+        if cls not in ("double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+                       "int64", "uint64", "logical"):
+            raise FormatError(f"expected a numeric array, got MATLAB class {cls!r}", path=path, key=key)
+    if tuple(info["sol"][0]) != tuple(info["coeff"][0]):
+        raise FormatError(f"shape {tuple(info['sol'][0])} does not match 'coeff' {tuple(info['coeff'][0])}",
+                          path=path, key="sol")
+    lo, hi = _window(path, info["coeff"][0][0], start, count)
+    try:
+        m = scipy.io.loadmat(path, variable_names=["coeff", "sol"])
+    except Exception as e:
+        raise FormatError(f"unreadable MATLAB file ({type(e).__name__}: {e})", path=path) from None
+    a = np.ascontiguousarray(m.pop("coeff")[lo:hi, ::sub, ::sub], dtype=np.float32)
+    u = np.ascontiguousarray(m.pop("sol")[lo:hi, ::sub, ::sub], dtype=np.float32)
+    _check_finite(path, "coeff", a, lo)
+    _check_finite(path, "sol", u, lo)
+    return DarcyData(a=a, u=u, x=np.linspace(0.0, 1.0, a.shape[1]), y=np.linspace(0.0, 1.0, a.shape[2]),
+                     attrs={"matlab_version": "5"}, source="fno-mat-v5", path=path, start=lo)
+
+
+def read_darcy(path, *, start: int = 0, count: int | None = None, sub: int = 1) -> DarcyData:
+    """Read Darcy samples from a krylearn/PDEBench HDF5 or an FNO ``.mat`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its layout is detected from its content (see the module docstring).
+    start : int
+        Index of the first sample to read.
+    count : int, optional
+        Number of samples (default: all from ``start``). Only these samples
+        are read from HDF5 files (MATLAB v5 files are read whole, then sliced).
+    sub : int
+        Spatial subsampling ``[::sub, ::sub]`` applied while reading (FNO's
+        ``r``: 421 nodes with ``sub=5`` give 85).
+
+    Returns
+    -------
+    DarcyData
+        ``a``, ``u`` float32 ``(count, s1, s2)``.
+
+    Raises
+    ------
+    FormatError
+        Missing or malformed ``nu``/``tensor``/``coeff``/``sol`` (wrong rank,
+        mismatched sample counts or grids), non-finite values in the samples
+        read, a pickled ``.pt`` file, or an unknown format.
+    ValueError, TypeError
+        Bad ``start``/``count``/``sub``.
+    """
+    start = _check_int("start", start, 0)
+    if count is not None:
+        count = _check_int("count", count, 0)
+    sub = _check_int("sub", sub, 1)
+    path = os.fspath(path)
+    fmt = detect_darcy_format(path)
+    try:
+        if fmt in ("krylearn", "pdebench"):
+            return _read_pdebench(path, start, count, sub, fmt)
+        if fmt == "fno-mat-v7.3":
+            return _read_mat73(path, start, count, sub)
+        return _read_mat5(path, start, count, sub)
+    except OSError as e:
+        raise FormatError(f"unreadable file ({e})", path=path) from None
+
+
+# ---------------------------------------------------------------------------
+# writer
+# ---------------------------------------------------------------------------
+def create_darcy_layout(h5: h5py.File, n: int, shape, *, x=None, y=None, chunk: int = 1,
+                        compression: str | None = None) -> tuple[h5py.Dataset, h5py.Dataset]:
+    """Create the empty PDEBench-layout datasets in an open file; returns ``(nu, tensor)``.
+
+    ``nu`` is ``(n, s1, s2)`` and ``tensor`` ``(n, 1, s1, s2)``, float32,
+    chunked by ``chunk`` samples; coordinates default to ``linspace(0, 1, s)``.
+    """
+    s1, s2 = (int(v) for v in shape)
+    n = _check_int("n", n, 0)
+    chunk = _check_int("chunk", chunk, 1)
+    if compression not in (None, "gzip", "lzf"):
+        raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
+    c = max(1, min(chunk, n))
+    nu = h5.create_dataset("nu", shape=(n, s1, s2), dtype=np.float32, chunks=(c, s1, s2),
+                           compression=compression)
+    tensor = h5.create_dataset("tensor", shape=(n, 1, s1, s2), dtype=np.float32, chunks=(c, 1, s1, s2),
+                               compression=compression)
+    for key, coord, s in (("x-coordinate", x, s1), ("y-coordinate", y, s2)):
+        coord = np.linspace(0.0, 1.0, s) if coord is None else np.asarray(coord, dtype=np.float64)
+        if coord.shape != (s,):
+            raise ValueError(f"{key[0]} must have shape ({s},), got {coord.shape}")
+        h5.create_dataset(key, data=coord.astype(np.float32))
+    return nu, tensor
+
+
+def write_darcy(path, a, u, *, x=None, y=None, attrs: dict | None = None, chunk: int = 1,
+                compression: str | None = None) -> None:
+    """Write ``(a, u)`` samples as a PDEBench-layout HDF5 file, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination (its folder must exist); replaced only once complete.
+    a, u : array_like, (N, s1, s2)
+        Coefficients and solutions (stored float32, ``u`` as ``tensor`` (N, 1, s1, s2)).
+    x, y : array_like, (s1,) and (s2,), optional
+        Coordinates (default ``linspace(0, 1, s)``).
+    attrs : dict, optional
+        File attributes (scalars or strings); ``generator`` defaults to
+        ``"krylearn.write_darcy"``.
+    chunk : int
+        Samples per HDF5 chunk.
+    compression : {None, "gzip", "lzf"}
+    """
+    a = np.asarray(a)
+    u = np.asarray(u)
+    if a.ndim != 3:
+        raise ValueError(f"a must have shape (N, s1, s2), got {a.shape}")
+    if u.shape != a.shape:
+        raise ValueError(f"u must have the shape of a {a.shape}, got {u.shape}")
+    for name, v in (("a", a), ("u", u)):
+        if v.dtype.kind not in "iufb":
+            raise TypeError(f"{name} must be numeric, got dtype {v.dtype}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+    attrs = {"generator": "krylearn.write_darcy", **(attrs or {})}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            nu, tensor = create_darcy_layout(h5, a.shape[0], a.shape[1:], x=x, y=y, chunk=chunk,
+                                             compression=compression)
+            nu[...] = a.astype(np.float32)
+            tensor[...] = u.astype(np.float32)[:, None]
+            for k, v in attrs.items():
+                h5.attrs[k] = v
