@@ -303,6 +303,70 @@ def cmd_bench_dcdm(args) -> int:
     return 0
 
 
+def cmd_data_darcy(args) -> int:
+    from krylearn.datasets.darcy import generate_darcy
+
+    path = generate_darcy(args.output, args.n, res=args.res, sub=args.sub, seed=args.seed, workers=args.workers,
+                          method=args.method, grid=args.grid, rtol=args.rtol, compression=args.compression,
+                          progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
+def _lsm_config(args) -> dict:
+    cfg = json.loads(args.config) if args.config else {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--config must be a JSON object, got {args.config!r}")
+    for key in ("width", "num_basis", "num_token", "patch", "levels", "modes", "layers"):
+        v = getattr(args, key, None)
+        if v is not None:
+            cfg[key] = v
+    return cfg
+
+
+def cmd_train_lsm(args) -> int:
+    import shlex
+
+    from krylearn.recipes.lsm import train
+
+    card = train(args.kind, args.data, args.test, sub=args.sub, ntrain=args.ntrain, nval=args.nval,
+                 ntest=args.ntest, config=_lsm_config(args), epochs=args.epochs, batch_size=args.batch_size,
+                 lr=args.lr, weight_decay=args.weight_decay, step_size=args.step_size, gamma=args.gamma,
+                 seed=args.seed, checkpoint=args.checkpoint or f"{args.out}.ckpt", resume=not args.no_resume,
+                 device=args.device, out=args.out, half=args.half, progress=not args.quiet,
+                 command=shlex.join(sys.argv))
+    if card:
+        m = card["metrics"]
+        print(f"{card['name']}: {card['parameters']} parameters, {card['epochs']} epochs in {card['seconds']:.0f} s; "
+              f"test relative L2 {m['test_rel_l2']:.4g} (best validation {m['best_val_rel_l2']:.4g} at epoch "
+              f"{m['best_epoch']})\nwrote {args.out}.safetensors and {args.out}.json")
+    return 0
+
+
+def cmd_eval_lsm(args) -> int:
+    from krylearn.recipes.lsm import evaluate
+
+    resample = {"no": False, "yes": True, "native": "native"}[args.resample]
+    r = evaluate(args.model, args.data, start=args.start, count=args.count, sub=args.sub,
+                 batch_size=args.batch_size, resample=resample, device=args.device)
+    print(f"{args.model} on {args.data}: relative L2 mean {r['rel_l2_mean']:.4g}, median {r['rel_l2_median']:.4g}, "
+          f"max {r['rel_l2_max']:.4g}; {r['seconds_per_sample'] * 1e3:.2f} ms per sample")
+    return 0
+
+
+def cmd_bench_darcy(args) -> int:
+    from krylearn.bench.darcy import format_darcy_table, run_darcy_benchmark
+
+    report = run_darcy_benchmark(args.data, models=args.models, start=args.start, count=args.count, sub=args.sub,
+                                 out_dir=args.out, warm_start=not args.no_warm_start, warm_count=args.warm_count,
+                                 rtol=args.rtol, repeats=args.repeats, batch_size=args.batch_size,
+                                 methods=args.methods, device=args.device, progress=not args.quiet)
+    print(format_darcy_table(report))
+    if report.get("files"):
+        print("\nwrote " + ", ".join(report["files"]))
+    return 0
+
+
 def cmd_train_dcdm(args) -> int:
     from krylearn.recipes.dcdm import train
 
@@ -445,7 +509,44 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ds.set_defaults(func=cmd_data_sequence)
 
-    tr = sub.add_parser("train", help="train a learned method: dcdm")
+    dd = dsub.add_parser("darcy", help="Darcy flow coefficient/solution pairs (the FNO/LSM benchmark) to HDF5",
+                         description="-div(a grad u) = 1 on the unit square, u = 0 on the boundary; a = 12 where a "
+                                     "Gaussian random field ((-Lap + 9)^-2, Neumann) is >= 0, else 3; 5-point finite "
+                                     "differences on a --res grid, subsampled by --sub; PDEBench layout (nu, tensor, "
+                                     "x-coordinate, y-coordinate), written atomically, in parallel over samples.")
+    dd.add_argument("--n", type=int, default=1200, help="samples (default 1200)")
+    dd.add_argument("--res", type=int, default=421, help="solver grid nodes per side (default 421)")
+    dd.add_argument("--sub", type=int, default=5, help="subsampling (default 5: 421 -> 85)")
+    dd.add_argument("--seed", type=int, default=0)
+    dd.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    dd.add_argument("--method", default="direct", help="direct | pcg-amg | any krylearn.solve method (default direct)")
+    dd.add_argument("--grid", default="fno", choices=("fno", "node"),
+                    help="fno: FNO's centre/node spline interpolation (default); node: coefficient on the nodes")
+    dd.add_argument("--rtol", type=_floats, default=1e-10, help="iterative solver tolerance (default 1e-10)")
+    dd.add_argument("--compression", default=None, choices=("gzip", "lzf"), help="HDF5 compression (default none)")
+    dd.add_argument("-o", "--output", required=True, help="output .h5 path (written atomically)")
+    dd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    dd.set_defaults(func=cmd_data_darcy)
+
+    bz = bsub.add_parser("darcy", help="LSM / FNO / U-Net on held-out Darcy samples, and LSM-warm-started CG",
+                         description="Test relative L2, parameters, training and inference seconds per sample against "
+                                     "one AMG-PCG solve; the warm-start study solves the discretised system from x0 = 0 "
+                                     "and from the network's prediction. Writes JSON, markdown and figures.")
+    bz.add_argument("--data", required=True, help="Darcy file (ours, PDEBench or FNO .mat)")
+    bz.add_argument("--models", type=_method_list, default=["lsm-darcy"], help="names or weight paths (default lsm-darcy)")
+    bz.add_argument("--start", type=int, default=None, help="first sample (default: the first model's test range)")
+    bz.add_argument("--count", type=int, default=200)
+    bz.add_argument("--sub", type=int, default=1)
+    bz.add_argument("--warm-count", type=int, default=20, help="samples in the warm-start study (default 20)")
+    bz.add_argument("--no-warm-start", action="store_true")
+    bz.add_argument("--methods", type=_method_list, default=["cg", "pcg-amg"])
+    bz.add_argument("--rtol", type=_floats, default=1e-8)
+    bz.add_argument("--batch-size", type=int, default=20)
+    bz.add_argument("--device", default=None)
+    _add_run_options(bz, out="darcy", repeats=3)
+    bz.set_defaults(func=cmd_bench_darcy)
+
+    tr = sub.add_parser("train", help="train a learned method: dcdm, lsm")
     tsub = tr.add_subparsers(dest="train", metavar="METHOD")
     td = tsub.add_parser(
         "dcdm", help="train a DCDM network on Ritz right-hand sides of smoke-simulation matrices",
@@ -481,7 +582,52 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     td.set_defaults(func=cmd_train_dcdm)
 
-    for parser in (b, dt, tr):  # "krylearn bench" / "krylearn data" alone: show their help
+    tl = tsub.add_parser("lsm", help="train LSM (or the FNO / U-Net baselines) on Darcy data",
+                         description="The paper's recipe: relative L2 loss, Adam (lr 5e-4, L2 weight decay 1e-4), "
+                                     "StepLR x0.5 every 100 epochs, batch 20, pointwise Gaussian normalisation; plus a "
+                                     "validation split for model selection, resumable checkpoints, DDP under torchrun.")
+    tl.add_argument("--data", required=True, help="training Darcy file (train = first --ntrain, val = next --nval)")
+    tl.add_argument("--test", default=None, help="test file (first --ntest); default: samples after train + val")
+    tl.add_argument("--kind", default="lsm", choices=("lsm", "fno", "unet"))
+    tl.add_argument("--sub", type=int, default=1, help="extra subsampling of the files (default 1)")
+    tl.add_argument("--ntrain", type=int, default=1000)
+    tl.add_argument("--nval", type=int, default=100)
+    tl.add_argument("--ntest", type=int, default=200)
+    tl.add_argument("--epochs", type=int, default=501)
+    tl.add_argument("--batch-size", type=int, default=20)
+    tl.add_argument("--lr", type=_floats, default=5e-4)
+    tl.add_argument("--weight-decay", type=_floats, default=1e-4)
+    tl.add_argument("--step-size", type=int, default=100)
+    tl.add_argument("--gamma", type=_floats, default=0.5)
+    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--config", default=None, help="network options as JSON (overrides the kind's defaults)")
+    for key, kind in (("width", int), ("num-basis", int), ("num-token", int), ("patch", int), ("levels", int),
+                      ("modes", int), ("layers", int)):
+        tl.add_argument(f"--{key}", type=kind, default=None)
+    tl.add_argument("--out", required=True, help="weights stem (writes OUT.safetensors, OUT.json, logs, plot)")
+    tl.add_argument("--checkpoint", default=None, help="resumable checkpoint (default OUT.ckpt)")
+    tl.add_argument("--no-resume", action="store_true")
+    tl.add_argument("--half", action="store_true", help="store float16 weights")
+    tl.add_argument("--device", default=None)
+    tl.add_argument("-q", "--quiet", action="store_true")
+    tl.set_defaults(func=cmd_train_lsm)
+
+    ev = sub.add_parser("eval", help="evaluate a trained model: lsm")
+    esub = ev.add_subparsers(dest="eval", metavar="METHOD")
+    el = esub.add_parser("lsm", help="relative L2 of an LSM/FNO/U-Net on Darcy samples")
+    el.add_argument("model", help="shipped name or weights path")
+    el.add_argument("--data", required=True)
+    el.add_argument("--start", type=int, default=0)
+    el.add_argument("--count", type=int, default=None)
+    el.add_argument("--sub", type=int, default=1)
+    el.add_argument("--batch-size", type=int, default=20)
+    el.add_argument("--resample", default="no", choices=("no", "yes", "native"),
+                    help="grid differs from training: no = error, yes = predict on the training grid and "
+                         "interpolate, native = run on the data's grid")
+    el.add_argument("--device", default=None)
+    el.set_defaults(func=cmd_eval_lsm)
+
+    for parser in (b, dt, tr, ev):  # "krylearn bench" / "krylearn data" alone: show their help
         parser.set_defaults(func=lambda a, _p=parser: (_p.print_help(), 2)[1])
     return p
 

@@ -8,9 +8,10 @@ blocks, one 2x average-pool level with a skip, and a final 1x1 projection.
 the receptive field at little cost, which matters because DCDM has to
 approximate ``A^{-1} r``, a global operator.
 
-The network is fully convolutional, so one set of weights runs on any grid;
-inputs whose sides are not divisible by ``2**(levels-1)`` are zero-padded and
-the output cropped.
+The network is fully convolutional, so one set of weights runs on any grid.
+With ``levels=0, shared=True`` it is a V-cycle whose depth follows the grid
+(halving down to a few cells) with one set of down/up blocks for all levels,
+so the receptive field spans the domain at every grid size.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ResidualBlock(nn.Module):
 
 
 class DCDMNet(nn.Module):
-    """CNN mapping a normalised residual to a search direction.
+    """CNN mapping a residual to a search direction.
 
     Parameters
     ----------
@@ -50,12 +51,19 @@ class DCDMNet(nn.Module):
         Channels of every convolution (paper: 16).
     levels : int
         Resolution levels; level ``l`` works at ``1/2**l`` of the grid
-        (paper: 2).
+        (paper: 2).  ``0`` means as many as the grid allows: halve until the
+        shortest side is below ``2 * coarsest`` (a V-cycle whose depth grows
+        with the grid, so the receptive field always spans the domain).
     blocks : int
         Residual blocks per level on the way down and on the way up (the
         coarsest level has ``2 * blocks``).
     geometry : bool
         Add the fluid-cell indicator as a second input channel.
+    shared : bool
+        Use one set of down/up blocks for every level (needed for
+        ``levels=0``; like multigrid's one smoother for all levels).
+    coarsest : int
+        Smallest side of the coarsest level when ``levels=0``.
 
     Shapes
     ------
@@ -65,37 +73,50 @@ class DCDMNet(nn.Module):
     scaled to unit RMS over its fluid cells first, so the input scale is the
     same on every grid size (a ReLU network with biases is not
     scale-equivariant); the output's scale is arbitrary (the line search
-    fixes it).
+    fixes it).  Any grid size works: pooling rounds odd sides up and
+    upsampling returns to the skip's exact size.
     """
 
     def __init__(self, dim: int = 2, width: int = 16, levels: int = 3, blocks: int = 1,
-                 geometry: bool = True):
+                 geometry: bool = True, shared: bool = False, coarsest: int = 4):
         super().__init__()
         if dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-        for name, v, lo in (("width", width, 1), ("levels", levels, 1), ("blocks", blocks, 1)):
-            if not isinstance(v, int) or v < lo:
+        for name, v, lo in (("width", width, 1), ("levels", levels, 0), ("blocks", blocks, 1),
+                            ("coarsest", coarsest, 1)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if levels == 0 and not shared:
+            raise ValueError("levels=0 (automatic depth) needs shared=True")
         self.config = {"dim": dim, "width": width, "levels": levels, "blocks": blocks,
-                       "geometry": bool(geometry)}
+                       "geometry": bool(geometry), "shared": bool(shared), "coarsest": coarsest}
         self.dim, self.levels, self.geometry = dim, levels, bool(geometry)
+        self.shared, self.coarsest = bool(shared), coarsest
         conv = _conv(dim)
         self.lift = conv(2 if geometry else 1, width, 3, padding=1)
-        self.down = nn.ModuleList(
-            nn.Sequential(*[ResidualBlock(dim, width) for _ in range(blocks)]) for _ in range(levels - 1))
-        self.bottom = nn.Sequential(*[ResidualBlock(dim, width) for _ in range(2 * blocks)])
-        self.up = nn.ModuleList(
-            nn.Sequential(*[ResidualBlock(dim, width) for _ in range(blocks)]) for _ in range(levels - 1))
+        n_blocks = 1 if shared else max(levels - 1, 0)
+
+        def stage(count):
+            return nn.Sequential(*[ResidualBlock(dim, width) for _ in range(count)])
+
+        self.down = nn.ModuleList(stage(blocks) for _ in range(n_blocks))
+        self.bottom = stage(2 * blocks)
+        self.up = nn.ModuleList(stage(blocks) for _ in range(n_blocks))
         self.project = conv(width, 1, 1)
-        self.pool = nn.AvgPool2d(2) if dim == 2 else nn.AvgPool3d(2)
+        self.pool = (nn.AvgPool2d if dim == 2 else nn.AvgPool3d)(2, ceil_mode=True, count_include_pad=False)
         for m in self.modules():  # zero biases (as Keras): the signal, not the biases, drives the output
             if isinstance(m, (nn.Conv2d, nn.Conv3d)):
                 nn.init.zeros_(m.bias)
 
-    @property
-    def multiple(self) -> int:
-        """Grid sides are padded to a multiple of this."""
-        return 2 ** (self.levels - 1)
+    def depth(self, grid) -> int:
+        """Number of levels used on ``grid``."""
+        if self.levels:
+            return self.levels
+        depth, side = 1, min(grid)
+        while side >= 2 * self.coarsest:
+            side = (side + 1) // 2
+            depth += 1
+        return depth
 
     def forward(self, r: torch.Tensor, fluid: torch.Tensor) -> torch.Tensor:
         grid = r.shape[1:]
@@ -112,24 +133,16 @@ class DCDMNet(nn.Module):
         x = r.unsqueeze(1)
         if self.geometry:
             x = torch.cat([x, fluid.unsqueeze(1)], dim=1)
-        m = self.multiple
-        pad = [(-s) % m for s in grid]
-        if any(pad):
-            flat = []
-            for p in reversed(pad):
-                flat += [0, p]
-            x = F.pad(x, flat)
         h = self.lift(x)
         skips = []
-        for block in self.down:
-            h = block(h)
+        mode = "bilinear" if self.dim == 2 else "trilinear"
+        for level in range(self.depth(grid) - 1):
+            h = self.down[0 if self.shared else level](h)
             skips.append(h)
             h = self.pool(h)
         h = self.bottom(h)
-        for block, skip in zip(self.up, reversed(skips)):
-            h = F.interpolate(h, scale_factor=2, mode="nearest") + skip
-            h = block(h)
-        out = self.project(F.relu(h))[:, 0]
-        if any(pad):
-            out = out[(slice(None),) + tuple(slice(0, s) for s in grid)]
-        return out * fluid
+        for level in reversed(range(len(skips))):
+            skip = skips[level]
+            h = F.interpolate(h, size=skip.shape[2:], mode=mode, align_corners=False) + skip
+            h = self.up[0 if self.shared else level](h)
+        return self.project(F.relu(h))[:, 0] * fluid
