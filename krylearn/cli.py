@@ -370,13 +370,16 @@ def cmd_bench_darcy(args) -> int:
 def cmd_train_dcdm(args) -> int:
     from krylearn.recipes.dcdm import train
 
-    for name in ("n", "steps", "batch", "ritz", "frame", "width", "levels", "blocks"):
+    for name in ("n", "steps", "batch", "ritz", "frame", "width", "blocks"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name} must be >= 1, got {v}")
+    if args.levels < 0:
+        raise ValueError(f"--levels must be >= 0 (0: automatic depth), got {args.levels}")
     if not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
-    config = {"width": args.width, "levels": args.levels, "blocks": args.blocks, "geometry": not args.no_geometry}
+    config = {"width": args.width, "levels": args.levels, "blocks": args.blocks, "geometry": not args.no_geometry,
+              "shared": args.shared or args.levels == 0, "upsample": args.upsample}
     card = train(dim=args.dim, n=args.n, out=args.out, name=args.name, data=args.data,
                  scenes=[s.strip() for s in args.scenes.split(",") if s.strip()], data_seed=args.data_seed,
                  frame=args.frame, ritz=args.ritz, steps=args.steps, batch=args.batch, lr=args.lr,
@@ -569,9 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="learning-rate schedule (cosine: decay to lr/10; default constant)")
     td.add_argument("--seed", type=int, default=0)
     td.add_argument("--width", type=int, default=16, help="channels (default 16, as the paper)")
-    td.add_argument("--levels", type=int, default=3, help="resolution levels (paper: 2; default 3)")
+    td.add_argument("--levels", type=int, default=3,
+                    help="resolution levels (paper: 2; 0: as deep as the grid allows, shared blocks; default 3)")
     td.add_argument("--blocks", type=int, default=1, help="residual blocks per level and direction (default 1)")
     td.add_argument("--no-geometry", action="store_true", help="do not feed the fluid-cell mask to the network")
+    td.add_argument("--shared", action="store_true", help="one set of blocks for all levels (implied by --levels 0)")
+    td.add_argument("--upsample", default="linear", choices=("linear", "nearest"), help="default linear")
     td.add_argument("--init", default=None, help="start from these weights (a shipped name or a path)")
     td.add_argument("--name", default=None, help="model name in the card (default dcdm-<dim>d)")
     td.add_argument("--save", default=None, help="weights path without suffix (default OUT/NAME)")

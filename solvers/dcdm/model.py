@@ -64,6 +64,8 @@ class DCDMNet(nn.Module):
         ``levels=0``; like multigrid's one smoother for all levels).
     coarsest : int
         Smallest side of the coarsest level when ``levels=0``.
+    upsample : {"linear", "nearest"}
+        (Bi/tri)linear or nearest-neighbour (paper) upsampling.
 
     Shapes
     ------
@@ -78,7 +80,7 @@ class DCDMNet(nn.Module):
     """
 
     def __init__(self, dim: int = 2, width: int = 16, levels: int = 3, blocks: int = 1,
-                 geometry: bool = True, shared: bool = False, coarsest: int = 4):
+                 geometry: bool = True, shared: bool = False, coarsest: int = 4, upsample: str = "linear"):
         super().__init__()
         if dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
@@ -86,12 +88,15 @@ class DCDMNet(nn.Module):
                             ("coarsest", coarsest, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if upsample not in ("linear", "nearest"):
+            raise ValueError(f"upsample must be 'linear' or 'nearest', got {upsample!r}")
         if levels == 0 and not shared:
             raise ValueError("levels=0 (automatic depth) needs shared=True")
         self.config = {"dim": dim, "width": width, "levels": levels, "blocks": blocks,
-                       "geometry": bool(geometry), "shared": bool(shared), "coarsest": coarsest}
+                       "geometry": bool(geometry), "shared": bool(shared), "coarsest": coarsest,
+                       "upsample": upsample}
         self.dim, self.levels, self.geometry = dim, levels, bool(geometry)
-        self.shared, self.coarsest = bool(shared), coarsest
+        self.shared, self.coarsest, self.upsample = bool(shared), coarsest, upsample
         conv = _conv(dim)
         self.lift = conv(2 if geometry else 1, width, 3, padding=1)
         n_blocks = 1 if shared else max(levels - 1, 0)
@@ -135,7 +140,7 @@ class DCDMNet(nn.Module):
             x = torch.cat([x, fluid.unsqueeze(1)], dim=1)
         h = self.lift(x)
         skips = []
-        mode = "bilinear" if self.dim == 2 else "trilinear"
+        mode = "nearest" if self.upsample == "nearest" else ("bilinear" if self.dim == 2 else "trilinear")
         for level in range(self.depth(grid) - 1):
             h = self.down[0 if self.shared else level](h)
             skips.append(h)
@@ -143,6 +148,7 @@ class DCDMNet(nn.Module):
         h = self.bottom(h)
         for level in reversed(range(len(skips))):
             skip = skips[level]
-            h = F.interpolate(h, size=skip.shape[2:], mode=mode, align_corners=False) + skip
-            h = self.up[0 if self.shared else level](h)
+            h = F.interpolate(h, size=skip.shape[2:], mode=mode,
+                              align_corners=None if mode == "nearest" else False) + skip
+            h = self.up[0 if self.shared else len(skips) - 1 - level](h)  # up[0] is the coarsest
         return self.project(F.relu(h))[:, 0] * fluid

@@ -1,0 +1,210 @@
+"""Diffusion priors: an exact Gaussian denoiser (for tests) and trained UNets by name.
+
+A *denoiser* is any callable ``eps = denoiser(x_t, t)`` on real tensors
+``x_t`` of shape ``(B, C, H, W)`` and integer steps ``t`` of shape ``(B,)``,
+returning the predicted noise ``E[eps | x_t]`` with the shape of ``x_t``.
+Complex images are 2 channels (real, imaginary).
+
+:class:`GaussianDenoiser` is that expectation in closed form for a Gaussian
+prior ``x_0 ~ N(mu, Sigma)``: with ``x_t = sqrt(a) x_0 + sqrt(1 - a) eps``
+(``a = abar_t``), ``x_t ~ N(sqrt(a) mu, a Sigma + (1 - a) I)`` and
+``Cov(eps, x_t) = sqrt(1 - a) I``, so
+
+    E[eps | x_t] = sqrt(1 - a) (a Sigma + (1 - a) I)^-1 (x_t - sqrt(a) mu).
+
+Trained priors are :class:`~krylearn.solvers.dds.unet.UNet` weights in
+``solvers/dds/weights/NAME.safetensors`` with a JSON card ``NAME.json``
+holding ``config`` (the UNet's constructor arguments) and provenance.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+from krylearn.solvers.weights import (
+    list_weights,
+    load_weights,
+    save_weights,
+    weights_path,
+)
+
+from .schedule import VPSchedule
+from .unet import UNet
+
+__all__ = ["WEIGHTS_DIR", "GaussianDenoiser", "available_priors", "load_prior", "save_prior"]
+
+#: Folder of the shipped priors (package data).
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def _np(a, name):
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a)
+    if a.dtype == object or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return a
+
+
+class GaussianDenoiser:
+    """Exact ``E[eps | x_t]`` for a Gaussian prior under the VP forward process.
+
+    Parameters
+    ----------
+    mean : array, (C, H, W)
+        Prior mean in the network representation (real; complex images as
+        2 channels real, imaginary).
+    cov : array, (n, n), optional
+        Prior covariance of the flattened image (``n = C * H * W``),
+        symmetric positive semidefinite.
+    var : float or array (C, H, W), optional
+        Diagonal covariance instead of ``cov`` (exactly one of the two).
+    schedule : VPSchedule, optional
+        Default: the linear 1e-4..0.02, T = 1000 schedule.
+
+    Notes
+    -----
+    ``cov`` is eigendecomposed once (``n <= ~4000`` is practical); each call
+    costs two ``(n, n)`` products per batch in float64.  The output has the
+    dtype and device of ``x_t``.
+
+    Examples
+    --------
+    >>> d = GaussianDenoiser(np.zeros((1, 2, 2)), var=1.0)
+    >>> d(torch.ones(1, 1, 2, 2), torch.tensor([999])).shape  # unit prior: eps_hat = sqrt(1 - a) x_t
+    torch.Size([1, 1, 2, 2])
+    """
+
+    size_multiple = 1
+
+    def __init__(self, mean, cov=None, var=None, schedule: VPSchedule | None = None):
+        mean = _np(mean, "mean")
+        if mean.ndim != 3:
+            raise ValueError(f"mean must have shape (C, H, W), got {mean.shape}")
+        self.mean = mean
+        self.shape = mean.shape
+        self.in_channels = mean.shape[0]
+        n = mean.size
+        if (cov is None) == (var is None):
+            raise ValueError("give exactly one of cov (dense) and var (diagonal)")
+        self.schedule = schedule or VPSchedule()
+        self._cache = {}
+        if cov is not None:
+            cov = _np(cov, "cov")
+            if cov.shape != (n, n):
+                raise ValueError(f"cov must have shape ({n}, {n}) for mean of shape {mean.shape}, got {cov.shape}")
+            if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(cov).max())):
+                raise ValueError("cov must be symmetric")
+            lam, V = np.linalg.eigh(0.5 * (cov + cov.T))
+            if lam.min() < -1e-8 * max(1.0, lam.max()):
+                raise ValueError(f"cov must be positive semidefinite (smallest eigenvalue {lam.min():.3g})")
+            self.eigvals, self.eigvecs = np.clip(lam, 0, None), V
+            self.var = None
+            self.cov = cov
+        else:
+            var = _np(var, "var")
+            var = np.broadcast_to(var, mean.shape).copy() if var.ndim == 0 or var.shape == mean.shape else None
+            if var is None:
+                raise ValueError(f"var must be a scalar or have the shape of mean {mean.shape}")
+            if var.min() < 0:
+                raise ValueError("var must be non-negative")
+            self.var = var
+            self.cov = np.diag(var.reshape(-1))
+            self.eigvals = self.eigvecs = None
+
+    def _tensors(self, device):
+        key = str(device)
+        if key not in self._cache:
+            f = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=device)
+            self._cache[key] = (f(self.mean.reshape(-1)), f(None if self.var is None else self.var.reshape(-1)),
+                                f(self.eigvals), f(self.eigvecs))
+        return self._cache[key]
+
+    def __call__(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """``E[eps | x_t]``, differentiable in ``x_t`` (torch ops in float64)."""
+        if x_t.ndim != 4 or tuple(x_t.shape[1:]) != self.shape:
+            raise ValueError(f"x_t must have shape (B, *{self.shape}), got {tuple(x_t.shape)}")
+        t = torch.as_tensor(t).reshape(-1).cpu().numpy()
+        if t.size == 1:
+            t = np.repeat(t, x_t.shape[0])
+        if t.size != x_t.shape[0]:
+            raise ValueError(f"t must be a scalar or have shape ({x_t.shape[0]},), got {t.shape}")
+        mean, var, lam, V = self._tensors(x_t.device)
+        a = torch.as_tensor(self.schedule.alpha_bar(t.astype(np.int64)), device=x_t.device)[:, None]  # (B, 1)
+        x = x_t.to(torch.float64).reshape(x_t.shape[0], -1)
+        d = x - torch.sqrt(a) * mean
+        if var is not None:
+            eps = torch.sqrt(1 - a) * d / (a * var + (1 - a))
+        else:
+            eps = torch.sqrt(1 - a) * (((d @ V) / (a * lam + (1 - a))) @ V.T)
+        return eps.reshape(x_t.shape).to(x_t.dtype)
+
+    def sample(self, count: int, seed=None) -> np.ndarray:
+        """``count`` draws from the prior, ``(count, C, H, W)`` float64."""
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((count, self.mean.size))
+        if self.var is not None:
+            x = z * np.sqrt(self.var.reshape(1, -1))
+        else:
+            x = (z * np.sqrt(self.eigvals)[None]) @ self.eigvecs.T
+        return (x + self.mean.reshape(1, -1)).reshape((count,) + self.shape)
+
+
+# ---------------------------------------------------------------- trained priors
+def available_priors() -> list[str]:
+    """Names of the shipped priors (e.g. ``"dds-mri"``, ``"dds-ct"`` once trained)."""
+    return list_weights(WEIGHTS_DIR)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, device: str):
+    state, card = load_weights(path, device=device, dtype=torch.float32)
+    config = card.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}.json: the card has no 'config' to rebuild the UNet")
+    net = UNet(**config)
+    net.load_state_dict(state)
+    net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, card
+
+
+def load_prior(name_or_path, device="cpu", *, return_card: bool = False):
+    """A trained UNet prior from a shipped name or a weights path.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A name from :func:`available_priors` or the stem / ``.safetensors``
+        path of weights written by :func:`save_prior`.
+    device : str or torch.device
+    return_card : bool
+        Also return the card (dict: ``config``, data, normalisation, ...).
+
+    Returns
+    -------
+    UNet (eval mode, float32, gradients off; cached and shared between
+    calls: do not train it), or ``(UNet, card)``.
+    """
+    path = weights_path(name_or_path, WEIGHTS_DIR)
+    net, card = _load(str(path), str(torch.device(device)))
+    return (net, dict(card)) if return_card else net
+
+
+def save_prior(model: UNet, card: dict, path, *, half: bool = False):
+    """Write ``model``'s weights and ``card`` (``config`` and ``kind`` added) to ``path``.
+
+    Returns the ``(weights, card)`` file paths.
+    """
+    module = model.module if hasattr(model, "module") else model
+    if not isinstance(module, UNet):
+        raise TypeError(f"model must be a dds UNet, got {type(module).__name__}")
+    card = {**card, "kind": "dds-unet", "config": module.config}
+    return save_weights(module.state_dict(), card, path, half=half)
