@@ -31,7 +31,8 @@ RELAXATION_METHODS = {
 
 # Methods registered by other packages/modules: name -> "module:function" or a callable
 # with the signature ``fn(A, b, x0=None, *, rtol, atol, maxiter, **options) -> SolveResult``.
-_REGISTRY: dict[str, object] = {"dcdm": "krylearn.solvers.dcdm.solve:dcdm"}
+_REGISTRY: dict[str, object] = {"dcdm": "krylearn.solvers.dcdm.solve:dcdm",
+                                 "dcdm-pure": "krylearn.solvers.dcdm.solve:dcdm_pure"}
 
 
 def register_method(name: str, fn) -> None:

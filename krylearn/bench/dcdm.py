@@ -60,7 +60,7 @@ def run_dcdm_benchmark(*, dim: int, sizes, scenes=("smoke-plume", "smoke-obstacl
     """Run every method on every (scene, size); return (and write) the report."""
     out = Path(out_dir) if out_dir is not None else None
     rows, residuals = [], {}
-    options = {"dcdm": {"model": model}} if model else {}
+    options = {m: {"model": model} for m in methods if m.startswith("dcdm")} if model else {}
     for scene in scenes:
         for n in sizes:
             p = _cached_problem(scene, dim, n, frames, seed, out if (cache and out) else None, progress)

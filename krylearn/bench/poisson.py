@@ -101,7 +101,7 @@ def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0,
                repeats: int = 3, warmup: int = 1, options=None) -> tuple[dict, np.ndarray]:
     """Run ``method`` ``warmup + repeats`` times; return a table row and the residual history."""
     options = dict(options or {})
-    if method == "dcdm" and problem.grid_shape is not None:  # DCDM needs the grid behind the matrix
+    if method.startswith("dcdm") and problem.grid_shape is not None:  # DCDM needs the grid behind the matrix
         options.setdefault("grid_shape", tuple(problem.grid_shape))
         if problem.flags is not None:
             options.setdefault("flags", problem.flags)
