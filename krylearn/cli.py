@@ -378,7 +378,7 @@ def cmd_train_dcdm(args) -> int:
         raise ValueError(f"--levels must be >= 0 (0: automatic depth), got {args.levels}")
     if not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
-    config = {"width": args.width, "levels": args.levels, "blocks": args.blocks, "geometry": not args.no_geometry,
+    config = {"width": args.width, "levels": args.levels, "blocks": args.blocks, "geometry": args.geometry,
               "shared": args.shared or args.levels == 0, "upsample": args.upsample}
     card = train(dim=args.dim, n=args.n, out=args.out, name=args.name, data=args.data,
                  scenes=[s.strip() for s in args.scenes.split(",") if s.strip()], data_seed=args.data_seed,
@@ -575,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--levels", type=int, default=3,
                     help="resolution levels (paper: 2; 0: as deep as the grid allows, shared blocks; default 3)")
     td.add_argument("--blocks", type=int, default=1, help="residual blocks per level and direction (default 1)")
-    td.add_argument("--no-geometry", action="store_true", help="do not feed the fluid-cell mask to the network")
+    td.add_argument("--geometry", action="store_true",
+                    help="feed the fluid-cell mask as a second input channel (off: it did not help in our ablation)")
     td.add_argument("--shared", action="store_true", help="one set of blocks for all levels (implied by --levels 0)")
     td.add_argument("--upsample", default="linear", choices=("linear", "nearest"), help="default linear")
     td.add_argument("--init", default=None, help="start from these weights (a shipped name or a path)")
