@@ -35,7 +35,6 @@ in; :func:`sample_rng` gives that generator.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import math
 import multiprocessing
 import numbers
 import os
@@ -49,6 +48,7 @@ import scipy.sparse.linalg
 from krylearn.operators.darcy import darcy_system, embed_interior
 
 from ._atomic import atomic_path
+from ._checks import check_int, check_real
 from .pde_formats import create_darcy_layout
 
 __all__ = [
@@ -63,24 +63,6 @@ __all__ = [
 
 GRIDS = ("fno", "node")
 GENERATOR = "krylearn.datasets.darcy.generate_darcy"
-
-
-def _real(name: str, v, *, positive: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-    v = float(v)
-    if not math.isfinite(v) or (positive and v <= 0):
-        raise ValueError(f"{name} must be {'positive and ' if positive else ''}finite, got {v!r}")
-    return v
-
-
-def _int(name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    v = int(v)
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
 
 
 # ---------------------------------------------------------------------------
@@ -109,9 +91,9 @@ def grf_neumann(s: int, rng=None, alpha: float = 2.0, tau: float = 3.0) -> np.nd
     numpy.ndarray, (s, s), float64
         Zero-mean field (the constant mode is removed: its spatial mean is 0).
     """
-    s = _int("s", s, 2)
-    alpha = _real("alpha", alpha, positive=True)
-    tau = _real("tau", tau, positive=True)
+    s = check_int("s", s, 2)
+    alpha = check_real("alpha", alpha, positive=True)
+    tau = check_real("tau", tau, positive=True)
     if not isinstance(rng, np.random.Generator):
         if rng is not None and (isinstance(rng, bool) or not isinstance(rng, (numbers.Integral, np.random.SeedSequence))):
             raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}")
@@ -131,8 +113,8 @@ def darcy_coefficient(field, hi: float = 12.0, lo: float = 3.0) -> np.ndarray:
         raise TypeError(f"field must be a real numeric array, got dtype {field.dtype}")
     if not np.isfinite(field).all():
         raise ValueError("field contains NaN or Inf")
-    hi = _real("hi", hi, positive=True)
-    lo = _real("lo", lo, positive=True)
+    hi = check_real("hi", hi, positive=True)
+    lo = check_real("lo", lo, positive=True)
     return np.where(field >= 0, hi, lo)
 
 
@@ -191,7 +173,7 @@ def solve_darcy(a, rtol: float = 1e-10, method: str = "pcg-amg", *, f=1.0, grid:
     """
     if grid not in GRIDS:
         raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
-    rtol = _real("rtol", rtol, positive=True)
+    rtol = check_real("rtol", rtol, positive=True)
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     a = np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
@@ -260,8 +242,8 @@ def _solve_nodes(a, f, rtol, method, x0, allow_nonpositive, options):
 # ---------------------------------------------------------------------------
 def sample_rng(seed: int, index: int) -> np.random.Generator:
     """The generator of sample ``index``: ``default_rng(SeedSequence(seed).spawn(n)[index])`` for any ``n > index``."""
-    seed = _int("seed", seed, 0)
-    index = _int("index", index, 0)
+    seed = check_int("seed", seed, 0)
+    index = check_int("index", index, 0)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
@@ -363,20 +345,20 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
     str
         ``path``.
     """
-    n = _int("n", n, 1)
-    res = _int("res", res, 3)
-    sub = _int("sub", sub, 1)
-    seed = _int("seed", seed, 0)
+    n = check_int("n", n, 1)
+    res = check_int("res", res, 3)
+    sub = check_int("sub", sub, 1)
+    seed = check_int("seed", seed, 0)
     if (res - 1) // sub + 1 < 3:
         raise ValueError(f"sub = {sub} leaves fewer than 3 points per side of res = {res}")
     if workers is None:
         workers = os.cpu_count() or 1
-    workers = min(_int("workers", workers, 1), n)
+    workers = min(check_int("workers", workers, 1), n)
     if grid not in GRIDS:
         raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
-    kw = dict(res=res, sub=sub, alpha=_real("alpha", alpha, positive=True), tau=_real("tau", tau, positive=True),
-              hi=_real("hi", hi, positive=True), lo=_real("lo", lo, positive=True),
-              rtol=_real("rtol", rtol, positive=True), method=method, grid=grid)
+    kw = dict(res=res, sub=sub, alpha=check_real("alpha", alpha, positive=True), tau=check_real("tau", tau, positive=True),
+              hi=check_real("hi", hi, positive=True), lo=check_real("lo", lo, positive=True),
+              rtol=check_real("rtol", rtol, positive=True), method=method, grid=grid)
     s = (res - 1) // sub + 1
     coords = (np.linspace(0.0, 1.0, res) if grid == "node" else _centres(res))[::sub]
     from tqdm.auto import tqdm

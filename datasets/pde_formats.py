@@ -47,7 +47,6 @@ the file and the offending key.
 
 from __future__ import annotations
 
-import numbers
 import os
 from dataclasses import dataclass, field
 
@@ -55,6 +54,7 @@ import h5py
 import numpy as np
 
 from ._atomic import atomic_path
+from ._checks import check_int
 from .errors import FormatError
 
 __all__ = [
@@ -127,15 +127,6 @@ def _attr_value(v):
         return v.item() if v.size == 1 and v.ndim == 0 else v
     if isinstance(v, np.generic):
         return v.item()
-    return v
-
-
-def _check_int(name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    v = int(v)
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
     return v
 
 
@@ -341,10 +332,10 @@ def read_darcy(path, *, start: int = 0, count: int | None = None, sub: int = 1) 
     ValueError, TypeError
         Bad ``start``/``count``/``sub``.
     """
-    start = _check_int("start", start, 0)
+    start = check_int("start", start, 0)
     if count is not None:
-        count = _check_int("count", count, 0)
-    sub = _check_int("sub", sub, 1)
+        count = check_int("count", count, 0)
+    sub = check_int("sub", sub, 1)
     path = os.fspath(path)
     fmt = detect_darcy_format(path)
     try:
@@ -368,8 +359,8 @@ def create_darcy_layout(h5: h5py.File, n: int, shape, *, x=None, y=None, chunk: 
     chunked by ``chunk`` samples; coordinates default to ``linspace(0, 1, s)``.
     """
     s1, s2 = (int(v) for v in shape)
-    n = _check_int("n", n, 0)
-    chunk = _check_int("chunk", chunk, 1)
+    n = check_int("n", n, 0)
+    chunk = check_int("chunk", chunk, 1)
     if compression not in (None, "gzip", "lzf"):
         raise ValueError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
     c = max(1, min(chunk, n))

@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 from krylearn.datasets._atomic import atomic_path, atomic_write_text
 from krylearn.datasets.errors import FormatError
 
-__all__ = ["save_weights", "load_weights", "weights_path", "list_weights"]
+__all__ = ["save_weights", "load_weights", "load_network", "weights_path", "list_weights"]
 
 _SUFFIX = ".safetensors"
 
@@ -150,3 +151,26 @@ def list_weights(folder) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.stem for p in folder.glob("*" + _SUFFIX) if p.with_suffix(".json").is_file())
+
+
+@functools.lru_cache(maxsize=8)
+def _load_network(path: str, cls, device: str):
+    state, card = load_weights(path, device=device, dtype=torch.float32)
+    config = card.get("config")
+    if not isinstance(config, dict):
+        raise FormatError(f"{path}.json: the card has no 'config' to rebuild the {cls.__name__}")
+    net = cls(**config)
+    net.load_state_dict(state)
+    net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, card
+
+
+def load_network(path, cls, device="cpu"):
+    """Rebuild ``cls(**card["config"])`` from weights written by :func:`save_weights`, in eval mode.
+
+    The result is cached per (path, class, device) and shared between calls:
+    do not train it.  Returns ``(network, card)``.
+    """
+    return _load_network(str(_stem(path)), cls, str(torch.device(device)))

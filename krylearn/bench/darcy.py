@@ -318,9 +318,9 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
         (names ``sub``); empty ``models``.
     """
     from krylearn.datasets.pde_formats import read_darcy
+    from krylearn.datasets._checks import check_int
     from krylearn.recipes.lsm import (
         _check_file,
-        _check_int,
         count_samples,
         evaluate,
         resolve_model,
@@ -334,12 +334,12 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
     models = list(models)
     if not models:
         raise ValueError("models must name at least one model")
-    count = _check_int("count", count, 1)
-    sub = _check_int("sub", sub, 1)
-    warm_count = _check_int("warm_count", warm_count, 1)
-    repeats = _check_int("repeats", repeats, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    figure_samples = _check_int("figure_samples", figure_samples, 0)
+    count = check_int("count", count, 1)
+    sub = check_int("sub", sub, 1)
+    warm_count = check_int("warm_count", warm_count, 1)
+    repeats = check_int("repeats", repeats, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    figure_samples = check_int("figure_samples", figure_samples, 0)
     if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
         raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
 
@@ -358,7 +358,7 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
         if test and os.path.basename(test.get("file", test.get("name", ""))) == os.path.basename(file) \
                 and int(test.get("sub", 1)) == sub:
             start, start_from = int(test["start"]), f"test range in {labels[0]}'s card"
-    start = _check_int("start", start, 0)
+    start = check_int("start", start, 0)
     n_file = count_samples(file)
     if start + count > n_file:
         raise ValueError(f"start + count = {start} + {count} exceeds the {n_file} samples of data ({file!r})")

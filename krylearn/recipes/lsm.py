@@ -32,7 +32,6 @@ Examples
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import shlex
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from krylearn.datasets._atomic import atomic_path, atomic_write_text
+from krylearn.datasets._checks import check_int
 
 __all__ = ["DEFAULT_CONFIGS", "count_samples", "evaluate", "resolve_model", "train"]
 
@@ -57,15 +57,6 @@ DEFAULT_CONFIGS = {
 
 
 # ------------------------------------------------------------------ helpers
-def _check_int(name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    v = int(v)
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
-
-
 def _check_file(name: str, path) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path to a Darcy file, got {type(path).__name__}")
@@ -233,18 +224,18 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
             raise ValueError(f"resample must be True, False or 'native', got {resample!r}")
     elif not isinstance(resample, (bool, np.bool_)):
         raise TypeError(f"resample must be True, False or 'native', got {resample!r}")
-    batch_size = _check_int("batch_size", batch_size, 1)
-    sub = _check_int("sub", sub, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    sub = check_int("sub", sub, 1)
     if isinstance(data, DarcyData):
         d = data
         file = d.path
-        start = d.start if start == 0 else _check_int("start", start, 0)
+        start = d.start if start == 0 else check_int("start", start, 0)
         count = len(d)
     else:
         file = _check_file("data", data)
-        start = _check_int("start", start, 0)
+        start = check_int("start", start, 0)
         if count is not None:
-            count = _check_int("count", count, 1)
+            count = check_int("count", count, 1)
         n_file = count_samples(file)
         if count is None:
             count = n_file - start
@@ -358,11 +349,11 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     data_train = _check_file("data_train", data_train)
     if data_test is not None:
         data_test = _check_file("data_test", data_test)
-    sub = _check_int("sub", sub, 1)
-    ntrain = _check_int("ntrain", ntrain, 2)  # the normalisers need two samples
-    nval = _check_int("nval", nval, 0)
-    ntest = _check_int("ntest", ntest, 1)
-    seed = _check_int("seed", seed, 0)
+    sub = check_int("sub", sub, 1)
+    ntrain = check_int("ntrain", ntrain, 2)  # the normalisers need two samples
+    nval = check_int("nval", nval, 0)
+    ntest = check_int("ntest", ntest, 1)
+    seed = check_int("seed", seed, 0)
     if config is not None and not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
 
-from krylearn.solvers.weights import list_weights, load_weights, save_weights, weights_path
+from krylearn.solvers.weights import list_weights, load_network, save_weights, weights_path
 
 from .model import DCDMNet
 
@@ -25,20 +24,6 @@ def available_models() -> list[str]:
 def default_model_name(dim: int) -> str:
     """The shipped model for a 2D or 3D grid."""
     return f"dcdm-{dim}d"
-
-
-@functools.lru_cache(maxsize=8)
-def _load(path: str, device: str) -> tuple[DCDMNet, dict]:
-    state, card = load_weights(path, device=device, dtype=torch.float32)
-    config = card.get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}.json: the card has no 'config' to rebuild the network")
-    net = DCDMNet(**config)
-    net.load_state_dict(state)
-    net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net, card
 
 
 def load_model(model, device="cpu") -> tuple[DCDMNet, dict]:
@@ -62,7 +47,7 @@ def load_model(model, device="cpu") -> tuple[DCDMNet, dict]:
     if isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a DCDMNet, a shipped name or a path, got {type(model).__name__}")
     path = weights_path(model, WEIGHTS_DIR)
-    return _load(str(path), str(torch.device(device)))
+    return load_network(path, DCDMNet, device)
 
 
 def save_model(net: DCDMNet, card: dict, path, *, half: bool = False):

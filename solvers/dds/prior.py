@@ -19,14 +19,13 @@ holding ``config`` (the UNet's constructor arguments) and provenance.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 from krylearn.solvers.weights import (
     list_weights,
-    load_weights,
+    load_network,
     save_weights,
     weights_path,
 )
@@ -162,20 +161,6 @@ def available_priors() -> list[str]:
     return list_weights(WEIGHTS_DIR)
 
 
-@functools.lru_cache(maxsize=4)
-def _load(path: str, device: str):
-    state, card = load_weights(path, device=device, dtype=torch.float32)
-    config = card.get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}.json: the card has no 'config' to rebuild the UNet")
-    net = UNet(**config)
-    net.load_state_dict(state)
-    net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net, card
-
-
 def load_prior(name_or_path, device="cpu", *, return_card: bool = False):
     """A trained UNet prior from a shipped name or a weights path.
 
@@ -194,7 +179,7 @@ def load_prior(name_or_path, device="cpu", *, return_card: bool = False):
     calls: do not train it), or ``(UNet, card)``.
     """
     path = weights_path(name_or_path, WEIGHTS_DIR)
-    net, card = _load(str(path), str(torch.device(device)))
+    net, card = load_network(path, UNet, device)
     return (net, dict(card)) if return_card else net
 
 
