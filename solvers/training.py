@@ -19,7 +19,7 @@ import torch
 from krylearn.datasets._atomic import atomic_path
 
 __all__ = ["Dist", "setup_distributed", "cleanup_distributed", "seed_everything", "pick_device",
-           "save_checkpoint", "load_checkpoint", "hardware", "cpu_name"]
+           "save_checkpoint", "load_checkpoint", "run_fingerprint", "hardware", "cpu_name"]
 
 
 @dataclass
@@ -107,17 +107,41 @@ def save_checkpoint(path, *, model: torch.nn.Module, optimizer=None, scheduler=N
     return path
 
 
+def run_fingerprint(model: torch.nn.Module, **settings) -> dict:
+    """What identifies a training run: the network's ``config`` (and ``kind``) plus ``settings``.
+
+    Stored in checkpoints as ``fingerprint=`` so that :func:`load_checkpoint`
+    refuses to resume a different run.  JSON round-tripped (tuples become lists).
+    """
+    import json
+
+    module = model.module if hasattr(model, "module") else model
+    ident = {"config": getattr(module, "config", None), **settings}
+    if getattr(module, "kind", None) is not None:
+        ident["kind"] = module.kind
+    return json.loads(json.dumps(ident))
+
+
 def load_checkpoint(path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
-                    map_location="cpu") -> dict:
+                    map_location="cpu", fingerprint: dict | None = None) -> dict:
     """Restore a checkpoint written by :func:`save_checkpoint`; return its ``extra`` entries.
 
     Uses ``torch.load(weights_only=True)``: tensors, numbers, strings and
-    containers only, no code execution.
+    containers only, no code execution.  With ``fingerprint`` (see
+    :func:`run_fingerprint`), a checkpoint written by a run with other
+    settings raises ``ValueError`` naming the settings that differ, before
+    anything is restored.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     payload = torch.load(path, map_location=map_location, weights_only=True)
+    if fingerprint is not None:
+        old = payload.get("fingerprint") or {}
+        if old != fingerprint:
+            diff = sorted(k for k in set(fingerprint) | set(old) if old.get(k) != fingerprint.get(k))
+            raise ValueError(f"checkpoint {path} was written by a different run (differs in {', '.join(diff)}); "
+                             "pass resume=False or another checkpoint path")
     module = model.module if hasattr(model, "module") else model
     module.load_state_dict(payload.pop("model"))
     if optimizer is not None and "optimizer" in payload:

@@ -245,6 +245,8 @@ def test_training_resume_is_exact(tiny_training, tmp_path):
     resumed = train_dcdm([s], steps=10, out=tmp_path, **kw)["net"]
     for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, msg=k)
+    with pytest.raises(ValueError, match="different run.*lr"):
+        train_dcdm([s], steps=12, out=tmp_path, **{**kw, "lr": 2e-3})
 
 
 def test_cli_train_writes_weights_and_card(tmp_path):

@@ -45,7 +45,7 @@ def _dot(a, b):
     return (a * b).sum(dim=1)
 
 
-def _grid_and_flags(op, grid_shape, flags, n):
+def _grid_and_flags(op, grid_shape, flags, n, csr):
     inner = getattr(op, "op", op)  # prepare() wraps multi-dimensional operators
     if isinstance(inner, PoissonGrid):
         if grid_shape is not None and tuple(grid_shape) != tuple(inner.grid_shape):
@@ -65,7 +65,9 @@ def _grid_and_flags(op, grid_shape, flags, n):
     if math.prod(grid) != n:
         raise ValueError(f"grid_shape {grid} has {math.prod(grid)} cells but A has {n} rows")
     if flags is None:
-        flags = flags_from_matrix(matrix_form(op), grid)
+        if csr is None:
+            raise ValueError("flags is required for a matrix-free operator (its fluid cells cannot be read off a matrix)")
+        flags = flags_from_matrix(csr, grid)
     else:
         flags = np.asarray(flags.cpu() if isinstance(flags, torch.Tensor) else flags)
         if flags.size != n:
@@ -157,7 +159,8 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
     if sys_.b.is_complex():
         raise TypeError("DCDM solves real SPD systems; got complex data")
     op, k, n, dev = sys_.op, sys_.k, sys_.n, sys_.op.device
-    grid, flag_arr = _grid_and_flags(op, grid_shape, flags, n)
+    csr = matrix_form(op)  # built once: flags and the null-space check both read it
+    grid, flag_arr = _grid_and_flags(op, grid_shape, flags, n, csr)
     fluid = torch.as_tensor(np.asarray(flag_arr).reshape(grid) == FLUID, device=dev)
     net, card = load_model(model if model is not None else default_model_name(len(grid)), device=dev)
     if net.dim != len(grid):
@@ -169,7 +172,7 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
     if diag is not None:
         dinv = torch.where(diag > 0, 1.0 / torch.where(diag > 0, diag, torch.ones_like(diag)),
                            torch.zeros_like(diag))
-    ns = detect_constant_nullspace(op)
+    ns = detect_constant_nullspace(op, A=csr)
     bvec = ns.project(sys_.b.clone()) if ns is not None else sys_.b
     apply_A, tol = op._apply, sys_.tol
     setup_seconds = time.perf_counter() - t_setup

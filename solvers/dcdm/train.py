@@ -23,7 +23,8 @@ import torch
 from krylearn.operators.sparse import SparseMatrix
 from krylearn.operators.stencil import FLUID
 
-from ..training import cleanup_distributed, load_checkpoint, save_checkpoint, seed_everything, setup_distributed
+from ..training import (cleanup_distributed, load_checkpoint, run_fingerprint, save_checkpoint, seed_everything,
+                        setup_distributed)
 from .model import DCDMNet
 from .ritz import RitzSampler
 
@@ -166,11 +167,14 @@ def train_dcdm(systems: list[TrainingSystem], *, config: dict | None = None, ste
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 10)
     prepared = [_prepare(s, dev, seed + 1000 * dist.rank + 17 * i, val_size) for i, s in enumerate(systems)]
 
+    fingerprint = run_fingerprint(model, batch=batch, lr=lr, schedule=schedule, seed=seed,
+                                  systems=[s.name for s in systems], world_size=dist.world_size)
     state = {"step": 0, "log": [], "best_val": float("inf"), "best_step": 0, "seconds": 0.0}
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpt = Path(out) / "checkpoint.pt" if out is not None else None
     if ckpt is not None and resume and ckpt.is_file():
-        extra = load_checkpoint(ckpt, model=model, optimizer=opt, scheduler=sched, map_location=dev)
+        extra = load_checkpoint(ckpt, model=model, optimizer=opt, scheduler=sched, map_location=dev,
+                                fingerprint=fingerprint)
         state.update({k: extra[k] for k in state if k in extra})
         best = extra.get("best", best)
         for (_, _, sampler, _), s in zip(prepared, extra.get("samplers", [])):
@@ -186,7 +190,7 @@ def train_dcdm(systems: list[TrainingSystem], *, config: dict | None = None, ste
 
     def checkpoint():
         if ckpt is not None and dist.is_main:
-            save_checkpoint(ckpt, model=model, optimizer=opt, scheduler=sched, best=best,
+            save_checkpoint(ckpt, model=model, optimizer=opt, scheduler=sched, best=best, fingerprint=fingerprint,
                             samplers=[p[2].state() for p in prepared], **state)
 
     bar = None

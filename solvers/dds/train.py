@@ -30,6 +30,7 @@ from krylearn.datasets._atomic import atomic_write_text
 from krylearn.solvers.training import (
     cleanup_distributed,
     load_checkpoint,
+    run_fingerprint,
     save_checkpoint,
     seed_everything,
     setup_distributed,
@@ -114,11 +115,6 @@ def _step_seed(*parts: int) -> int:
     for p in parts:
         h = ((h ^ (int(p) + 0x9E3779B9)) * 1099511628211) % (1 << 63)
     return h
-
-
-def _fingerprint(module, **hyper) -> dict:
-    cfg = getattr(module, "config", None)
-    return json.loads(json.dumps({"config": cfg, **hyper}))
 
 
 def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16, lr: float = 2e-4,
@@ -224,18 +220,14 @@ def _loop(model, x_all, dist, *, steps, batch_size, lr, ema_decay, warmup, grad_
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda k: 1.0 if warmup == 0 else min(1.0, (k + 1) / warmup))
-    fingerprint = _fingerprint(model, lr=lr, batch_size=batch_size, ema_decay=ema_decay, warmup=warmup,
+    fingerprint = run_fingerprint(model, lr=lr, batch_size=batch_size, ema_decay=ema_decay, warmup=warmup,
                                grad_clip=grad_clip, seed=seed, schedule=schedule.config(),
                                data_shape=list(x_all.shape))
     state = {"step": 0, "losses": [], "seconds": 0.0}
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and resume and ckpt.is_file():
-        extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=sched, map_location=dev)
-        old = extra.get("fingerprint")
-        if old != fingerprint:
-            diff = sorted(k for k in set(fingerprint) | set(old or {}) if (old or {}).get(k) != fingerprint.get(k))
-            raise ValueError(f"checkpoint {ckpt} was written by a different run (differs in {', '.join(diff)}); "
-                             "pass resume=False or another checkpoint path")
+        extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=sched, map_location=dev,
+                                fingerprint=fingerprint)
         ema.load_state_dict(extra["ema"])
         state.update({k: extra[k] for k in state if k in extra})
         state["losses"] = [float(v) for v in state["losses"]]

@@ -31,6 +31,7 @@ from krylearn.solvers.training import (
     cleanup_distributed,
     hardware,
     load_checkpoint,
+    run_fingerprint,
     save_checkpoint,
     seed_everything,
     setup_distributed,
@@ -173,10 +174,6 @@ def evaluate(model: nn.Module, a, u, batch_size: int = 20, device=None) -> float
     return total / count
 
 
-def _fingerprint(predictor, **hyper) -> dict:
-    return {"kind": predictor.kind, "config": json.loads(json.dumps(predictor.config)), **hyper}
-
-
 def _write_log(log, records) -> None:
     if log is None:
         return
@@ -297,7 +294,7 @@ def _train_loop(predictor, a_tr, u_tr, val, dist, *, epochs, batch_size, lr, wei
         predictor.net = nn.SyncBatchNorm.convert_sync_batchnorm(predictor.net)
     optimizer = torch.optim.Adam(predictor.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    fingerprint = _fingerprint(predictor, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+    fingerprint = run_fingerprint(predictor, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                                step_size=step_size, gamma=gamma, seed=seed, n_train=len(a_tr),
                                n_val=len(val[0]) if val else 0, grid=list(a_tr.shape[-2:]))
 
@@ -305,12 +302,8 @@ def _train_loop(predictor, a_tr, u_tr, val, dist, *, epochs, batch_size, lr, wei
              "best_val": math.inf, "best_state": None, "seconds": 0.0}
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and resume and ckpt.is_file():
-        extra = load_checkpoint(ckpt, model=predictor, optimizer=optimizer, scheduler=scheduler, map_location=dev)
-        old = extra.get("fingerprint")
-        if old != fingerprint:
-            diff = sorted(k for k in set(fingerprint) | set(old or {}) if (old or {}).get(k) != fingerprint.get(k))
-            raise ValueError(f"checkpoint {ckpt} was written by a different run (differs in {', '.join(diff)}); "
-                             "pass resume=False or another checkpoint path")
+        extra = load_checkpoint(ckpt, model=predictor, optimizer=optimizer, scheduler=scheduler, map_location=dev,
+                                fingerprint=fingerprint)
         state.update({k: extra[k] for k in state if k in extra})
 
     module = predictor
