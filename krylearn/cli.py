@@ -1,10 +1,11 @@
-"""The ``krylearn`` command line: demo, solve, bench, data."""
+"""The ``krylearn`` command line: demo, solve, bench, data, train, eval, reconstruct."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -146,9 +147,8 @@ def cmd_solve(args) -> int:
     print(res)
     if args.output:
         out = Path(args.output)
-        with atomic_path(out) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(res.x))
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(res.x))
         print(f"wrote {out}")
     return 0 if res.converged else 1
 
@@ -186,7 +186,12 @@ def cmd_bench_poisson(args) -> int:
 
 
 def cmd_bench_baselines(args) -> int:
-    from krylearn.bench.baselines import compare_cg, compare_spmv, format_cg_table, format_spmv_table
+    from krylearn.bench.baselines import (
+        compare_cg,
+        compare_spmv,
+        format_cg_table,
+        format_spmv_table,
+    )
     from krylearn.bench.poisson import machine
     from krylearn.datasets._atomic import atomic_write_text
 
@@ -231,7 +236,12 @@ def _sequence_kinds(s: str) -> list[str]:
 
 
 def cmd_bench_relax(args) -> int:
-    from krylearn.bench.relax import format_table, make_sequence, run_relax, write_report
+    from krylearn.bench.relax import (
+        format_table,
+        make_sequence,
+        run_relax,
+        write_report,
+    )
 
     if args.T is not None and args.T < 1:
         raise ValueError(f"--T must be >= 1, got {args.T}")
@@ -325,8 +335,6 @@ def _lsm_config(args) -> dict:
 
 
 def cmd_train_lsm(args) -> int:
-    import shlex
-
     from krylearn.recipes.lsm import train
 
     card = train(args.kind, args.data, args.test, sub=args.sub, ntrain=args.ntrain, nval=args.nval,
@@ -334,7 +342,7 @@ def cmd_train_lsm(args) -> int:
                  lr=args.lr, weight_decay=args.weight_decay, step_size=args.step_size, gamma=args.gamma,
                  seed=args.seed, checkpoint=args.checkpoint or f"{args.out}.ckpt", resume=not args.no_resume,
                  device=args.device, out=args.out, half=args.half, progress=not args.quiet,
-                 command=shlex.join(sys.argv))
+                 command=args.command_line)
     if card:
         m = card["metrics"]
         print(f"{card['name']}: {card['parameters']} parameters, {card['epochs']} epochs in {card['seconds']:.0f} s; "
@@ -425,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=None, help="write x to this .npy file")
     s.set_defaults(func=cmd_solve)
 
-    b = sub.add_parser("bench", help="benchmarks: poisson, baselines, relax")
+    b = sub.add_parser("bench", help="benchmarks: poisson, baselines, relax, dcdm, darcy, mri, ct")
     bsub = b.add_subparsers(dest="bench", metavar="BENCH")
     bp = bsub.add_parser("poisson", help="iterations and seconds of several methods on one Poisson system",
                          description="Prints a table (method, iterations, setup s, solve s, final relative "
@@ -487,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     br.set_defaults(func=cmd_bench_relax)
 
-    dt = sub.add_parser("data", help="dataset generators: poisson, sequence")
+    dt = sub.add_parser("data", help="dataset generators: poisson, sequence, darcy, mri, ct")
     dsub = dt.add_subparsers(dest="data", metavar="GENERATOR")
     dp = dsub.add_parser("poisson", help="pressure systems from a smoke simulation, one per frame, to HDF5")
     dp.add_argument("--scene", default="smoke-plume", help="smoke-plume | smoke-obstacle (default smoke-plume)")
@@ -549,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(bz, out="darcy", repeats=3)
     bz.set_defaults(func=cmd_bench_darcy)
 
-    tr = sub.add_parser("train", help="train a learned method: dcdm, lsm")
+    tr = sub.add_parser("train", help="train a learned method: dcdm, lsm, diffusion")
     tsub = tr.add_subparsers(dest="train", metavar="METHOD")
     td = tsub.add_parser(
         "dcdm", help="train a DCDM network on Ritz right-hand sides of smoke-simulation matrices",
@@ -634,6 +642,18 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--device", default=None)
     el.set_defaults(func=cmd_eval_lsm)
 
+    from krylearn.cli_imaging import (
+        add_bench_parsers,
+        add_data_parsers,
+        add_reconstruct_parser,
+        add_train_parser,
+    )
+
+    add_bench_parsers(bsub)
+    add_data_parsers(dsub)
+    add_train_parser(tsub)
+    add_reconstruct_parser(sub)
+
     for parser in (b, dt, tr, ev):  # "krylearn bench" / "krylearn data" alone: show their help
         parser.set_defaults(func=lambda a, _p=parser: (_p.print_help(), 2)[1])
     return p
@@ -641,7 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["krylearn", *argv])  # recorded in weight cards
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -417,41 +417,76 @@ def gaussian1d_mask(shape, accel: float, acs: float = 0.08, seed=None, std=None)
     return mask
 
 
-def poisson2d_mask(shape, accel: float, seed: int = 0, calib=None, tol: float = 0.1) -> np.ndarray:
-    """Variable-density Poisson-disc 2D mask (``sigpy.mri.poisson``).
+def poisson2d_mask(shape, accel: float, seed: int = 0, calib=None, tol: float = 0.1,
+                   max_bisections: int = 60) -> np.ndarray:
+    """Variable-density Poisson-disc 2D mask (sigpy's Bridson sampler, density ``1 / (1 + s r)``).
 
     Parameters
     ----------
     shape : (ny, nx)
     accel : float
-        Target acceleration (> 1); sigpy searches the density slope until the
-        real acceleration is within ``tol`` of it.
+        Target acceleration (> 1).  The density slope ``s`` is bisected
+        until the real acceleration is within ``tol`` of it; on small grids,
+        where the realised acceleration moves in jumps, the closest mask of
+        ``max_bisections`` tries is returned if it is within 10% (the real
+        acceleration is always what :func:`acceleration` reports).
     seed : int
     calib : (int, int), optional
         Fully sampled centre (default 8% of each side, at least 2).
     tol : float
         Allowed ``|acceleration(mask) - accel|``.
+    max_bisections : int
+        Bound on the search (``sigpy.mri.poisson`` itself can loop forever
+        on small grids, e.g. 32 x 32 at 8x).
 
     Returns
     -------
     numpy.ndarray of bool, (ny, nx)
+
+    Raises
+    ------
+    ValueError
+        ``accel <= 1`` or no mask within 10% of ``accel``.
     """
-    import sigpy.mri
+    from sigpy.mri.samp import _poisson
 
     try:
         ny, nx = (int(s) for s in shape)
     except (TypeError, ValueError):
         raise ValueError(f"shape must be (ny, nx), got {shape!r}") from None
+    if ny < 4 or nx < 4:
+        raise ValueError(f"shape must be at least 4 x 4, got {shape!r}")
     if not isinstance(accel, numbers.Real) or not accel > 1:
         raise ValueError(f"accel must be > 1 for a Poisson-disc mask, got {accel!r}")
     if calib is None:
         calib = (max(2, round(0.08 * ny)), max(2, round(0.08 * nx)))
+    calib = tuple(int(c) for c in calib)
+    y, x = np.mgrid[:ny, :nx].astype(np.float64)
+    x = np.maximum(np.abs(x - nx / 2) - calib[1] / 2, 0)
+    y = np.maximum(np.abs(y - ny / 2) - calib[0] / 2, 0)
+    r = np.sqrt((x / max(x.max(), 1e-12)) ** 2 + (y / max(y.max(), 1e-12)) ** 2)
+    state = np.random.get_state()  # sigpy's sampler seeds numpy's global generator
     try:
-        mask = sigpy.mri.poisson((ny, nx), float(accel), calib=tuple(int(c) for c in calib),
-                                 dtype=np.float32, seed=int(seed), tol=tol)
-    except ValueError as e:
-        raise ValueError(f"accel={accel}: {e}") from None
-    return mask != 0
+        lo, hi, best = 0.0, float(max(nx, ny)), None
+        for _ in range(int(max_bisections)):
+            slope = (lo + hi) / 2
+            radius_x = np.clip((1 + r * slope) * nx / max(nx, ny), 1, None)
+            radius_y = np.clip((1 + r * slope) * ny / max(nx, ny), 1, None)
+            mask = _poisson(nx, ny, 30, radius_x, radius_y, calib, int(seed)).reshape(ny, nx)
+            mask = (mask != 0) & (r < 1)
+            real = ny * nx / max(int(mask.sum()), 1)
+            if best is None or abs(real - accel) < abs(best[0] - accel):
+                best = (real, mask)
+            if abs(real - accel) < tol:
+                break
+            lo, hi = (slope, hi) if real < accel else (lo, slope)
+    finally:
+        np.random.set_state(state)
+    real, mask = best
+    if abs(real - accel) > 0.1 * accel:
+        raise ValueError(f"accel={accel}: the closest Poisson-disc mask on a {ny} x {nx} grid has "
+                         f"acceleration {real:.2f}")
+    return mask
 
 
 # -------------------------------------------------------------- coil maps

@@ -110,3 +110,73 @@ def test_installed_import_does_not_shadow_datasets(tmp_path):
     import krylearn.datasets as kd
 
     assert Path(kd.__file__).resolve().parent == repo / "datasets"
+
+
+def test_reconstruct_mri_and_ct_commands(tmp_path, capsys):
+    """`krylearn reconstruct` on tiny files: CG-SENSE / FBP write the submission layout and report PSNR."""
+    import h5py
+    import torch
+    from krylearn.datasets.fastmri import write_ct, write_kspace
+    from krylearn.datasets.phantoms import shepp_logan
+    from krylearn.operators.ct import ParallelBeamProjector
+    from krylearn.operators.mri import birdcage_maps, fft2c
+
+    x = shepp_logan((32, 32)).astype(np.complex64)
+    maps = birdcage_maps(4, (32, 32)).astype(np.complex64)
+    full = fft2c(torch.as_tensor(maps * x)).numpy()[None]                      # (1, coils, ky, kx), fully sampled
+    write_kspace(tmp_path / "mri.h5", full, sensitivity_maps=maps[None], reconstruction_rss=np.abs(x)[None])
+    out = tmp_path / "rec.h5"
+    assert main(["reconstruct", "mri", str(tmp_path / "mri.h5"), "--method", "cg-sense", "--accel", "2",
+                 "-q", "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert 1.5 < summary["acceleration"] <= 2.0
+    with h5py.File(out) as f:
+        rec = f["reconstruction"][()]
+    assert rec.shape == (1, 32, 32) and rec.dtype == np.float32
+    assert np.linalg.norm(rec[0] - np.abs(x)) < 0.2 * np.linalg.norm(np.abs(x))
+
+    angles = np.linspace(0, np.pi, 24, endpoint=False)
+    img = shepp_logan((32, 32))
+    P = ParallelBeamProjector((32, 32), angles)
+    sino = (P @ torch.as_tensor(img[None], dtype=torch.float64)).numpy()
+    write_ct(tmp_path / "ct.h5", sino, angles, image_shape=(32, 32), reference=img[None])
+    assert main(["reconstruct", "ct", str(tmp_path / "ct.h5"), "--method", "fbp", "-q", "-o",
+                 str(tmp_path / "ct-rec.h5")]) == 0
+    assert json.loads(capsys.readouterr().out)["psnr"] > 15
+    # a prior that does not exist: one-line error naming it
+    assert main(["reconstruct", "ct", str(tmp_path / "ct.h5"), "--prior", "no-such-prior", "-q", "-o",
+                 str(tmp_path / "x.h5")]) == 2
+    assert "no-such-prior" in capsys.readouterr().err
+
+
+def test_imaging_data_train_and_bench_commands(tmp_path, capsys):
+    """`krylearn data mri|ct`, `train diffusion` and `bench mri` end to end on tiny settings."""
+    pytest.importorskip("nilearn")
+    from krylearn.datasets.fastmri import read_ct, read_kspace
+    from krylearn.solvers.dds import load_prior
+
+    assert main(["data", "mri", str(tmp_path / "m.h5"), "--size", "32", "--slices", "2", "--accel", "2"]) == 0
+    data = read_kspace(tmp_path / "m.h5")
+    assert data.kspace.shape[0] == 2 and data.kspace.shape[-2:] == (32, 32)
+    assert main(["data", "ct", str(tmp_path / "c.h5"), "--size", "32", "--slices", "2", "--views", "6"]) == 0
+    assert read_ct(tmp_path / "c.h5").sinogram.shape[:2] == (2, 6)
+    capsys.readouterr()
+
+    stem = tmp_path / "prior"
+    assert main(["train", "diffusion", "--kind", "mri", "--size", "16", "--base", "8", "--channel-mult", "1,2",
+                 "--steps", "3", "--batch-size", "2", "--out", str(stem), "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3 and np.isfinite(summary["val_loss"])
+    net, card = load_prior(stem, return_card=True)
+    assert card["command"].startswith("krylearn train diffusion") and net.in_channels == 2
+
+    out = tmp_path / "bench"
+    assert main(["bench", "mri", "--slices", "1", "--size", "32", "--cases", "uniform1d:2",
+                 "--methods", "zero-filled,cg-sense,dds", "--prior", "no-such-prior", "--no-warmup", "--no-images",
+                 "--out", str(out), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "no-such-prior" in text and "cg-sense" in text
+    report = json.loads((out / "mri.json").read_text())
+    assert report and (out / "mri.md").is_file()
+    with pytest.raises(SystemExit):
+        main(["bench", "ct", "--views", "eight"])

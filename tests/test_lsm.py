@@ -31,15 +31,6 @@ from krylearn.solvers.lsm.model import lsm_plan
 from krylearn.solvers.lsm.predict import resample_nodes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny networks on a shared 2-core machine: a second OpenMP thread only adds waiting
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def nparams(m):
     return sum(p.numel() for p in m.parameters())
 

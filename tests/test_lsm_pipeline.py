@@ -24,14 +24,6 @@ from krylearn.recipes.lsm import count_samples, evaluate, train
 TINY = {"width": 8, "num_basis": 4, "num_token": 2, "levels": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def darcy_file(tmp_path_factory):
     """24 samples solved at 33 nodes, sub-sampled to 17 x 17."""
@@ -42,7 +34,6 @@ def darcy_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(darcy_file, tmp_path_factory):
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("weights")
     card = train("lsm", darcy_file, ntrain=12, nval=4, ntest=8, config=TINY, epochs=2, batch_size=4,
                  out=out / "tiny-lsm", checkpoint=out / "tiny-lsm.ckpt", progress=False, command="pytest")

@@ -203,6 +203,11 @@ def test_poisson_mask():
     cy, cx = round(0.08 * 64), round(0.08 * 80)
     assert m[32 - cy // 2: 32 + cy // 2, 40 - cx // 2: 40 + cx // 2].all()
     np.testing.assert_array_equal(m, poisson2d_mask((64, 80), 4, seed=2))
+    # small grids: sigpy's own search never ends at 32 x 32, 8x; ours returns the closest mask
+    small = poisson2d_mask((32, 32), 8, seed=0)
+    assert abs(acceleration(small) - 8) <= 0.8
+    with pytest.raises(ValueError, match="accel=60"):
+        poisson2d_mask((8, 8), 60)
 
 
 def test_mask_errors():
