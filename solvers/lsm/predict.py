@@ -64,7 +64,7 @@ def resample_nodes(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.T
     return x[..., ih[:, None], iw[None, :]]
 
 
-def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample: bool = False):
+def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample: bool = True):
     """Solutions ``u`` for input fields ``a`` with a trained operator (LSM, FNO or U-Net).
 
     Parameters
@@ -82,12 +82,14 @@ def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample
     device : optional
         Default: ``a``'s device for a tensor, else CUDA when available.
     resample : bool
-        At a grid other than the training grid: ``False`` runs the network
-        natively on the new grid (normalisers interpolated bilinearly, the
-        LSM's padding and patch re-planned; accuracy usually drops, and a
-        warning says so once); ``True`` samples ``a`` at the training grid
-        (nearest node, exact ``[::r]`` sub-sampling where the grids nest),
-        predicts there and interpolates ``u`` back bilinearly.
+        At a grid other than the training grid: ``True`` (default) samples
+        ``a`` at the training grid (nearest node, exact ``[::r]``
+        sub-sampling where the grids nest), predicts there and interpolates
+        ``u`` back bilinearly; ``False`` runs the network natively on the new
+        grid (normalisers interpolated bilinearly, the LSM's padding and
+        patch re-planned) with a warning.  Measured for ``lsm-darcy``
+        (trained at 85^2) on the 200 test samples sub-sampled to 43^2: mean
+        relative L2 0.0143 resampled, 0.139 native (0.0114 at 85^2).
 
     Returns
     -------
@@ -152,8 +154,8 @@ def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample
         if key not in _WARNED:
             _WARNED.add(key)
             warnings.warn(f"model was trained on a {train_res[0]}x{train_res[1]} grid and runs natively on "
-                          f"{size[0]}x{size[1]}; expect a larger error (resample=True predicts on the "
-                          "training grid and interpolates back)", UserWarning, stacklevel=2)
+                          f"{size[0]}x{size[1]}; expect a larger error (the default resample=True predicts on "
+                          "the training grid and interpolates back)", UserWarning, stacklevel=2)
     was_training = predictor.training
     predictor.eval()
     outs = []

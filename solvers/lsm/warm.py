@@ -31,7 +31,7 @@ from .predict import predict
 __all__ = ["warm_start"]
 
 
-def warm_start(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample: bool = False) -> np.ndarray:
+def warm_start(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample: bool = True) -> np.ndarray:
     """Initial guess(es) for ``darcy_system(a)`` from a trained operator's prediction.
 
     Parameters
@@ -47,9 +47,9 @@ def warm_start(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resam
     device : optional
         Where the network runs (default CUDA when available).
     resample : bool
-        At a grid other than the model's training grid: ``False`` runs the
-        network on ``a``'s grid (with a warning); ``True`` predicts on the
-        training grid and interpolates back (see ``predict``).
+        At a grid other than the model's training grid: ``True`` (default)
+        predicts on the training grid and interpolates back; ``False`` runs
+        the network on ``a``'s grid, with a warning (see ``predict``).
 
     Returns
     -------
