@@ -5,7 +5,8 @@
 #        simulated on a 2x finer grid (no inverse crime); uniform 1D x4 / x8 and Poisson-disc x8; zero-filled,
 #        CG-SENSE, L1-wavelet, TV, DDS at 19/49/99 NFE and DPS-1000 on 8 of the slices (the DDS/DPS
 #        quality and speed comparison uses exactly those 8). CG's iterations, the L1/TV weights and DDS's
-#        gamma are tuned per case on 2 validation-band slices (--tune), never on test slices.
+#        (gamma, CG steps per diffusion step) are tuned per case on 2 validation-band slices (--tune), never on
+#        test slices.
 #   CT:  the 16-slice held-out test volume at 128^2 (MR anatomy used as an attenuation-like map), noiseless
 #        sinograms simulated on a 2x finer grid, 8 / 16 / 32 views; FBP, least-squares CG, 3D ADMM-TV,
 #        3D DDS-49 and DPS-1000 on 2 slices; CG iterations and the ADMM-TV weight tuned on 4 validation
@@ -24,9 +25,17 @@ cd "$(dirname "$0")/.."
 out=benchmarks/results/dds
 mkdir -p "$out"
 export OMP_NUM_THREADS=1
+# The two benchmarks run side by side, one process (one torch thread) on each of the VM's two cores.
 krylearn bench mri --prior dds-mri --size 64 --slices 16 --cases uniform1d:4,uniform1d:8,poisson2d:8 \
   --snr 30 --coils 8 --methods zero-filled,cg-sense,l1-wavelet,tv,dds,dps --dds-nfe 19,49,99 \
-  --dps-nfe 1000 --dps-count 8 --tune --tune-slices 2 --seed 0 --out "$out" -q | tee "$out/mri.txt"
+  --dps-nfe 1000 --dps-count 8 --tune --tune-slices 2 --seed 0 --out "$out" -q > "$out/mri.txt" 2>&1 &
+mri=$!
 krylearn bench ct --prior dds-ct --size 128 --slices 16 --views 8,16,32 --noise 0 \
   --methods fbp,cg,admm-tv,dds,dps --dds-nfe 49 --dps-nfe 1000 --dps-count 2 --tune --tune-slices 4 \
-  --seed 0 --out "$out" -q | tee "$out/ct.txt"
+  --seed 0 --out "$out" -q > "$out/ct.txt" 2>&1 &
+ct=$!
+status=0
+wait "$mri" || { echo "bench mri failed (see $out/mri.txt)"; status=1; }
+wait "$ct" || { echo "bench ct failed (see $out/ct.txt)"; status=1; }
+cat "$out/mri.txt" "$out/ct.txt"
+exit "$status"

@@ -176,7 +176,8 @@ def cmd_train_diffusion(args) -> int:
                        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                        resume=not args.no_resume, progress=not args.quiet, device=args.device,
                        command=args.command_line, name=args.name, half=args.half,
-                       volume=args.data)
+                       volume=args.data,
+                       max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     if card:
         keep = ("name", "steps", "seconds", "parameters")
         _print({k: card[k] for k in keep} | card["metrics"] | {"weights": os.fspath(args.out) + ".safetensors"})
@@ -212,6 +213,8 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--half", action="store_true", help="store float16 weights")
     t.add_argument("--data", default=None, help="a NIfTI volume instead of the MNI152 template")
     t.add_argument("--name", default=None, help="name in the card (default: the stem)")
+    t.add_argument("--max-minutes", type=_floats, default=None,
+                   help="wall-time budget: stop (and save) at the first step past it, even before --steps")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train_diffusion)
 

@@ -73,7 +73,7 @@ class Operator:
         if not isinstance(dtype, torch.dtype):
             raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
         self.dtype = dtype
-        self.device = torch.device(device)
+        self.device = canonical_device(device)
 
     # ------------------------------------------------------------------ shape
     @property
@@ -183,7 +183,7 @@ class Operator:
 
     def to(self, device=None, dtype=None) -> "Operator":
         """A copy on ``device`` and/or in ``dtype`` (self if nothing changes)."""
-        device = self.device if device is None else torch.device(device)
+        device = self.device if device is None else canonical_device(device)
         dtype = self.dtype if dtype is None else dtype
         if device == self.device and dtype == self.dtype:
             return self
@@ -205,6 +205,18 @@ class Operator:
 
 
 # ---------------------------------------------------------------- composites
+def canonical_device(device) -> torch.device:
+    """``torch.device(device)`` with the index of an index-less CUDA device filled in.
+
+    Tensors report ``cuda:0``; an operator asked for ``"cuda"`` must compare
+    equal to an operator built from such a tensor.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 def _check_same(a: Operator, b: Operator, what: str) -> None:
     if a.ishape != b.ishape or a.oshape != b.oshape:
         raise ValueError(

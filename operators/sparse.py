@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from .base import Operator
+from .base import Operator, canonical_device
 
 
 class SparseMatrix(Operator):
@@ -45,7 +45,7 @@ class SparseMatrix(Operator):
         indptr, indices, data, shape = _csr_parts(A)
         if device is None:
             device = data.device if isinstance(data, torch.Tensor) else "cpu"
-        device = torch.device(device)
+        device = canonical_device(device)
         indptr = torch.as_tensor(indptr)
         indices = torch.as_tensor(indices)
         data = torch.as_tensor(data)

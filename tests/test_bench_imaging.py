@@ -214,6 +214,21 @@ def test_tuning_uses_validation_slices_and_picks_the_best(tmp_path, monkeypatch)
     assert tu["choices"]["l1-wavelet"]["value"] == 1e-3  # lam = 1 wipes the image out
 
 
+def test_tuning_a_joint_grid_sets_both_options(monkeypatch):
+    grid = (("iters", "lam"), ((1, None), (10, None), (10, 1e3)))
+    monkeypatch.setitem(bi.TUNE_GRIDS, "mri", {"cg-sense": grid})
+    report = bmri.run_mri_benchmark(n_slices=1, size=32, cases=["uniform1d:4"], methods=["cg-sense"], tune=True,
+                                  tune_slices=1, progress=False, warmup=False)
+    case = report["cases"][0]
+    c = case["tuning"]["choices"]["cg-sense"]
+    assert c["option"] == ["iters", "lam"] and len(c["scores_psnr"]) == 3
+    best = max(c["scores_psnr"], key=lambda vs: vs[1])[0]
+    assert c["value"] == best == [10, None]  # lam = 1e3 pulls the image to zero; one step is zero-filled
+    opts = case["rows"][0]["options"]
+    assert opts["iters"] == 10 and "lam" not in opts
+    assert "iters=10, lam=default" in bmri.format_mri_table(report)
+
+
 # ------------------------------------------------------------------ targets
 def _case(rows, **kw):
     out = {"case": kw.pop("case", "uniform1d-x4"), "rows": [], "same_slices": kw.pop("same", []), **kw}

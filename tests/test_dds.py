@@ -251,6 +251,17 @@ def test_dps_reduces_misfit_and_is_reproducible(mri):
     np.testing.assert_array_equal(guided, dps_sample(mri["den"], A, y, zeta=1.0, **kw))
 
 
+def test_dps_step_is_invariant_to_the_operators_scale(mri):
+    A, y = mri["A"], mri["y"]
+    kw = {"nfe": 50, "seed": 0, "progress": False}
+    c = 30.0  # about ||A|| of 8-view parallel-beam CT at 128^2
+    base = dps_sample(mri["den"], A, y, **kw)
+    scaled = dps_sample(mri["den"], c * A, c * y, **kw)
+    assert _rel(scaled, base) < 1e-6
+    raw = dps_sample(mri["den"], c * A, c * y, normalize=False, **kw)  # the paper's step: c^2 too large
+    assert _rel(raw, base) > 0.1
+
+
 def test_dps_runs_through_a_unet_with_padding():
     torch.manual_seed(0)
     net = UNet(in_channels=2, base_channels=8, channel_mult=(1, 2), num_heads=2)
@@ -341,6 +352,21 @@ def test_training_resume_is_exact(tmp_path):
         train_diffusion(_tiny(), data, steps=7, checkpoint=tmp_path / "b.ckpt", **{**kw, "lr": 5e-4})
     with pytest.raises(ValueError, match="channel"):
         train_diffusion(_tiny(), np.zeros((4, 2, 8, 8), np.float32), steps=1, progress=False)
+
+
+def test_training_time_budget_stops_early_and_resumes_exactly(tmp_path):
+    data = _toy_images(16)
+    kw = dict(batch_size=4, lr=1e-3, warmup=2, seed=5, progress=False, checkpoint_every=100)
+    full = train_diffusion(_tiny(), data, steps=5, **kw)
+    # a budget smaller than one step: exactly one step, then a checkpoint
+    cut = train_diffusion(_tiny(), data, steps=5, checkpoint=tmp_path / "c.ckpt", max_seconds=1e-9, **kw)
+    assert cut["steps"] == 1 and len(cut["losses"]) == 1
+    rest = train_diffusion(_tiny(), data, steps=5, checkpoint=tmp_path / "c.ckpt", **kw)
+    assert rest["steps"] == 5 and rest["losses"] == full["losses"]
+    for k, v in full["model"].state_dict().items():
+        assert torch.equal(v, rest["model"].state_dict()[k]), k
+    with pytest.raises(ValueError, match="max_seconds"):
+        train_diffusion(_tiny(), data, steps=2, max_seconds=0, **kw)
 
 
 def test_prior_save_load(tmp_path):

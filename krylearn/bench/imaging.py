@@ -20,10 +20,11 @@ Hyper-parameters
 ----------------
 Library defaults (:mod:`krylearn.solvers.imaging`, the samplers), unless
 ``tune=True``: then each case picks, by mean PSNR over validation slices
-(never test slices), one option per method from :data:`TUNE_GRIDS`: CG's
-iteration count, the l1-wavelet / TV / ADMM-TV weight, DDS's ``gamma``
-(MRI).  An option the caller gives explicitly is kept and not tuned.  A
-choice at the end of its grid is flagged.
+(never test slices), one option (or one joint pair of options) per method
+from :data:`TUNE_GRIDS`: CG's iteration count, the l1-wavelet / TV /
+ADMM-TV weight, DDS's ``gamma`` and CG steps per diffusion step (MRI).  An
+option the caller gives explicitly is kept and not tuned.  A choice at the
+end of a one-option grid is flagged.
 
 Metrics
 -------
@@ -71,10 +72,14 @@ __all__ = [
     "target_lines",
 ]
 
-#: Validation grids of ``tune=True``: kind -> method -> (option, candidate values).
+#: Validation grids of ``tune=True``: kind -> method -> (option, candidate values), or
+#: ((option, option), candidate pairs) for a joint grid.  ``None`` leaves an option at its default
+#: (for DDS's ``gamma``: the noiseless form A^H A x = A^H y).
 TUNE_GRIDS = {
     "mri": {"cg-sense": ("iters", (5, 10, 20, 40)), "l1-wavelet": ("lam", (1e-4, 3e-4, 1e-3, 3e-3)),
-            "tv": ("lam", (3e-4, 1e-3, 3e-3, 1e-2)), "dds": ("gamma", (None, 0.3, 1.0, 3.0, 10.0))},
+            "tv": ("lam", (3e-4, 1e-3, 3e-3, 1e-2)),
+            "dds": (("gamma", "cg_steps"), ((None, 5), (None, 10), (None, 15), (3.0, 10), (30.0, 10),
+                                            (100.0, 10)))},
     "ct": {"cg": ("iters", (10, 20, 40, 80, 160)), "admm-tv": ("lam", (0.03, 0.1, 0.3, 1.0, 3.0))},
 }
 NORMALISATION = ("per slice, reconstruction and reference both divided by the reference's maximum, "
@@ -263,28 +268,40 @@ def _tune(problem, specs, prior, grids, seed, progress=False) -> dict:
     """Grid search on a validation problem: returns ``label -> {option, value, scores}`` and updates the specs."""
     from tqdm.auto import tqdm
 
-    todo = [s for s in specs if s["method"] in grids and grids[s["method"]][0] not in s["opts"]]
+    def names_of(method):
+        name = grids[method][0]
+        return (name,) if isinstance(name, str) else tuple(name)
+
+    todo = [s for s in specs if s["method"] in grids and not set(names_of(s["method"])) & set(s["opts"])]
     total = sum(len(grids[s["method"]][1]) for s in todo)
     out = {}
     with tqdm(total=total, desc="tuning on val", unit="run", disable=not progress, dynamic_ncols=True) as bar:
         for spec in todo:
             name, values = grids[spec["method"]]
+            names = names_of(spec["method"])
             scores = {}
             for v in values:
-                opts = {**spec["opts"], name: v}
-                if v is None:
-                    opts.pop(name)
+                opts = dict(spec["opts"])
+                for k, vk in zip(names, v if len(names) > 1 else (v,)):
+                    if vk is None:
+                        opts.pop(k, None)
+                    else:
+                        opts[k] = vk
                 imgs, _ = _run_spec(problem, spec, prior, seed, idx=list(range(problem.n)), opts=opts)
                 ps = [image_metrics(imgs[j], problem.reference[j], magnitude=problem.magnitude)["psnr"]
                       for j in range(problem.n)]
                 scores[v] = float(np.mean(ps))
                 bar.update(1)
             best = max(scores, key=lambda v: scores[v] if math.isfinite(scores[v]) else -math.inf)
-            if best is not None:
-                spec["opts"][name] = best
-            edge = len(values) > 1 and best in (values[0], values[-1]) and None not in (values[0], values[-1])
-            out[spec["label"]] = {"option": name, "value": best, "at_grid_edge": bool(edge),
-                                  "scores_psnr": [[v, sc] for v, sc in scores.items()]}
+            for k, vk in zip(names, best if len(names) > 1 else (best,)):
+                if vk is not None:
+                    spec["opts"][k] = vk
+            edge = (len(names) == 1 and len(values) > 1 and best in (values[0], values[-1])
+                    and None not in (values[0], values[-1]))
+            out[spec["label"]] = {"option": name if len(names) == 1 else list(names),
+                                  "value": best if len(names) == 1 else list(best), "at_grid_edge": bool(edge),
+                                  "scores_psnr": [[v if len(names) == 1 else list(v), sc]
+                                                  for v, sc in scores.items()]}
     return out
 
 
@@ -625,6 +642,13 @@ def _slices_text(r, n):
     return f"{len(r['slices'])}: z " + ", ".join(map(str, r["slice_z"]))
 
 
+def _choice_text(c) -> str:
+    names, values = c["option"], c["value"]
+    if isinstance(names, str):
+        names, values = [names], [values]
+    return ", ".join(f"{k}={'default' if v is None else v}" for k, v in zip(names, values))
+
+
 def case_table(case, n) -> list[str]:
     lines = ["| method | NFE | slices | PSNR dB (mean ± std) | SSIM (mean ± std) | s / slice | options |",
              "|---|---:|---|---:|---:|---:|---|"]
@@ -645,8 +669,7 @@ def case_table(case, n) -> list[str]:
                          f"{s['speedup']:.1f}x | {s['nfe_ratio']:.1f} |")
     if case.get("tuning"):
         tu = case["tuning"]
-        picks = "; ".join(f"{lab}: {c['option']}={c['value']}"
-                          + (" (at the grid's edge)" if c.get("at_grid_edge") else "")
+        picks = "; ".join(f"{lab}: {_choice_text(c)}" + (" (at the grid's edge)" if c.get("at_grid_edge") else "")
                           for lab, c in tu["choices"].items()) or "nothing"
         where = ", ".join(map(str, tu["slice_z"]))
         lines += ["", f"Tuned by mean PSNR on validation slices z {where} (seed {tu['seed']}): {picks}."]

@@ -135,7 +135,8 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
                 warmup: int = 100, seed: int = 0, ellipses: int = 0, augment: bool = True, checkpoint=None,
                 checkpoint_every: int = 250, resume: bool = True, progress: bool = True, device=None,
                 command: str | None = None, name: str | None = None, half: bool = False, volume=None,
-                val_repeats: int = 8, log_every: int = 50, return_model: bool = False):
+                val_repeats: int = 8, log_every: int = 50, max_seconds: float | None = None,
+                return_model: bool = False):
     """Train a DDS diffusion prior on brain slices; write weights, card, log and plot.
 
     Parameters
@@ -175,6 +176,9 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
         Train on another brain volume than the MNI152 template.
     val_repeats : int
         Noise draws per validation image for the held-out loss.
+    max_seconds : float, optional
+        Wall-time budget of the training loop: stop at the first step past it
+        (the card records the steps done).  A resumed run gets a new budget.
     return_model : bool
         Return ``(card, ema_model)``.
 
@@ -229,7 +233,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
     result = train_diffusion(net, x_train, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                              warmup=warmup, augment=aug, seed=seed, checkpoint=checkpoint,
                              checkpoint_every=checkpoint_every, resume=resume, device=device, progress=progress,
-                             log=live_log, log_every=log_every)
+                             log=live_log, log_every=log_every, max_seconds=max_seconds)
     if rank != 0:
         return ({}, result["model"]) if return_model else {}
     ema = result["model"]
@@ -271,6 +275,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
         "hardware": hardware(dev),
         "parameters": int(sum(p.numel() for p in ema.parameters())),
         "steps": int(result["steps"]),
+        "steps_requested": int(steps),
         "metrics": {
             "final_loss": float(result["final_loss"]),
             "final_loss_definition": f"mean training loss over the last {min(100, len(losses))} steps "
@@ -280,7 +285,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
             "val_loss_definition": f"mean (eps_hat - eps)^2 on the {len(z_val)} val-band images, "
                                    f"{val_repeats} seeded (t, eps) draws each, EMA weights",
         },
-        "training": {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay,
+        "training": {"batch_size": batch_size, "lr": lr, "max_seconds": max_seconds, "warmup": warmup, "ema_decay": ema_decay,
                      "optimizer": "Adam, linear warm-up, gradient norm clipped at 1",
                      "objective": "DDPM epsilon prediction, VP linear beta 1e-4..0.02, T = 1000",
                      "world_size": int(result["world_size"]), "device": str(dev),

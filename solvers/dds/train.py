@@ -121,7 +121,7 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
                     ema_decay: float = 0.999, warmup: int = 100, grad_clip: float | None = 1.0,
                     augment=None, schedule: VPSchedule | None = None, seed: int = 0, checkpoint=None,
                     checkpoint_every: int = 500, resume: bool = True, device=None, progress: bool = True,
-                    log=None, log_every: int = 50) -> dict:
+                    log=None, log_every: int = 50, max_seconds: float | None = None) -> dict:
     """Train ``model`` (an epsilon-prediction network) on ``data``; return the EMA model and a log.
 
     Parameters
@@ -161,6 +161,11 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
         Called with ``{"step", "loss", "lr"}`` every ``log_every`` steps, or a
         JSON-lines file of those records rewritten atomically at checkpoints
         and at the end.
+    max_seconds : float, optional
+        Wall-time budget of this call: stop after the first step that ends
+        past it (checkpoint and log written), even if fewer than ``steps``
+        were done.  With DDP the main process decides and all ranks stop at
+        the same step.
 
     Returns
     -------
@@ -185,6 +190,8 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
         raise ValueError(f"grad_clip must be None or > 0, got {grad_clip!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable, got {type(augment).__name__}")
+    if max_seconds is not None and not (isinstance(max_seconds, numbers.Real) and max_seconds > 0):
+        raise ValueError(f"max_seconds must be None or > 0, got {max_seconds!r}")
     x_all = as_images(data, "data", getattr(model, "in_channels", None))
     m = getattr(model, "size_multiple", 1)
     if x_all.shape[-1] % m or x_all.shape[-2] % m:
@@ -199,14 +206,14 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
                      ema_decay=float(ema_decay), warmup=int(warmup), grad_clip=grad_clip, augment=augment,
                      schedule=schedule or VPSchedule(), seed=seed, checkpoint=checkpoint,
                      checkpoint_every=int(checkpoint_every), resume=resume, progress=progress, log=log,
-                     log_every=int(log_every))
+                     log_every=int(log_every), max_seconds=max_seconds)
     finally:
         if owned and dist.enabled:
             cleanup_distributed()
 
 
 def _loop(model, x_all, dist, *, steps, batch_size, lr, ema_decay, warmup, grad_clip, augment, schedule, seed,
-          checkpoint, checkpoint_every, resume, progress, log, log_every):
+          checkpoint, checkpoint_every, resume, progress, log, log_every, max_seconds):
     from tqdm.auto import tqdm
 
     seed_everything(seed)
@@ -251,6 +258,8 @@ def _loop(model, x_all, dist, *, steps, batch_size, lr, ema_decay, warmup, grad_
                     for k in range(log_every - 1, len(losses), log_every)]
             atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in recs))
 
+    ema_params = list(ema.parameters())
+    model_params = [p.detach() for p in model.parameters()]
     t0 = time.perf_counter()
     start = state["step"]
     bar = tqdm(total=max(steps - start, 0), disable=not (progress and dist.is_main), desc="train diffusion",
@@ -280,8 +289,7 @@ def _loop(model, x_all, dist, *, steps, batch_size, lr, ema_decay, warmup, grad_
             sched.step()
             decay = min(ema_decay, (1 + k) / (10 + k))
             with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm.detach(), 1 - decay)
+                torch._foreach_lerp_(ema_params, model_params, 1 - decay)
                 for be, bm in zip(ema.buffers(), model.buffers()):
                     be.copy_(bm)
             state["losses"].append(float(loss.detach()))
@@ -294,8 +302,15 @@ def _loop(model, x_all, dist, *, steps, batch_size, lr, ema_decay, warmup, grad_
                 bar.set_postfix(loss=f"{rec['loss']:.4g}")
                 if callable(log) and dist.is_main:
                     log(dict(rec))
-            if (k + 1) % checkpoint_every == 0 or k + 1 == steps:
+            out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+            if dist.enabled and max_seconds is not None:
+                flag = torch.tensor([float(out_of_time)], device=dev)
+                torch.distributed.broadcast(flag, 0)
+                out_of_time = bool(flag.item())
+            if (k + 1) % checkpoint_every == 0 or k + 1 == steps or out_of_time:
                 save()
+            if out_of_time:
+                break
     finally:
         bar.close()
     if steps <= start:
