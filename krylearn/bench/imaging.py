@@ -22,7 +22,8 @@ Library defaults (:mod:`krylearn.solvers.imaging`, the samplers), unless
 ``tune=True``: then each case picks, by mean PSNR over validation slices
 (never test slices), one option (or one joint pair of options) per method
 from :data:`TUNE_GRIDS`: CG's iteration count, the l1-wavelet / TV /
-ADMM-TV weight, DDS's ``gamma`` and CG steps per diffusion step (MRI).  An
+ADMM-TV weight, DDS's ``gamma`` and CG steps per diffusion step (MRI) or
+its weight of TV along z (3D CT).  An
 option the caller gives explicitly is kept and not tuned.  A choice at the
 end of a one-option grid is flagged.
 
@@ -80,7 +81,8 @@ TUNE_GRIDS = {
             "tv": ("lam", (3e-4, 1e-3, 3e-3, 1e-2)),
             "dds": (("gamma", "cg_steps"), ((None, 5), (None, 10), (None, 15), (3.0, 10), (30.0, 10),
                                             (100.0, 10)))},
-    "ct": {"cg": ("iters", (10, 20, 40, 80, 160)), "admm-tv": ("lam", (0.03, 0.1, 0.3, 1.0, 3.0))},
+    "ct": {"cg": ("iters", (10, 20, 40, 80, 160)), "admm-tv": ("lam", (0.03, 0.1, 0.3, 1.0, 3.0)),
+           "dds": ("lam", (0.04, 0.1, 0.2, 0.5))},
 }
 NORMALISATION = ("per slice, reconstruction and reference both divided by the reference's maximum, "
                  "data_range = 1 (scikit-image peak_signal_noise_ratio / structural_similarity, 7x7 window); "
