@@ -313,6 +313,21 @@ def test_reconstruct_ct_fbp_admm_dds(tmp_path):
     assert rep["scale"] > 0
 
 
+def test_ct_dds_tv_options_on_one_slice_and_without_volume():
+    shape = (16, 16)
+    angles = np.linspace(0, np.pi, 6, endpoint=False)
+    P = ParallelBeamProjector(shape, angles)
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, base_channels=8, channel_mult=(1, 2))
+    one = P.apply(shepp_logan(shape).real)[None]  # a one-slice volume: TV along z has nothing to act on
+    x1, _ = run_method("ct", "dds", P, one, prior=net, nfe=2, lam=0.2, scale=1.0)
+    x0, _ = run_method("ct", "dds", P, one, prior=net, nfe=2, scale=1.0)
+    np.testing.assert_array_equal(x1, x0)
+    two = np.concatenate([one, one])
+    with pytest.raises(TypeError, match="3D CT volumes only"):
+        run_method("ct", "dds", P, two, prior=net, nfe=2, lam=0.2, volume=False, scale=1.0)
+
+
 def test_mislabeled_files_raise_format_error(tmp_path):
     shape = (16, 16)
     angles = np.linspace(0, np.pi, 4, endpoint=False)

@@ -303,11 +303,13 @@ def _run_dds(kind, den, A, y, nfe, seed, s, progress, opts):
     gamma = opts.pop("gamma", None)
     tv = {k: opts.pop(k) for k in ("lam", "rho") if k in opts}
     batch = y.shape[: y.ndim - len(A.oshape)]
-    if kind == "ct" and volume and len(batch) == 1 and batch[0] > 1:
-        if gamma is not None:
-            raise ValueError("gamma is not used by the 3D CT sampler (it solves the noiseless ADMM form); "
-                             "pass volume=False for slice-by-slice DDS with gamma")
-        return dds_sample_volume(den, A, y, nfe=nfe, seed=seed, scale=s, progress=progress, **tv, **opts)
+    if kind == "ct" and volume:
+        if len(batch) == 1 and batch[0] > 1:
+            if gamma is not None:
+                raise ValueError("gamma is not used by the 3D CT sampler (it solves the noiseless ADMM form); "
+                                 "pass volume=False for slice-by-slice DDS with gamma")
+            return dds_sample_volume(den, A, y, nfe=nfe, seed=seed, scale=s, progress=progress, **tv, **opts)
+        tv = {}  # a one-slice volume: TV along z is zero, lam / rho have nothing to act on
     if tv:
         raise TypeError(f"dds option(s) {', '.join(sorted(tv))} apply to 3D CT volumes only")
     return dds_sample(den, A, y, nfe=nfe, seed=seed, scale=s, progress=progress, gamma=gamma, **opts)
