@@ -13,13 +13,11 @@
 #        tuned on 4 validation slices. DPS's step zeta = 0.3 was chosen by hand on validation slices at 8 views
 #        (DPS-1000, zeta 1 / 0.3 / 0.1: 21.3 dB on 2 slices / 23.4 dB on 2 / 21.7 dB on 4); DPS is too slow to tune
 #        per case here.
-# Times on the 2-core VM, one torch thread, measured on 2 MRI slices / the 16-slice CT volume with
-# UNTRAINED priors of the shipped sizes (so the DDS/DPS figures are lower bounds; DPS-1000 extrapolated
-# from 200 / 50 NFE; the machine was busy with training jobs, timings noisy):
-#   MRI, per case: classical methods ~0.45 s/slice (~8 s), DDS 19+49+99 ~3.1 s/slice (~50 s),
-#        DPS-1000 ~35 s/slice (~5 min on 8 slices), tuning ~35 s  ->  ~6.5 min a case, ~20 min in all.
-#   CT, per view count: FBP + CG < 2 s, 3D ADMM-TV 0.4-0.7 s/slice (~10 s), 3D DDS-49 ~3.5 s/slice (~1 min),
-#        DPS-1000 ~80 s/slice (~3 min on 2 slices), tuning ~30 s  ->  ~5 min a view count, ~15 min in all.
+# Measured (2026-11-27, the 2-core AMD EPYC VM, one torch thread per benchmark, each on its own core):
+#   bench mri 16 min: classical ~0.15 s/slice, DDS 19/49/99 ~0.36/0.87/1.74 s/slice, DPS-1000 ~28 s/slice on
+#        8 slices per case;
+#   bench ct 14 min: FBP/CG < 0.1 s/slice, 3D ADMM-TV ~0.5 s/slice, 3D DDS-49 ~3.2 s/slice, DPS-1000 ~78 s/slice
+#        on 2 slices per view count.
 # A missing prior is reported (a note in the tables, "TARGET not run" lines) and the classical rows still
 # come out. Outputs: benchmarks/results/dds/{mri,ct}.{json,md}, {mri,ct}-images.h5, one PNG per case.
 set -euo pipefail
