@@ -9,6 +9,15 @@ import copy
 import numpy as np
 import pytest
 import torch
+from _dds_problems import (
+    N,
+    disc,
+    posterior_mean,
+    real_rep,
+    smooth_cov,
+    tiny_unet,
+    toy_images,
+)
 from krylearn.operators.ct import ParallelBeamProjector
 from krylearn.operators.mri import SenseOperator, birdcage_maps, uniform1d_mask
 from krylearn.solvers.dds import (
@@ -33,47 +42,22 @@ from krylearn.solvers.dds import (
 from krylearn.solvers.dds.sampler import _dz, _dzt
 from krylearn.solvers.dds.schedule import q_sample
 
-N = 8  # image side of the closed-form problems
-
-
-def _smooth_cov(n, length=2.0, var=0.2, nugget=1e-3):
-    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    p = np.stack([yy.ravel(), xx.ravel()], 1)
-    d2 = ((p[:, None] - p[None]) ** 2).sum(-1)
-    return var * np.exp(-d2 / (2 * length**2)) + nugget * np.eye(n * n)
-
-
-def _disc(n, radius=3.0):
-    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    return (np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) < radius).astype(float)
-
-
-def _real_rep(M):
-    """Real matrix of the complex M acting on [Re x; Im x] -> [Re y; Im y]."""
-    return np.block([[M.real, -M.imag], [M.imag, M.real]])
-
-
-def _posterior_mean(R, cov, mu, yr):
-    """Noiseless Gaussian conditioning E[x | R x = y] = mu + S R^T (R S R^T)^+ (y - R mu)."""
-    G = R @ cov @ R.T
-    return mu + cov @ R.T @ np.linalg.pinv(G, rcond=1e-10) @ (yr - R @ mu)
-
 
 @pytest.fixture(scope="module")
 def mri():
     """8x8 complex image, 2 birdcage coils, 4x column mask: 32 complex data for 64 unknowns."""
-    K = _smooth_cov(N)
+    K = smooth_cov(N)
     cov = np.block([[K, 0 * K], [0 * K, 0.5 * K]])
-    mean = np.stack([0.5 * _disc(N), 0.1 * _disc(N)])
+    mean = np.stack([0.5 * disc(N), 0.1 * disc(N)])
     den = GaussianDenoiser(mean, cov=cov)
     A = SenseOperator(birdcage_maps(2, (N, N), dtype=np.complex128), uniform1d_mask(N, 4, acs=0.125, seed=0))
     xt = den.sample(1, seed=1)[0]
     x_true = xt[0] + 1j * xt[1]
     y = A(x_true)
     M = A.to_dense().numpy()
-    R = _real_rep(M)
+    R = real_rep(M)
     yr = np.concatenate([y.real.ravel(), y.imag.ravel()])
-    pm = _posterior_mean(R, cov, mean.ravel(), yr)
+    pm = posterior_mean(R, cov, mean.ravel(), yr)
     to_c = lambda v: v[: N * N].reshape(N, N) + 1j * v[N * N:].reshape(N, N)
     return {"den": den, "A": A, "M": M, "y": y, "x_true": x_true, "pm": to_c(pm), "mean": to_c(mean.ravel()),
             "minnorm": to_c(np.linalg.pinv(R, rcond=1e-10) @ yr)}
@@ -308,25 +292,12 @@ def test_pad_crop_and_dds_at_odd_size():
 
 
 # ------------------------------------------------------------------ training, weights
-def _toy_images(count, n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    out = np.empty((count, 1, n, n), dtype=np.float32)
-    for i in range(count):
-        cy, cx, r = rng.uniform(2, n - 2), rng.uniform(2, n - 2), rng.uniform(1.5, 3)
-        out[i, 0] = (np.hypot(yy - cy, xx - cx) < r) * rng.uniform(0.5, 1.0)
-    return out
-
-
-def _tiny():
-    torch.manual_seed(0)
-    return UNet(in_channels=1, base_channels=8, channel_mult=(1, 2), num_heads=2)
 
 
 def test_training_reduces_loss(tmp_path):
-    data = _toy_images(32)
-    held_out = _toy_images(16, seed=1)
-    net = _tiny()
+    data = toy_images(32)
+    held_out = toy_images(16, seed=1)
+    net = tiny_unet()
     before = evaluate_loss(copy.deepcopy(net), held_out, seed=7)
     out = train_diffusion(net, data, steps=80, batch_size=16, lr=3e-3, warmup=5, ema_decay=0.9, seed=0,
                           progress=False, log=tmp_path / "log.jsonl", log_every=20)
@@ -337,40 +308,40 @@ def test_training_reduces_loss(tmp_path):
 
 
 def test_training_resume_is_exact(tmp_path):
-    data = _toy_images(16)
+    data = toy_images(16)
     kw = dict(batch_size=4, lr=1e-3, warmup=2, seed=3, progress=False, augment=lambda x, g: torch.flip(x, (-1,))
               if torch.rand((), generator=g) < 0.5 else x)
-    full = train_diffusion(_tiny(), data, steps=6, checkpoint=tmp_path / "a.ckpt", **kw)
-    train_diffusion(_tiny(), data, steps=3, checkpoint=tmp_path / "b.ckpt", **kw)
-    resumed = train_diffusion(_tiny(), data, steps=6, checkpoint=tmp_path / "b.ckpt", **kw)
+    full = train_diffusion(tiny_unet(), data, steps=6, checkpoint=tmp_path / "a.ckpt", **kw)
+    train_diffusion(tiny_unet(), data, steps=3, checkpoint=tmp_path / "b.ckpt", **kw)
+    resumed = train_diffusion(tiny_unet(), data, steps=6, checkpoint=tmp_path / "b.ckpt", **kw)
     assert resumed["losses"] == full["losses"]
     for k, v in full["raw_model"].state_dict().items():
         assert torch.equal(v, resumed["raw_model"].state_dict()[k]), k
     for k, v in full["model"].state_dict().items():
         assert torch.equal(v, resumed["model"].state_dict()[k]), k
     with pytest.raises(ValueError, match="different run"):
-        train_diffusion(_tiny(), data, steps=7, checkpoint=tmp_path / "b.ckpt", **{**kw, "lr": 5e-4})
+        train_diffusion(tiny_unet(), data, steps=7, checkpoint=tmp_path / "b.ckpt", **{**kw, "lr": 5e-4})
     with pytest.raises(ValueError, match="channel"):
-        train_diffusion(_tiny(), np.zeros((4, 2, 8, 8), np.float32), steps=1, progress=False)
+        train_diffusion(tiny_unet(), np.zeros((4, 2, 8, 8), np.float32), steps=1, progress=False)
 
 
 def test_training_time_budget_stops_early_and_resumes_exactly(tmp_path):
-    data = _toy_images(16)
+    data = toy_images(16)
     kw = dict(batch_size=4, lr=1e-3, warmup=2, seed=5, progress=False, checkpoint_every=100)
-    full = train_diffusion(_tiny(), data, steps=5, **kw)
+    full = train_diffusion(tiny_unet(), data, steps=5, **kw)
     # a budget smaller than one step: exactly one step, then a checkpoint
-    cut = train_diffusion(_tiny(), data, steps=5, checkpoint=tmp_path / "c.ckpt", max_seconds=1e-9, **kw)
+    cut = train_diffusion(tiny_unet(), data, steps=5, checkpoint=tmp_path / "c.ckpt", max_seconds=1e-9, **kw)
     assert cut["steps"] == 1 and len(cut["losses"]) == 1
-    rest = train_diffusion(_tiny(), data, steps=5, checkpoint=tmp_path / "c.ckpt", **kw)
+    rest = train_diffusion(tiny_unet(), data, steps=5, checkpoint=tmp_path / "c.ckpt", **kw)
     assert rest["steps"] == 5 and rest["losses"] == full["losses"]
     for k, v in full["model"].state_dict().items():
         assert torch.equal(v, rest["model"].state_dict()[k]), k
     with pytest.raises(ValueError, match="max_seconds"):
-        train_diffusion(_tiny(), data, steps=2, max_seconds=0, **kw)
+        train_diffusion(tiny_unet(), data, steps=2, max_seconds=0, **kw)
 
 
 def test_prior_save_load(tmp_path):
-    net = _tiny()
+    net = tiny_unet()
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     save_prior(net, {"data": "toy discs", "seed": 0}, tmp_path / "toy")
@@ -391,14 +362,14 @@ def test_prior_save_load(tmp_path):
 def test_dds_approaches_gaussian_posterior_mean_real_ct():
     angles = np.linspace(0, np.pi, 3, endpoint=False)
     P = ParallelBeamProjector((N, N), angles)
-    cov = _smooth_cov(N, var=0.1)
-    mean = 0.5 * _disc(N)[None]
+    cov = smooth_cov(N, var=0.1)
+    mean = 0.5 * disc(N)[None]
     den = GaussianDenoiser(mean, cov=cov)
     x_true = den.sample(1, seed=2)[0, 0]
     y = P(x_true)
     R = P.to_sparse().toarray()
     assert R.shape[0] < N * N  # underdetermined
-    pm = _posterior_mean(R, cov, mean.ravel(), y.ravel()).reshape(N, N)
+    pm = posterior_mean(R, cov, mean.ravel(), y.ravel()).reshape(N, N)
     X = dds_sample(den, P, np.repeat(y[None], 64, 0), nfe=49, eta=0.0, cg_steps=30, seed=0, progress=False)
     assert X.dtype == np.float64 and not np.iscomplexobj(X)
     minnorm = (np.linalg.pinv(R) @ y.ravel()).reshape(N, N)
@@ -411,7 +382,7 @@ def test_dz_adjoint_and_volume_sampler():
     u, v = torch.from_numpy(rng.standard_normal((5, 3, 4))), torch.from_numpy(rng.standard_normal((5, 3, 4)))
     assert float((_dz(u) * v).sum()) == pytest.approx(float((u * _dzt(v)).sum()), rel=1e-12)
     P = ParallelBeamProjector((N, N), np.linspace(0, np.pi, 4, endpoint=False))
-    den = GaussianDenoiser(0.5 * _disc(N)[None], cov=_smooth_cov(N, var=0.1))
+    den = GaussianDenoiser(0.5 * disc(N)[None], cov=smooth_cov(N, var=0.1))
     truth = np.repeat(den.sample(1, seed=5)[:, 0], 4, axis=0)  # 4 identical slices
     y = P(truth)
     tv = {}

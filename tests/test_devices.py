@@ -22,9 +22,27 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-from krylearn.datasets.darcy import darcy_coefficient, grf_neumann, sample_rng, solve_darcy
-from krylearn.datasets.phantoms import SHEPP_LOGAN_MODIFIED, ellipse_sinogram, shepp_logan
-from krylearn.operators import Dense, Diagonal, Identity, PoissonGrid, SparseMatrix, aslinearoperator
+from _dds_problems import N, disc, smooth_cov, tiny_unet, toy_images
+from _problems import full_grid, rhs
+from krylearn.datasets.darcy import (
+    darcy_coefficient,
+    grf_neumann,
+    sample_rng,
+    solve_darcy,
+)
+from krylearn.datasets.phantoms import (
+    SHEPP_LOGAN_MODIFIED,
+    ellipse_sinogram,
+    shepp_logan,
+)
+from krylearn.operators import (
+    Dense,
+    Diagonal,
+    Identity,
+    PoissonGrid,
+    SparseMatrix,
+    aslinearoperator,
+)
 from krylearn.operators.ct import ParallelBeamProjector, fbp
 from krylearn.operators.mri import SenseOperator, birdcage_maps, uniform1d_mask
 from krylearn.operators.stencil import EMPTY, FLUID, SOLID
@@ -32,7 +50,6 @@ from krylearn.solvers.api import PCG_METHODS
 from krylearn.solvers.dcdm import load_model
 from krylearn.solvers.dds import (
     GaussianDenoiser,
-    UNet,
     dds_sample,
     dps_sample,
     evaluate_loss,
@@ -45,7 +62,6 @@ from krylearn.solvers.lsm import predict
 from krylearn.solvers.preconditioners import make_preconditioner
 
 import krylearn
-from _problems import full_grid, rhs
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
 
@@ -443,27 +459,14 @@ def test_admm_tv_ct_on_device_matches_cpu(device):
 
 
 # ------------------------------------------------------------------ DDS (closed-form Gaussian prior)
-N = 8
-
-
-def _smooth_cov(n, length=2.0, var=0.2, nugget=1e-3):
-    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    p = np.stack([yy.ravel(), xx.ravel()], 1)
-    d2 = ((p[:, None] - p[None]) ** 2).sum(-1)
-    return var * np.exp(-d2 / (2 * length**2)) + nugget * np.eye(n * n)
-
-
-def _disc(n, radius=3.0):
-    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    return (np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) < radius).astype(float)
 
 
 @pytest.fixture(scope="module")
 def gauss_mri():
     """8x8 complex image, Gaussian prior, 2 coils, 4x column mask; E[x | y] in closed form (as tests/test_dds.py)."""
-    K = _smooth_cov(N)
+    K = smooth_cov(N)
     cov = np.block([[K, 0 * K], [0 * K, 0.5 * K]])
-    mean = np.stack([0.5 * _disc(N), 0.1 * _disc(N)])
+    mean = np.stack([0.5 * disc(N), 0.1 * disc(N)])
     den = GaussianDenoiser(mean, cov=cov)
     A = SenseOperator(birdcage_maps(2, (N, N), dtype=np.complex128), uniform1d_mask(N, 4, acs=0.125, seed=0))
     xt = den.sample(1, seed=1)[0]
@@ -531,23 +534,10 @@ def test_samplers_with_a_device_operator_match_the_cpu_run(device, gauss_mri):
 
 
 # ------------------------------------------------------------------ DDS (networks)
-def _toy_images(count, n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    out = np.empty((count, 1, n, n), dtype=np.float32)
-    for i in range(count):
-        cy, cx, r = rng.uniform(2, n - 2), rng.uniform(2, n - 2), rng.uniform(1.5, 3)
-        out[i, 0] = (np.hypot(yy - cy, xx - cx) < r) * rng.uniform(0.5, 1.0)
-    return out
-
-
-def _tiny(in_channels=1, channel_mult=(1, 2)):
-    torch.manual_seed(0)
-    return UNet(in_channels=in_channels, base_channels=8, channel_mult=channel_mult, num_heads=2)
 
 
 def test_samplers_run_a_tiny_unet_on_device(device):
-    net = _tiny(2, (1, 2, 2))
+    net = tiny_unet(2, (1, 2, 2))
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     net = net.to(device).eval()
@@ -564,10 +554,10 @@ def test_samplers_run_a_tiny_unet_on_device(device):
 
 
 def test_train_diffusion_on_device(device, exact_fp32):
-    data = _toy_images(8)
+    data = toy_images(8)
     kw = {"steps": 3, "batch_size": 4, "lr": 1e-3, "warmup": 1, "seed": 0, "progress": False}
-    out = train_diffusion(_tiny(), data, device=device, **kw)
-    ref = train_diffusion(_tiny(), data, device="cpu", **kw)
+    out = train_diffusion(tiny_unet(), data, device=device, **kw)
+    ref = train_diffusion(tiny_unet(), data, device="cpu", **kw)
     assert out["steps"] == 3 and len(out["losses"]) == 3 and np.all(np.isfinite(out["losses"]))
     assert all(p.device.type == device.type for p in out["model"].parameters())
     # batches, steps and noise come from seeded CPU generators: the CPU run's losses
