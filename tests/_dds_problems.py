@@ -46,3 +46,32 @@ def tiny_unet(in_channels=1, channel_mult=(1, 2)):
     """A seeded UNet of width 8 (a few thousand parameters)."""
     torch.manual_seed(0)
     return UNet(in_channels=in_channels, base_channels=8, channel_mult=channel_mult, num_heads=2)
+
+
+def gaussian_mri():
+    """8x8 complex image with a Gaussian prior, 2 birdcage coils, 4x column mask: 32 complex data, 64 unknowns.
+
+    Returns a dict: ``den`` (the exact Gaussian denoiser), ``A``, ``M`` (A dense), ``y`` (noiseless),
+    ``x_true``, and complex images ``pm`` (E[x | y], closed form), ``mean`` (prior mean), ``minnorm``.
+    """
+    from krylearn.operators.mri import SenseOperator, birdcage_maps, uniform1d_mask
+    from krylearn.solvers.dds import GaussianDenoiser
+
+    K = smooth_cov(N)
+    cov = np.block([[K, 0 * K], [0 * K, 0.5 * K]])
+    mean = np.stack([0.5 * disc(N), 0.1 * disc(N)])
+    den = GaussianDenoiser(mean, cov=cov)
+    A = SenseOperator(birdcage_maps(2, (N, N), dtype=np.complex128), uniform1d_mask(N, 4, acs=0.125, seed=0))
+    xt = den.sample(1, seed=1)[0]
+    x_true = xt[0] + 1j * xt[1]
+    y = A(x_true)
+    M = A.to_dense().numpy()
+    R = real_rep(M)
+    yr = np.concatenate([y.real.ravel(), y.imag.ravel()])
+    pm = posterior_mean(R, cov, mean.ravel(), yr)
+
+    def to_c(v):
+        return v[: N * N].reshape(N, N) + 1j * v[N * N:].reshape(N, N)
+
+    return {"den": den, "A": A, "M": M, "y": y, "x_true": x_true, "pm": to_c(pm), "mean": to_c(mean.ravel()),
+            "minnorm": to_c(np.linalg.pinv(R, rcond=1e-10) @ yr)}

@@ -12,8 +12,8 @@ import torch
 from _dds_problems import (
     N,
     disc,
+    gaussian_mri,
     posterior_mean,
-    real_rep,
     smooth_cov,
     tiny_unet,
     toy_images,
@@ -45,22 +45,7 @@ from krylearn.solvers.dds.schedule import q_sample
 
 @pytest.fixture(scope="module")
 def mri():
-    """8x8 complex image, 2 birdcage coils, 4x column mask: 32 complex data for 64 unknowns."""
-    K = smooth_cov(N)
-    cov = np.block([[K, 0 * K], [0 * K, 0.5 * K]])
-    mean = np.stack([0.5 * disc(N), 0.1 * disc(N)])
-    den = GaussianDenoiser(mean, cov=cov)
-    A = SenseOperator(birdcage_maps(2, (N, N), dtype=np.complex128), uniform1d_mask(N, 4, acs=0.125, seed=0))
-    xt = den.sample(1, seed=1)[0]
-    x_true = xt[0] + 1j * xt[1]
-    y = A(x_true)
-    M = A.to_dense().numpy()
-    R = real_rep(M)
-    yr = np.concatenate([y.real.ravel(), y.imag.ravel()])
-    pm = posterior_mean(R, cov, mean.ravel(), yr)
-    to_c = lambda v: v[: N * N].reshape(N, N) + 1j * v[N * N:].reshape(N, N)
-    return {"den": den, "A": A, "M": M, "y": y, "x_true": x_true, "pm": to_c(pm), "mean": to_c(mean.ravel()),
-            "minnorm": to_c(np.linalg.pinv(R, rcond=1e-10) @ yr)}
+    return gaussian_mri()
 
 
 def _rel(a, b):

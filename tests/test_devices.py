@@ -22,7 +22,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-from _dds_problems import N, disc, smooth_cov, tiny_unet, toy_images
+from _dds_problems import N, gaussian_mri, tiny_unet, toy_images
 from _problems import full_grid, rhs
 from krylearn.datasets.darcy import (
     darcy_coefficient,
@@ -49,7 +49,6 @@ from krylearn.operators.stencil import EMPTY, FLUID, SOLID
 from krylearn.solvers.api import PCG_METHODS
 from krylearn.solvers.dcdm import load_model
 from krylearn.solvers.dds import (
-    GaussianDenoiser,
     dds_sample,
     dps_sample,
     evaluate_loss,
@@ -463,24 +462,11 @@ def test_admm_tv_ct_on_device_matches_cpu(device):
 
 @pytest.fixture(scope="module")
 def gauss_mri():
-    """8x8 complex image, Gaussian prior, 2 coils, 4x column mask; E[x | y] in closed form (as tests/test_dds.py)."""
-    K = smooth_cov(N)
-    cov = np.block([[K, 0 * K], [0 * K, 0.5 * K]])
-    mean = np.stack([0.5 * disc(N), 0.1 * disc(N)])
-    den = GaussianDenoiser(mean, cov=cov)
-    A = SenseOperator(birdcage_maps(2, (N, N), dtype=np.complex128), uniform1d_mask(N, 4, acs=0.125, seed=0))
-    xt = den.sample(1, seed=1)[0]
-    y = A(xt[0] + 1j * xt[1])
-    M = A.to_dense().numpy()
-    R = np.block([[M.real, -M.imag], [M.imag, M.real]])  # on [Re x; Im x]
-    yr = np.concatenate([y.real.ravel(), y.imag.ravel()])
-    G = R @ cov @ R.T
-    pm = mean.ravel() + cov @ R.T @ np.linalg.pinv(G, rcond=1e-10) @ (yr - R @ mean.ravel())
-    to_c = lambda v: v[: N * N].reshape(N, N) + 1j * v[N * N:].reshape(N, N)
-    minnorm = to_c(np.linalg.pinv(R, rcond=1e-10) @ yr)
-    pm = to_c(pm)
-    base = min(_rel(A.H(y), pm), _rel(to_c(mean.ravel()), pm), _rel(minnorm, pm))
-    return {"den": den, "A": A, "y": y, "pm": pm, "base": base}
+    """The closed-form Gaussian MRI problem of tests/test_dds.py, plus the error of the best naive baseline."""
+    p = gaussian_mri()
+    pm = p["pm"]
+    p["base"] = min(_rel(p["A"].H(p["y"]), pm), _rel(p["mean"], pm), _rel(p["minnorm"], pm))
+    return p
 
 
 class _CPUDenoiser(torch.nn.Module):

@@ -270,40 +270,34 @@ def _tune(problem, specs, prior, grids, seed, progress=False) -> dict:
     """Grid search on a validation problem: returns ``label -> {option, value, scores}`` and updates the specs."""
     from tqdm.auto import tqdm
 
-    def names_of(method):
-        name = grids[method][0]
-        return (name,) if isinstance(name, str) else tuple(name)
+    def grid(method):  # (names, candidate tuples, joint?)
+        name, values = grids[method]
+        joint = not isinstance(name, str)
+        return (tuple(name), [tuple(v) for v in values], joint) if joint else ((name,), [(v,) for v in values], joint)
 
-    todo = [s for s in specs if s["method"] in grids and not set(names_of(s["method"])) & set(s["opts"])]
-    total = sum(len(grids[s["method"]][1]) for s in todo)
+    todo = [s for s in specs if s["method"] in grids and not set(grid(s["method"])[0]) & set(s["opts"])]
+    total = sum(len(grid(s["method"])[1]) for s in todo)
     out = {}
     with tqdm(total=total, desc="tuning on val", unit="run", disable=not progress, dynamic_ncols=True) as bar:
         for spec in todo:
-            name, values = grids[spec["method"]]
-            names = names_of(spec["method"])
+            names, combos, joint = grid(spec["method"])
             scores = {}
-            for v in values:
-                opts = dict(spec["opts"])
-                for k, vk in zip(names, v if len(names) > 1 else (v,)):
-                    if vk is None:
-                        opts.pop(k, None)
-                    else:
-                        opts[k] = vk
+            for combo in combos:
+                opts = {k: v for k, v in spec["opts"].items() if k not in names}
+                opts.update({k: v for k, v in zip(names, combo) if v is not None})  # None: the default
                 imgs, _ = _run_spec(problem, spec, prior, seed, idx=list(range(problem.n)), opts=opts)
                 ps = [image_metrics(imgs[j], problem.reference[j], magnitude=problem.magnitude)["psnr"]
                       for j in range(problem.n)]
-                scores[v] = float(np.mean(ps))
+                scores[combo] = float(np.mean(ps))
                 bar.update(1)
-            best = max(scores, key=lambda v: scores[v] if math.isfinite(scores[v]) else -math.inf)
-            for k, vk in zip(names, best if len(names) > 1 else (best,)):
-                if vk is not None:
-                    spec["opts"][k] = vk
-            edge = (len(names) == 1 and len(values) > 1 and best in (values[0], values[-1])
-                    and None not in (values[0], values[-1]))
-            out[spec["label"]] = {"option": name if len(names) == 1 else list(names),
-                                  "value": best if len(names) == 1 else list(best), "at_grid_edge": bool(edge),
-                                  "scores_psnr": [[v if len(names) == 1 else list(v), sc]
-                                                  for v, sc in scores.items()]}
+            best = max(scores, key=lambda c: scores[c] if math.isfinite(scores[c]) else -math.inf)
+            spec["opts"].update({k: v for k, v in zip(names, best) if v is not None})
+            edge = (not joint and len(combos) > 1 and best in (combos[0], combos[-1])
+                    and None not in (combos[0][0], combos[-1][0]))
+            show = list if joint else (lambda c: c[0])
+            out[spec["label"]] = {"option": list(names) if joint else names[0], "value": show(best),
+                                  "at_grid_edge": bool(edge),
+                                  "scores_psnr": [[show(c), sc] for c, sc in scores.items()]}
     return out
 
 

@@ -285,7 +285,8 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
             "val_loss_definition": f"mean (eps_hat - eps)^2 on the {len(z_val)} val-band images, "
                                    f"{val_repeats} seeded (t, eps) draws each, EMA weights",
         },
-        "training": {"batch_size": batch_size, "lr": lr, "max_seconds": max_seconds, "warmup": warmup, "ema_decay": ema_decay,
+        "training": {"batch_size": batch_size, "lr": lr, "max_seconds": max_seconds, "warmup": warmup,
+                     "ema_decay": ema_decay,
                      "optimizer": "Adam, linear warm-up, gradient norm clipped at 1",
                      "objective": "DDPM epsilon prediction, VP linear beta 1e-4..0.02, T = 1000",
                      "world_size": int(result["world_size"]), "device": str(dev),
