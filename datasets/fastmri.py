@@ -31,8 +31,8 @@ CT (``format = "krylearn.ct"``, ``format_version = 1``)::
                           image_shape = (ny, nx), det_spacing (pixel units),
                           angle_units = "radian", plus the caller's attrs
 
-Writers go through :func:`~krylearn.datasets._atomic.atomic_path`; readers
-check the schema and raise :class:`~krylearn.datasets.errors.FormatError`
+Writers go through :func:`~krylearn.utils.atomic.atomic_path`; readers
+check the schema and raise :class:`~krylearn.utils.errors.FormatError`
 naming the file and the bad key.  This is a format module: it imports no
 solver.
 """
@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from ._atomic import atomic_path
-from .errors import FormatError
+from ..utils.atomic import atomic_path
+from ..utils.errors import FormatError
 
 __all__ = [
     "CT_FORMAT",

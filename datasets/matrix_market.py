@@ -11,7 +11,7 @@ Two pairs of functions, so that each reader always returns one type:
 
 Reading goes through :func:`scipy.io.mmread` (compressed ``.mtx.gz`` /
 ``.mtx.bz2`` work too); any parse failure becomes a
-:class:`~krylearn.datasets.errors.FormatError` naming the file. Writing is
+:class:`~krylearn.utils.errors.FormatError` naming the file. Writing is
 atomic (temporary file beside the target, renamed on success).
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from ._atomic import atomic_path
-from .errors import FormatError
+from ..utils.atomic import atomic_path
+from ..utils.errors import FormatError
 
 __all__ = ["read_mtx", "write_mtx", "read_vector_mtx", "write_vector_mtx"]
 

@@ -10,7 +10,7 @@
     y-coordinate  (s2,)           coordinates along axis 2 of ``nu`` (optional)
     attrs         provenance (PDEBench: ``beta``; krylearn: generator, seed, ...)
 
-Files written by :func:`krylearn.datasets.darcy.generate_darcy` (and
+Files written by :func:`krylearn.problems.darcy.generate_darcy` (and
 :func:`write_darcy`) have this layout with ``attrs["generator"]`` starting with
 ``"krylearn"``.
 
@@ -41,7 +41,7 @@ process you trust, with::
 (their ``x`` is the boolean indicator of the high-coefficient region, not ``a``
 itself: map it with ``lo + (hi - lo) * x`` if the values matter).
 
-Malformed files raise :class:`~krylearn.datasets.errors.FormatError` naming
+Malformed files raise :class:`~krylearn.utils.errors.FormatError` naming
 the file and the offending key.
 """
 
@@ -53,9 +53,9 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from ._atomic import atomic_path
-from ._checks import check_int
-from .errors import FormatError
+from ..utils.atomic import atomic_path
+from ..utils.checks import check_int
+from ..utils.errors import FormatError
 
 __all__ = [
     "DARCY_SOURCES",

@@ -25,9 +25,9 @@ files written before they existed). A sequence of shifted or scaled copies of
 one matrix (``A_t = L + c_t I``, Crank–Nicolson steps ``I + s_t L``) is so
 stored with a single matrix; see :meth:`SystemsWriter.append` (``base=``).
 
-Writers go through :func:`~krylearn.datasets._atomic.atomic_path`, so a crash
+Writers go through :func:`~krylearn.utils.atomic.atomic_path`, so a crash
 never leaves a half-written file under the final name. Readers check the
-schema and raise :class:`~krylearn.datasets.errors.FormatError` naming the file
+schema and raise :class:`~krylearn.utils.errors.FormatError` naming the file
 and the missing or malformed key.
 """
 
@@ -48,8 +48,9 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from ._atomic import atomic_path
-from .errors import FormatError
+from ..utils.atomic import atomic_path
+from ..utils.errors import FormatError
+from ..utils.version import __version__
 
 __all__ = [
     "FORMAT_NAME",
@@ -300,18 +301,6 @@ def _encode_parameters(parameters) -> str:
         raise TypeError(f"parameters must be JSON-serializable: {e}") from None
 
 
-def _krylearn_version() -> str:
-    try:
-        from krylearn import __version__  # lazy: the formats layer sits below the package root
-
-        return str(__version__)
-    except Exception:  # pragma: no cover - partially initialized package
-        try:
-            from importlib.metadata import version
-
-            return version("krylearn")
-        except Exception:
-            return "unknown"
 
 
 def _matrix_key(A: scipy.sparse.csr_matrix) -> str:
@@ -375,7 +364,7 @@ class SystemsWriter:
             root["generator"] = generator
             root["parameters"] = params_json
             root["seed"] = h5py.Empty("i8") if seed is None else np.int64(seed)
-            root["krylearn_version"] = _krylearn_version()
+            root["krylearn_version"] = __version__
             root["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             self._matrices = self._h5.create_group("matrices")
             self._systems = self._h5.create_group("systems")

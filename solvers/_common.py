@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from krylearn.operators.base import Operator, as_operator
+from ..operators.base import Operator, as_operator
 
 from .result import SolveResult
 

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 import scipy.sparse
 
-from krylearn.operators.base import Operator
+from ..operators.base import Operator
 
 
 # --------------------------------------------------------------------- helpers

@@ -147,7 +147,7 @@ def _dispatch(A, b, x0, method: str, common: dict, options: dict) -> SolveResult
 
 def _check_symmetric(op, csr) -> None:
     """Reject a stored matrix that is not Hermitian (CG would silently go wrong)."""
-    from krylearn.operators import Dense, SparseMatrix
+    from ..operators import Dense, SparseMatrix
 
     if csr is None or not isinstance(op, (SparseMatrix, Dense)):
         return  # matrix-free operators are trusted (and checked through p.Ap > 0)

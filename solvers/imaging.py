@@ -27,7 +27,7 @@ Regularisation weights
 ----------------------
 The defaults (:data:`L1_WAVELET_LAM`, :data:`TV_MRI_LAM`, :data:`ADMM_TV_LAM`,
 ...) assume images scaled so that their magnitude peaks near 1 (the scale of
-the diffusion priors; :func:`krylearn.recipes.reconstruct.run_method` scales
+the diffusion priors; :func:`krylearn.pipelines.reconstruct.run_method` scales
 the data accordingly) with the operators as krylearn defines them: SENSE
 with the orthonormal FFT and maps normalised to ``sum_c |S_c|^2 = 1``, CT with
 unit pixels and bins.  They were picked on simulated brain/ellipse slices
@@ -42,7 +42,7 @@ import numbers
 
 import numpy as np
 import torch
-from krylearn.operators.base import Identity, Operator
+from ..operators.base import Identity, Operator
 
 from .krylov import cg
 

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from krylearn.operators.base import Operator
+from ..operators.base import Operator
 
 from ._common import initial_status, make_result, prepare, relative
 from .nullspace import ConstantNullSpace, detect_constant_nullspace

@@ -15,7 +15,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import torch
 
-from krylearn.operators.base import Operator
+from ..operators.base import Operator
 
 
 class ConstantNullSpace:

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from krylearn.operators.base import Operator, as_operator
+from ..operators.base import Operator, as_operator
 
 from . import _relax_kernels as K
 

@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from krylearn.operators.sparse import SparseMatrix
+from ..operators.sparse import SparseMatrix
 
 from . import _relax_kernels as K
 from ._common import make_result, prepare

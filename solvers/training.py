@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from krylearn.datasets._atomic import atomic_path
+from ..utils.atomic import atomic_path
 
 __all__ = ["Dist", "setup_distributed", "cleanup_distributed", "seed_everything", "pick_device",
            "save_checkpoint", "load_checkpoint", "run_fingerprint", "hardware", "cpu_name"]

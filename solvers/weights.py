@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
-from krylearn.datasets.errors import FormatError
+from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.errors import FormatError
 
 __all__ = ["save_weights", "load_weights", "load_network", "weights_path", "list_weights"]
 

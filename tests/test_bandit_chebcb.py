@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from krylearn.datasets.sequences import shifted_laplacian
+from krylearn.problems.sequences import shifted_laplacian
 from krylearn.solvers.bandit import DEFAULT_GRID, ChebCB, grid_costs, instance_optimal
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from krylearn.datasets.sequences import heat2d
+from krylearn.problems.sequences import heat2d
 from krylearn.datasets.systems import LinearSystem
 from krylearn.solvers.bandit import Fixed, grid_costs, tune
 from krylearn.solvers.bandit._solve import _PCGSSORPath, make_path

@@ -14,9 +14,9 @@ pytest.importorskip("nilearn")  # the MNI152 template ships inside nilearn's whe
 
 from krylearn.solvers.dds import UNet, save_prior
 
-from krylearn.bench import ct as bct
-from krylearn.bench import imaging as bi
-from krylearn.bench import mri as bmri
+from krylearn.benchmarks import ct as bct
+from krylearn.benchmarks import imaging as bi
+from krylearn.benchmarks import mri as bmri
 
 FAST_MRI = {"l1-wavelet": {"iters": 30}, "tv": {"iters": 30}}
 
@@ -153,7 +153,7 @@ def test_mri_cases_are_simulated_as_stated(mri_run):
     assert [r["label"] for r in case["rows"]] == ["zero-filled", "cg-sense", "l1-wavelet", "tv", "dds-3", "dds-5",
                                                    "dps-3"]
     z = report["data"]["slice_z"]
-    from krylearn.datasets.brain import BANDS
+    from krylearn.problems.brain import BANDS
 
     (lo, hi), = BANDS["test"]
     assert all(lo <= v < hi for v in z)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from krylearn.cli import main
+from krylearn.cli.main import main
 
 SYNTHETIC_METHODS = {"omega=1", "omega=1.5", "YoungSpectral", "TsallisINF", "ChebCB", "Young",
                      "best fixed (hindsight)", "instance-optimal"}

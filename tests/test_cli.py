@@ -10,11 +10,11 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from krylearn.cli import main
+from krylearn.cli.main import main
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "krylearn.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "krylearn", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 
@@ -100,7 +100,7 @@ def test_installed_import_does_not_shadow_datasets(tmp_path):
 
     import krylearn
 
-    repo = Path(krylearn.__file__).resolve().parent.parent
+    repo = Path(krylearn.__file__).resolve().parent
     code = ("import importlib.util; s = importlib.util.find_spec('datasets'); "
             "print(s.origin if s is not None else None); "
             "print(list(s.submodule_search_locations or []) if s is not None else [])")
@@ -117,7 +117,7 @@ def test_reconstruct_mri_and_ct_commands(tmp_path, capsys):
     import h5py
     import torch
     from krylearn.datasets.fastmri import write_ct, write_kspace
-    from krylearn.datasets.phantoms import shepp_logan
+    from krylearn.problems.phantoms import shepp_logan
     from krylearn.operators.ct import ParallelBeamProjector
     from krylearn.operators.mri import birdcage_maps, fft2c
 

@@ -1,10 +1,10 @@
-"""Parallel-beam projector, FBP and phantoms (krylearn.operators.ct, krylearn.datasets.phantoms)."""
+"""Parallel-beam projector, FBP and phantoms (krylearn.operators.ct, krylearn.problems.phantoms)."""
 
 import numpy as np
 import pytest
 import scipy.sparse
 import torch
-from krylearn.datasets.phantoms import (
+from krylearn.problems.phantoms import (
     SHEPP_LOGAN_MODIFIED,
     ellipse_image,
     ellipse_sinogram,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse
-from krylearn.datasets.darcy import (
+from krylearn.problems.darcy import (
     _centres,
     darcy_coefficient,
     darcy_sample,
@@ -18,7 +18,7 @@ from krylearn.datasets.darcy import (
     sample_rng,
     solve_darcy,
 )
-from krylearn.datasets.errors import FormatError
+from krylearn.utils.errors import FormatError
 from krylearn.datasets.pde_formats import detect_darcy_format, read_darcy, write_darcy
 from krylearn.operators.darcy import darcy_system, embed_interior, interior
 

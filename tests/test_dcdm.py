@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 
 import krylearn
-from krylearn.datasets.errors import FormatError
+from krylearn.utils.errors import FormatError
 from krylearn.operators.stencil import FLUID, PoissonGrid
 from krylearn.solvers.dcdm import DCDMNet, available_models, dcdm, load_model
 from krylearn.solvers.dcdm.ritz import RitzSampler, lanczos_ritz
@@ -20,14 +20,14 @@ from _problems import full_grid, rhs
 
 @pytest.fixture(scope="module")
 def smoke2d():
-    from krylearn.bench.poisson import smoke_problem
+    from krylearn.benchmarks.poisson import smoke_problem
 
     return smoke_problem("smoke-obstacle", 2, 48, 10, seed=0)
 
 
 @pytest.fixture(scope="module")
 def smoke3d():
-    from krylearn.bench.poisson import smoke_problem
+    from krylearn.benchmarks.poisson import smoke_problem
 
     return smoke_problem("smoke-obstacle", 3, 20, 6, seed=0)
 
@@ -211,7 +211,7 @@ def test_ritz_sampler_unit_and_reproducible():
 # --------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def tiny_training():
-    from krylearn.bench.poisson import smoke_problem
+    from krylearn.benchmarks.poisson import smoke_problem
 
     p = smoke_problem("smoke-obstacle", 2, 16, 4, seed=5)
     _, V = lanczos_ritz(p.A, 60, seed=0)
@@ -250,7 +250,7 @@ def test_training_resume_is_exact(tiny_training, tmp_path):
 
 
 def test_cli_train_writes_weights_and_card(tmp_path):
-    from krylearn.cli import main
+    from krylearn.cli.main import main
 
     rc = main(["train", "dcdm", "--dim", "2", "--n", "12", "--ritz", "30", "--steps", "6", "--batch", "2",
                "--width", "4", "--levels", "2", "--out", str(tmp_path), "-q"])

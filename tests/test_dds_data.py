@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from krylearn.datasets import brain as B
-from krylearn.datasets import simulate as S
+from krylearn.problems import brain as B
+from krylearn.problems import simulate as S
 from krylearn.datasets.fastmri import read_ct, read_kspace
 from krylearn.operators.ct import ParallelBeamProjector
 from krylearn.operators.mri import SenseOperator, acceleration
@@ -28,7 +28,7 @@ needs_mni = pytest.mark.skipif(not _has_nilearn(), reason="the MNI152 template n
 
 
 def _complex_phantoms(n=4, size=32, seed=0):
-    from krylearn.datasets.phantoms import random_phantom
+    from krylearn.problems.phantoms import random_phantom
 
     rng = np.random.default_rng(seed)
     mag = np.stack([np.clip(np.abs(random_phantom(size, seed=rng)), 0, 1) for _ in range(n)])
@@ -223,7 +223,7 @@ def test_ct_ellipsoid_testset_reads_back(tmp_path):
 def test_train_prior_lowers_the_held_out_loss_and_writes_loadable_weights(tmp_path):
     from krylearn.solvers.dds import evaluate_loss, load_prior
 
-    from krylearn.recipes.dds import train_prior
+    from krylearn.pipelines.dds import train_prior
 
     vol = B.random_ellipsoids((60, 48, 48), count=8, seed=0)  # no nilearn needed
     stem = tmp_path / "tiny"
@@ -236,7 +236,7 @@ def test_train_prior_lowers_the_held_out_loss_and_writes_loadable_weights(tmp_pa
         assert (tmp_path / f"tiny{suffix}").is_file()
     net, c = load_prior(stem, return_card=True)
     assert c["config"]["in_channels"] == 2 and c["modality"] == "mri"
-    from krylearn.recipes.dds import VAL_SEED, prior_data
+    from krylearn.pipelines.dds import VAL_SEED, prior_data
 
     xv, _ = prior_data("mri", "val", 16, seed=VAL_SEED, volume=vol)
     assert evaluate_loss(net, xv, seed=0, repeats=8) == pytest.approx(mt["val_loss"], rel=1e-4)

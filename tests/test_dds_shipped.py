@@ -14,12 +14,12 @@ import torch
 
 pytest.importorskip("nilearn")
 
-from krylearn.bench.imaging import image_metrics  # noqa: E402
-from krylearn.datasets.brain import BANDS, brain_volume, complex_brain_slices  # noqa: E402
-from krylearn.datasets.simulate import simulate_ct, simulate_mri  # noqa: E402
+from krylearn.benchmarks.imaging import image_metrics  # noqa: E402
+from krylearn.problems.brain import BANDS, brain_volume, complex_brain_slices  # noqa: E402
+from krylearn.problems.simulate import simulate_ct, simulate_mri  # noqa: E402
 from krylearn.operators.ct import ParallelBeamProjector  # noqa: E402
 from krylearn.operators.mri import SenseOperator  # noqa: E402
-from krylearn.recipes.reconstruct import run_method  # noqa: E402
+from krylearn.pipelines.reconstruct import run_method  # noqa: E402
 from krylearn.solvers.dds import UNet, available_priors, load_prior  # noqa: E402
 
 

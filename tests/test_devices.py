@@ -24,13 +24,13 @@ import scipy.sparse.linalg as spla
 import torch
 from _dds_problems import N, gaussian_mri, tiny_unet, toy_images
 from _problems import full_grid, rhs
-from krylearn.datasets.darcy import (
+from krylearn.problems.darcy import (
     darcy_coefficient,
     grf_neumann,
     sample_rng,
     solve_darcy,
 )
-from krylearn.datasets.phantoms import (
+from krylearn.problems.phantoms import (
     SHEPP_LOGAN_MODIFIED,
     ellipse_sinogram,
     shepp_logan,

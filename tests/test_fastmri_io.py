@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 import pytest
-from krylearn.datasets.errors import FormatError
+from krylearn.utils.errors import FormatError
 from krylearn.datasets.fastmri import (
     read_ct,
     read_kspace,

@@ -306,7 +306,7 @@ def test_predict_rejects_bad_input(saved):
 
 
 def test_load_pretrained_rejects_a_bad_card(saved):
-    from krylearn.datasets.errors import FormatError
+    from krylearn.utils.errors import FormatError
 
     _, path, _ = saved
     card = json.loads(path.with_suffix(".json").read_text())

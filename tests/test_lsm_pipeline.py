@@ -7,19 +7,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from krylearn.datasets.darcy import generate_darcy, solve_darcy
+from krylearn.problems.darcy import generate_darcy, solve_darcy
 from krylearn.datasets.pde_formats import read_darcy, write_darcy
 from krylearn.operators.darcy import darcy_system, interior
 from krylearn.solvers.lsm import LSM2d, load_pretrained, predict
 from krylearn.solvers.lsm.warm import warm_start
 
 import krylearn
-from krylearn.bench.darcy import (
+from krylearn.benchmarks.darcy import (
     format_darcy_table,
     run_darcy_benchmark,
     warm_start_study,
 )
-from krylearn.recipes.lsm import count_samples, evaluate, train
+from krylearn.pipelines.lsm import count_samples, evaluate, train
 
 TINY = {"width": 8, "num_basis": 4, "num_token": 2, "levels": 3}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from krylearn.datasets.darcy import darcy_sample
+from krylearn.problems.darcy import darcy_sample
 from krylearn.operators.darcy import darcy_system
 from krylearn.solvers.lsm import load_pretrained, predict
 from krylearn.solvers.lsm.train import build_network

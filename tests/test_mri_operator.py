@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import sigpy
 import torch
-from krylearn.datasets.phantoms import shepp_logan
+from krylearn.problems.phantoms import shepp_logan
 from krylearn.operators.mri import (
     SenseOperator,
     acceleration,

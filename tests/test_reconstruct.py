@@ -4,9 +4,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from krylearn.datasets.errors import FormatError
+from krylearn.utils.errors import FormatError
 from krylearn.datasets.fastmri import read_reconstruction, write_ct, write_kspace
-from krylearn.datasets.phantoms import shepp_logan
+from krylearn.problems.phantoms import shepp_logan
 from krylearn.operators.ct import ParallelBeamProjector, fbp
 from krylearn.operators.mri import (
     SenseOperator,
@@ -18,7 +18,7 @@ from krylearn.operators.mri import (
 from krylearn.solvers import imaging
 from krylearn.solvers.dds import GaussianDenoiser, UNet, save_prior
 
-from krylearn.recipes.reconstruct import (
+from krylearn.pipelines.reconstruct import (
     acs_width,
     parse_slices,
     reconstruct_ct,

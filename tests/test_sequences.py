@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from krylearn.cli import main
+from krylearn.cli.main import main
 from krylearn.datasets import FormatError
-from krylearn.datasets.sequences import (
+from krylearn.problems.sequences import (
     Sequence,
     heat2d,
     heat_kappa,
@@ -212,14 +212,14 @@ def test_old_files_read_as_sequences(tmp_path):
     with read_sequence(tmp_path / "plain.h5") as s:
         assert len(s) == 3 and s.contexts is None and s.context_range is None and s.name == "plain"
         np.testing.assert_array_equal(s[2].A.toarray(), A.toarray())
-    from krylearn.datasets.smoke import generate_poisson_systems
+    from krylearn.problems.smoke import generate_poisson_systems
 
     generate_poisson_systems(tmp_path / "smoke.h5", scene="smoke-plume", dim=2, n=8, frames=3, progress=False)
     with read_sequence(tmp_path / "smoke.h5") as s:
         assert len(s) == 3
         np.testing.assert_array_equal(s.contexts, [s[t].attrs["frame"] for t in range(3)])
         assert s[1].attrs["context"] == s[1].attrs["frame"]  # what the contextual tuners read
-        assert s.meta["generator"] == "krylearn.datasets.smoke"
+        assert s.meta["generator"] == "krylearn.problems.smoke"
 
 
 def test_affine_matrix_without_stored_diagonal():

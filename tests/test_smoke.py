@@ -1,4 +1,4 @@
-"""Tests of krylearn.datasets.smoke: the smoke simulation and its pressure systems."""
+"""Tests of krylearn.problems.smoke: the smoke simulation and its pressure systems."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse
 import torch
 
-from krylearn.datasets.smoke import SCENES, SmokeSimulation, generate_poisson_systems
+from krylearn.problems.smoke import SCENES, SmokeSimulation, generate_poisson_systems
 from krylearn.datasets.systems import SystemsFile
 from krylearn.operators.stencil import FLUID, SOLID, PoissonGrid
 

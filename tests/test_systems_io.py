@@ -13,8 +13,8 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
-from krylearn.datasets.errors import FormatError
+from krylearn.utils.atomic import atomic_path, atomic_write_text
+from krylearn.utils.errors import FormatError
 from krylearn.datasets.matrix_market import read_mtx, read_vector_mtx, write_mtx, write_vector_mtx
 from krylearn.datasets.systems import (
     FORMAT_NAME,

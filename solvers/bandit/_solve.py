@@ -35,8 +35,8 @@ import numba
 import numpy as np
 import scipy.sparse
 import torch
-from krylearn.solvers import _relax_kernels as K
-from krylearn.solvers.result import SolveResult
+from .. import _relax_kernels as K
+from ..result import SolveResult
 
 #: Same constant as :data:`krylearn.solvers.relaxation.DIVERGENCE_FACTOR`.
 _DIVERGENCE = 1e10
@@ -303,7 +303,7 @@ class _PCGSSORPath:
     def op(self):
         """The matrix as a :class:`~krylearn.operators.sparse.SparseMatrix` (built on first use)."""
         if self._op is None:
-            from krylearn.operators.sparse import SparseMatrix
+            from ...operators.sparse import SparseMatrix
 
             self._op = SparseMatrix(self.csr)
         return self._op
@@ -318,15 +318,15 @@ class _PCGSSORPath:
         rowsum = np.abs(np.asarray(csr.sum(axis=1)).ravel())
         if not np.any(~empty & (rowsum <= 1e-10 * np.abs(diag))):
             return False
-        from krylearn.solvers.nullspace import detect_constant_nullspace
+        from ..nullspace import detect_constant_nullspace
 
         return detect_constant_nullspace(self.op) is not None
 
     def __call__(self, b, x0, omega):
         if self.compiled:
             return self._compiled(b, x0, omega)
-        from krylearn.solvers.krylov import cg
-        from krylearn.solvers.preconditioners import ssor_preconditioner
+        from ..krylov import cg
+        from ..preconditioners import ssor_preconditioner
 
         t0 = time.perf_counter()
         M = ssor_preconditioner(self.op, omega)
@@ -384,9 +384,9 @@ class _GenericPath:
         kw = {self.parameter: value, **self.common, **self.options}
         if callable(self.solver):
             return self.solver(self.A, b, x0, **kw)
-        import krylearn
+        from ..api import solve
 
-        return krylearn.solve(self.A, b, method=self.solver, x0=x0, **kw)
+        return solve(self.A, b, method=self.solver, x0=x0, **kw)
 
 
 #: Parameter ranges of the known omega-taking methods: (hi, hi_open).
@@ -399,7 +399,7 @@ def make_path(A, b, solver, parameter, rtol, atol, maxiter, options):
             and b.dtype.kind in "fiu" and b.ndim == 1)
     if real and isinstance(solver, str) and parameter == "omega":
         if solver in ("sor", "ssor") and not options:
-            from krylearn.solvers.relaxation import DEFAULT_MAXITER
+            from ..relaxation import DEFAULT_MAXITER
 
             return _SORPath(A, solver, rtol, atol, DEFAULT_MAXITER if maxiter is None else maxiter)
         if solver == "pcg-ssor" and set(options) <= {"callback", "nullspace", "dtype"}:  # compiled if none

@@ -4,7 +4,7 @@ An *instance* is a :class:`krylearn.datasets.systems.LinearSystem` (``A``
 scipy CSR, ``b`` of shape ``(k, n)`` of which row 0 is solved, optional
 reference ``x``, ``attrs``; the scalar context, if any, is
 ``attrs["context"]``).  A *sequence* is any iterable of instances (a list,
-a generator, a ``krylearn.datasets.sequences.Sequence``).
+a generator, a ``krylearn.problems.sequences.Sequence``).
 
 Stopping rule everywhere: ``||b - A x|| <= max(rtol ||b||, atol)`` (from
 ``x0 = 0`` this is the paper's ``||r|| <= rtol ||r_0||``).  A solve that hits
@@ -73,7 +73,7 @@ def _check_solver(solver, parameter) -> None:
         raise ValueError(f"parameter must be a non-empty string, got {parameter!r}")
     if callable(solver):
         return
-    from krylearn.solvers.api import available_methods
+    from ..api import available_methods
 
     names = available_methods()
     if not isinstance(solver, str) or solver not in names:
@@ -93,7 +93,7 @@ def _check_values(grid, solver, parameter, name="grid") -> None:
 
 
 def _check_common(rtol, atol, maxiter, warm_start) -> None:
-    from krylearn.solvers._common import check_tolerances
+    from .._common import check_tolerances
 
     check_tolerances(rtol, atol, maxiter)
     if not isinstance(warm_start, (bool, np.bool_)):

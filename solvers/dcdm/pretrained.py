@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from krylearn.solvers.weights import list_weights, load_network, save_weights, weights_path
+from ..weights import list_weights, load_network, save_weights, weights_path
 
 from .model import DCDMNet
 

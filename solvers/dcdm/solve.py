@@ -31,7 +31,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from krylearn.operators.stencil import FLUID, PoissonGrid, flags_from_matrix
+from ...operators.stencil import FLUID, PoissonGrid, flags_from_matrix
 
 from .._common import initial_status, make_result, prepare, relative
 from ..nullspace import detect_constant_nullspace, matrix_form

@@ -20,8 +20,8 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from krylearn.operators.sparse import SparseMatrix
-from krylearn.operators.stencil import FLUID
+from ...operators.sparse import SparseMatrix
+from ...operators.stencil import FLUID
 
 from ..training import (cleanup_distributed, load_checkpoint, run_fingerprint, save_checkpoint, seed_everything,
                         setup_distributed)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from krylearn.solvers.weights import (
+from ..weights import (
     list_weights,
     load_network,
     save_weights,

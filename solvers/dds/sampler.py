@@ -58,7 +58,7 @@ import numbers
 
 import numpy as np
 import torch
-from krylearn.operators.base import Operator
+from ...operators.base import Operator
 
 from .schedule import VPSchedule, time_grid
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from krylearn.datasets._atomic import atomic_write_text
-from krylearn.solvers.training import (
+from ...utils.atomic import atomic_write_text
+from ..training import (
     cleanup_distributed,
     load_checkpoint,
     run_fingerprint,

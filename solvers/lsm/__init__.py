@@ -10,7 +10,7 @@ safetensors weights with a JSON card.
 
 from pathlib import Path as _Path
 
-from krylearn.solvers.weights import list_weights as _list_weights
+from ..weights import list_weights as _list_weights
 
 from .baselines import FNO2d, UNet2d
 from .layers import NeuralSpectralBlock2d

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from krylearn.solvers.training import pick_device
-from krylearn.solvers.weights import weights_path
+from ..training import pick_device
+from ..weights import weights_path
 
 from .normalizer import NormalizedOperator
 from .train import KINDS, WEIGHTS_DIR, load_pretrained

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from krylearn.datasets._atomic import atomic_write_text
-from krylearn.datasets.errors import FormatError
-from krylearn.solvers.training import (
+from ...utils.atomic import atomic_write_text
+from ...utils.errors import FormatError
+from ..training import (
     cleanup_distributed,
     hardware,
     load_checkpoint,
@@ -36,7 +36,7 @@ from krylearn.solvers.training import (
     seed_everything,
     setup_distributed,
 )
-from krylearn.solvers.weights import load_weights, save_weights, weights_path
+from ..weights import load_weights, save_weights, weights_path
 
 from .baselines import FNO2d, UNet2d
 from .model import LSM2d

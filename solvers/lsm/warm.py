@@ -24,7 +24,7 @@ measures it).
 from __future__ import annotations
 
 import numpy as np
-from krylearn.operators.darcy import interior
+from ...operators.darcy import interior
 
 from .predict import predict
 

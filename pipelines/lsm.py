@@ -23,7 +23,7 @@ which.
 
 Examples
 --------
->>> from krylearn.recipes.lsm import train, evaluate                        # doctest: +SKIP
+>>> from krylearn.pipelines.lsm import train, evaluate                        # doctest: +SKIP
 >>> card = train("lsm", "darcy.h5", ntrain=900, nval=100, ntest=200,
 ...              checkpoint="lsm.ckpt", out="weights/lsm-darcy")             # doctest: +SKIP
 >>> evaluate("weights/lsm-darcy", "darcy.h5", start=1000, count=200)["rel_l2_mean"]  # doctest: +SKIP
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
-from krylearn.datasets._checks import check_int
+from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.checks import check_int
 
 __all__ = ["DEFAULT_CONFIGS", "count_samples", "evaluate", "resolve_model", "train"]
 
@@ -74,8 +74,8 @@ def count_samples(path) -> int:
     """
     import h5py
 
-    from krylearn.datasets.errors import FormatError
-    from krylearn.datasets.pde_formats import detect_darcy_format
+    from ..utils.errors import FormatError
+    from ..datasets.pde_formats import detect_darcy_format
 
     path = os.fspath(path)
     fmt = detect_darcy_format(path)
@@ -101,7 +101,7 @@ def count_samples(path) -> int:
 
 
 def _read(path, start: int, count: int, sub: int):
-    from krylearn.datasets.pde_formats import read_darcy
+    from ..datasets.pde_formats import read_darcy
 
     return read_darcy(path, start=start, count=count, sub=sub)
 
@@ -158,8 +158,8 @@ def resolve_model(model, device=None):
     """A :class:`~krylearn.solvers.lsm.NormalizedOperator` from a shipped name, a weights path or an object."""
     import torch
 
-    from krylearn.solvers.lsm import NormalizedOperator, load_pretrained
-    from krylearn.solvers.training import pick_device
+    from ..solvers.lsm import NormalizedOperator, load_pretrained
+    from ..solvers.training import pick_device
 
     if isinstance(model, NormalizedOperator):
         return model if device is None else model.to(pick_device(device))
@@ -216,8 +216,8 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
         ``model_resolution`` (training grid), ``resample``, ``file``,
         ``start``, ``count``, ``sub``, ``device``.
     """
-    from krylearn.datasets.pde_formats import DarcyData
-    from krylearn.solvers.lsm import predict
+    from ..datasets.pde_formats import DarcyData
+    from ..solvers.lsm import predict
 
     if isinstance(resample, str):
         if resample != "native":
@@ -338,9 +338,9 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     """
     import torch
 
-    from krylearn.solvers.lsm import build_network, save_pretrained, train_operator
-    from krylearn.solvers.lsm.train import KINDS
-    from krylearn.solvers.training import hardware, seed_everything
+    from ..solvers.lsm import build_network, save_pretrained, train_operator
+    from ..solvers.lsm.train import KINDS
+    from ..solvers.training import hardware, seed_everything
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")

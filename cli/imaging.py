@@ -1,6 +1,6 @@
 """The imaging (DDS) commands of the ``krylearn`` CLI: ``reconstruct``, ``data mri|ct``, ``train diffusion``, ``bench mri|ct``.
 
-:mod:`krylearn.cli` builds the parser and calls the ``add_*`` functions
+:mod:`krylearn.cli.main` builds the parser and calls the ``add_*`` functions
 here with its sub-parser groups; each command calls one recipe function
 and prints its summary.
 """
@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from krylearn.cli import DEFAULT_OUT, _floats, _method_list
+from .main import DEFAULT_OUT, _floats, _method_list
 
 __all__ = ["add_bench_parsers", "add_data_parsers", "add_reconstruct_parser", "add_train_parser"]
 
@@ -27,7 +27,7 @@ def _method_opts(args) -> dict:
 
 
 def cmd_reconstruct_mri(args) -> int:
-    from krylearn.recipes.reconstruct import reconstruct_mri
+    from ..pipelines.reconstruct import reconstruct_mri
 
     summary = reconstruct_mri(args.input, args.output, method=args.method, nfe=args.nfe, prior=args.prior,
                               mask=args.mask, accel=args.accel, seed=args.seed, slices=args.slices,
@@ -39,7 +39,7 @@ def cmd_reconstruct_mri(args) -> int:
 
 
 def cmd_reconstruct_ct(args) -> int:
-    from krylearn.recipes.reconstruct import reconstruct_ct
+    from ..pipelines.reconstruct import reconstruct_ct
 
     summary = reconstruct_ct(args.input, args.output, method=args.method, nfe=args.nfe, prior=args.prior,
                              seed=args.seed, slices=args.slices, gamma=args.gamma, cg_steps=args.cg_steps,
@@ -101,7 +101,7 @@ def add_reconstruct_parser(sub) -> None:
 
 # ------------------------------------------------------------------ data
 def cmd_data_mri(args) -> int:
-    from krylearn.recipes.dds import make_data
+    from ..pipelines.dds import make_data
 
     path = make_data("mri", args.output, split=args.split, size=args.size, seed=args.seed, accel=args.accel,
                      mask=args.mask, snr_db=None if args.no_noise else args.snr_db, coils=args.coils, acs=args.acs,
@@ -111,7 +111,7 @@ def cmd_data_mri(args) -> int:
 
 
 def cmd_data_ct(args) -> int:
-    from krylearn.recipes.dds import make_data
+    from ..pipelines.dds import make_data
 
     path = make_data("ct", args.output, split=args.split, size=args.size, seed=args.seed, views=args.views,
                      noise=args.noise, n_slices=args.slices, inverse_crime=args.inverse_crime, source=args.source,
@@ -168,7 +168,7 @@ def _mult(s: str) -> tuple:
 
 
 def cmd_train_diffusion(args) -> int:
-    from krylearn.recipes.dds import train_prior
+    from ..pipelines.dds import train_prior
 
     card = train_prior(args.kind, args.out, steps=args.steps, size=args.size, base=args.base,
                        channel_mult=args.channel_mult, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema,
@@ -254,7 +254,7 @@ def _print_imaging(report, table) -> None:
 
 
 def cmd_bench_mri(args) -> int:
-    from krylearn.bench.mri import format_mri_table, run_mri_benchmark
+    from ..benchmarks.mri import format_mri_table, run_mri_benchmark
 
     report = run_mri_benchmark(n_slices=args.slices, size=args.size, cases=args.cases, snr_db=args.snr,
                                coils=args.coils, acs=args.acs, methods=args.methods, prior=args.prior,
@@ -267,7 +267,7 @@ def cmd_bench_mri(args) -> int:
 
 
 def cmd_bench_ct(args) -> int:
-    from krylearn.bench.ct import format_ct_table, run_ct_benchmark
+    from ..benchmarks.ct import format_ct_table, run_ct_benchmark
 
     report = run_ct_benchmark(n_slices=args.slices, size=args.size, views=args.views, noise=args.noise,
                               methods=args.methods, prior=args.prior, dds_nfe=args.dds_nfe, dps_nfe=args.dps_nfe,

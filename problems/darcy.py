@@ -45,11 +45,12 @@ import numpy as np
 import scipy.fft
 import scipy.interpolate
 import scipy.sparse.linalg
-from krylearn.operators.darcy import darcy_system, embed_interior
+from ..operators.darcy import darcy_system, embed_interior
 
-from ._atomic import atomic_path
-from ._checks import check_int, check_real
-from .pde_formats import create_darcy_layout
+from ..utils.atomic import atomic_path
+from ..utils.checks import check_int, check_real
+from ..datasets.pde_formats import create_darcy_layout
+from ..utils.version import __version__
 
 __all__ = [
     "GRIDS",
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 GRIDS = ("fno", "node")
-GENERATOR = "krylearn.datasets.darcy.generate_darcy"
+GENERATOR = "krylearn.problems.darcy.generate_darcy"
 
 
 # ---------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def _solve_nodes(a, f, rtol, method, x0, allow_nonpositive, options):
         u_int = scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
         iterations = 0
     else:
-        from krylearn.solvers import api  # generator layer: may run solvers
+        from ..solvers import api  # generator layer: may run solvers
 
         if x0 is not None:
             x0 = np.asarray(x0, dtype=np.float64)
@@ -281,15 +282,6 @@ def _job(args):
     return index, a, u, info
 
 
-def _version() -> str:
-    try:
-        from krylearn import (
-            __version__,  # lazy: avoid importing the package root at import time
-        )
-
-        return str(__version__)
-    except Exception:  # pragma: no cover
-        return "unknown"
 
 
 def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *, workers: int | None = None,
@@ -400,7 +392,7 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
                             raise
             finally:
                 bar.close()
-            attrs = dict(generator=GENERATOR, version=_version(), seed=seed,
+            attrs = dict(generator=GENERATOR, version=__version__, seed=seed,
                          seed_scheme="numpy.random.SeedSequence(seed).spawn(n)[i] -> default_rng", n=n, res=res,
                          sub=sub, alpha=kw["alpha"], tau=kw["tau"], hi=kw["hi"], lo=kw["lo"], beta=1.0,
                          rtol=kw["rtol"], solver=method, grid=grid, max_iterations=max_iterations,

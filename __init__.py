@@ -1,6 +1,6 @@
 """krylearn: learned and classical solvers for PDEs and inverse problems."""
 
-__version__ = "0.1.0"
+from .utils.version import __version__
 
 import os as _os
 
@@ -9,7 +9,7 @@ import os as _os
 # on 2-core machines); the workqueue layer does not, and is as fast here.
 _os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-from krylearn.solvers.result import SolveResult  # noqa: E402
-from krylearn.solvers.api import solve  # noqa: E402
+from .solvers.result import SolveResult  # noqa: E402
+from .solvers.api import solve  # noqa: E402
 
 __all__ = ["solve", "SolveResult", "__version__"]

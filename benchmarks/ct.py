@@ -3,9 +3,9 @@
 Data (held out, simulated here, nothing downloaded)
 ---------------------------------------------------
 The first ``n_slices`` contiguous slices of the *test* band
-(:func:`krylearn.datasets.brain.brain_volume`: MR T1 anatomy used as an
+(:func:`krylearn.problems.brain.brain_volume`: MR T1 anatomy used as an
 attenuation-like map in [0, 1], not CT numbers), projected on a grid twice
-as fine by :func:`krylearn.datasets.simulate.simulate_ct`
+as fine by :func:`krylearn.problems.simulate.simulate_ct`
 (``downsample=2``: no inverse crime), ``views`` parallel-beam angles over
 [0, pi), optional relative Gaussian noise: the same data ``krylearn data
 ct`` writes for the same arguments.  A *case* is a view count.  The truth
@@ -21,7 +21,7 @@ With ``tune=True`` the validation volume is the first ``tune_slices``
 slices of the ``val`` band (seed ``seed + 1``).
 
 Everything else (methods, timing, metrics, outputs, targets) is in
-:mod:`krylearn.bench.imaging`.
+:mod:`krylearn.benchmarks.imaging`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numbers
 
 import numpy as np
 
-from krylearn.datasets._checks import check_int, check_real
+from ..utils.checks import check_int, check_real
 
 from .imaging import (
     case_table,
@@ -59,8 +59,8 @@ class _CTProblem:
     def __init__(self, vol, z, *, views, noise, seed, device):
         import torch
 
-        from krylearn.datasets.simulate import simulate_ct
-        from krylearn.operators.ct import ParallelBeamProjector
+        from ..problems.simulate import simulate_ct
+        from ..operators.ct import ParallelBeamProjector
 
         self.sim = simulate_ct(vol, views, noise=noise, seed=seed, downsample=2)
         self.z = np.asarray(z, dtype=np.int64)
@@ -72,7 +72,7 @@ class _CTProblem:
 
     def solve(self, spec, idx, prior, seed, opts):
         """Yield once: ``(images (k, ny, nx) float32, [seconds / k] * k)`` of one call on the slices ``idx``."""
-        from krylearn.recipes.reconstruct import run_method
+        from ..pipelines.reconstruct import run_method
 
         idx = list(idx)
         x, s = run_method("ct", spec["method"], self.P, self.sim.sinogram[idx], prior=prior, nfe=spec["nfe"],
@@ -101,7 +101,7 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
     methods : sequence of str
         Subset of :data:`CT_BENCH_METHODS`.
     prior, dds_nfe, dps_nfe, dps_count, options, seed, warmup, device, volume, out_dir, save_images, progress
-        As :func:`krylearn.bench.mri.run_mri_benchmark` (default prior
+        As :func:`krylearn.benchmarks.mri.run_mri_benchmark` (default prior
         ``dds-ct``, 1 channel; files ``ct.json``, ``ct.md``,
         ``ct-images.h5`` (about 4 MB per view count at 16 slices of
         128 x 128), ``ct-views-<v>.png``).
@@ -115,7 +115,7 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
     -------
     dict (as ``ct.json``).
     """
-    from krylearn.datasets.brain import brain_volume
+    from ..problems.brain import brain_volume
 
     n_slices = check_int("n_slices", n_slices, 1)
     size = check_int("size", size, 16)

@@ -1,6 +1,6 @@
 """``python -m krylearn ...``: the same as the ``krylearn`` command."""
 
-from krylearn.cli import main
+from krylearn.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

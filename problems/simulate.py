@@ -53,8 +53,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._checks import check_int, check_real
-from .fastmri import write_ct, write_kspace
+from ..utils.checks import check_int, check_real
+from ..datasets.fastmri import write_ct, write_kspace
+from ..utils.version import __version__
 
 __all__ = ["CTSimulation", "MRISimulation", "make_mask", "simulate_ct", "simulate_mri", "write_ct_testset",
            "write_mri_testset"]
@@ -62,10 +63,6 @@ __all__ = ["CTSimulation", "MRISimulation", "make_mask", "simulate_ct", "simulat
 _MASKS = ("uniform1d", "gaussian1d", "poisson2d")
 
 
-def _version() -> str:
-    from krylearn import __version__  # lazy: the package root is above this module
-
-    return str(__version__)
 
 
 # ------------------------------------------------------------------ MRI
@@ -113,7 +110,7 @@ class MRISimulation:
 
 def make_mask(kind, shape, accel: float, *, acs: float = 0.08, seed=0) -> np.ndarray:
     """A sampling mask by name: ``uniform1d`` / ``gaussian1d`` -> (nx,), ``poisson2d`` -> (ny, nx) bool."""
-    from krylearn.operators.mri import gaussian1d_mask, poisson2d_mask, uniform1d_mask
+    from ..operators.mri import gaussian1d_mask, poisson2d_mask, uniform1d_mask
 
     ny, nx = shape
     if kind == "uniform1d":
@@ -185,7 +182,7 @@ def simulate_mri(images, coils: int = 8, *, mask="uniform1d", accel: float = 4.0
     -------
     MRISimulation
     """
-    from krylearn.operators.mri import acceleration, birdcage_maps, fft2c, ifft2c, rss
+    from ..operators.mri import acceleration, birdcage_maps, fft2c, ifft2c, rss
 
     x = _images(images).astype(np.complex128)
     d = _downsample(downsample, x.shape)
@@ -253,8 +250,8 @@ def simulate_mri(images, coils: int = 8, *, mask="uniform1d", accel: float = 4.0
     crime = d == 1
     attrs = {
         "acquisition": "simulated",
-        "generator": "krylearn.datasets.simulate.simulate_mri",
-        "version": _version(),
+        "generator": "krylearn.problems.simulate.simulate_mri",
+        "version": __version__,
         "seed": int(seed) if not isinstance(seed, np.random.Generator) else -1,
         "coils": int(coils),
         "maps": maps_name,
@@ -293,7 +290,7 @@ def write_mri_testset(path, split: str = "test", size: int = 64, accel: float = 
                       acs: float = 0.08, inverse_crime: bool = False, volume=None, compression="gzip") -> str:
     """Write simulated multi-coil k-space of brain slices as a fastMRI-style file.
 
-    The complex images are :func:`~krylearn.datasets.brain.complex_brain_slices`
+    The complex images are :func:`~krylearn.problems.brain.complex_brain_slices`
     of ``split`` (default the held-out ``test`` band) with a smooth phase
     drawn from ``seed``; without ``inverse_crime`` they are made on a
     ``2 * size`` grid and k-space is cropped (see the module notes).
@@ -341,7 +338,7 @@ def write_mri_testset(path, split: str = "test", size: int = 64, accel: float = 
     sim = simulate_mri(x, coils, mask=mask, accel=accel, acs=acs, snr_db=snr_db, seed=seed, downsample=d)
     attrs = {**sim.attrs, "split": split, "slice_z": z.astype(np.int64), "image_source":
              "MNI152 2009a sym T1 template (nilearn), axial slices" if volume is None else "user volume",
-             "phase": "smooth random phase (krylearn.datasets.brain.smooth_phase)", "patient_id": f"mni152-{split}",
+             "phase": "smooth random phase (krylearn.problems.brain.smooth_phase)", "patient_id": f"mni152-{split}",
              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     return write_kspace(path, sim.kspace, mask=sim.mask, sensitivity_maps=sim.maps,
@@ -402,7 +399,7 @@ def simulate_ct(volume, views: int = 8, *, noise: float = 0.0, seed=0, downsampl
     -------
     CTSimulation
     """
-    from krylearn.operators.ct import ParallelBeamProjector, default_n_det
+    from ..operators.ct import ParallelBeamProjector, default_n_det
 
     v = _images(volume, "volume")
     if np.iscomplexobj(v):
@@ -430,8 +427,8 @@ def simulate_ct(volume, views: int = 8, *, noise: float = 0.0, seed=0, downsampl
     y = p + sigma * rng.standard_normal(p.shape) if sigma > 0 else p.copy()
     crime = d == 1
     attrs = {
-        "generator": "krylearn.datasets.simulate.simulate_ct",
-        "version": _version(),
+        "generator": "krylearn.problems.simulate.simulate_ct",
+        "version": __version__,
         "seed": int(seed) if not isinstance(seed, np.random.Generator) else -1,
         "views": int(angles.size),
         "angles": "linspace(0, pi, views, endpoint=False)",
@@ -472,7 +469,7 @@ def write_ct_testset(path, views: int = 8, *, size: int = 128, split: str = "tes
     inverse_crime : bool
         Project on the output grid itself (flagged in the file).
     source : {"brain", "ellipsoids"}
-        ``"ellipsoids"``: a :func:`~krylearn.datasets.brain.random_ellipsoids`
+        ``"ellipsoids"``: a :func:`~krylearn.problems.brain.random_ellipsoids`
         volume of ``n_slices`` (default 16) slices drawn from ``seed``.
     volume : path or array, optional
         Instead of the MNI152 template (``source="brain"``).
@@ -499,7 +496,7 @@ def write_ct_testset(path, views: int = 8, *, size: int = 128, split: str = "tes
         k = 16 if n_slices is None else check_int("n_slices", n_slices, 1)
         vol = random_ellipsoids((k, d * size, d * size), seed=seed)
         z = np.arange(k)
-        desc = "random 3-D ellipsoid phantom (krylearn.datasets.brain.random_ellipsoids)"
+        desc = "random 3-D ellipsoid phantom (krylearn.problems.brain.random_ellipsoids)"
     else:
         raise ValueError(f"source must be 'brain' or 'ellipsoids', got {source!r}")
     sim = simulate_ct(vol, views, noise=noise, seed=seed, downsample=d)

@@ -5,10 +5,10 @@ import json
 import time
 from pathlib import Path
 
-from krylearn.recipes.dcdm import make_training_data, load_training_data
+from krylearn.pipelines.dcdm import make_training_data, load_training_data
 from krylearn.solvers.dcdm.train import train_dcdm
 from krylearn.solvers.dcdm import dcdm
-from krylearn.bench.dcdm import _cached_problem
+from krylearn.benchmarks.dcdm import _cached_problem
 data = Path("krylearn-results/ablation/ritz-2d-64.h5")
 if not data.is_file():
     make_training_data(data, dim=2, n=64, ritz=400, progress=False)  # seeds 100/101, frame 8

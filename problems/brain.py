@@ -70,7 +70,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_int, check_real
+from ..utils.checks import check_int, check_real
 
 __all__ = [
     "BANDS",
@@ -462,7 +462,7 @@ def complex_brain_slices(split: str = "train", size: int = 64, *, seed=0, phase:
         ``False`` gives real images stored as complex (zero phase).
     ellipses : int
         Append this many random-ellipse phantoms
-        (:func:`krylearn.datasets.phantoms.random_phantom`, absolute value
+        (:func:`krylearn.problems.phantoms.random_phantom`, absolute value
         clipped to [0, 1]) with their own smooth phases.
     return_index : bool
         Also return the z index per slice (-1 for the phantoms).

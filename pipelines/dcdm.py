@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from krylearn.datasets._atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text
 
 __all__ = ["make_training_data", "load_training_data", "train"]
 
@@ -30,9 +30,9 @@ def make_training_data(path, *, dim: int, n: int, scenes=DEFAULT_SCENES, seed: i
     Seeds differ from the benchmark's (0-9), so the benchmark's obstacle
     placements and plume sources are never seen in training.
     """
-    from krylearn.datasets.smoke import SmokeSimulation
-    from krylearn.datasets.systems import LinearSystem, SystemsWriter
-    from krylearn.solvers.dcdm.ritz import lanczos_ritz
+    from ..problems.smoke import SmokeSimulation
+    from ..datasets.systems import LinearSystem, SystemsWriter
+    from ..solvers.dcdm.ritz import lanczos_ritz
 
     if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
@@ -57,9 +57,9 @@ def make_training_data(path, *, dim: int, n: int, scenes=DEFAULT_SCENES, seed: i
 
 def load_training_data(path) -> list:
     """The :class:`~krylearn.solvers.dcdm.train.TrainingSystem` list stored in ``path``."""
-    from krylearn.datasets.errors import FormatError
-    from krylearn.datasets.systems import SystemsFile
-    from krylearn.solvers.dcdm.train import TrainingSystem
+    from ..utils.errors import FormatError
+    from ..datasets.systems import SystemsFile
+    from ..solvers.dcdm.train import TrainingSystem
 
     systems = []
     with SystemsFile(path) as f:
@@ -81,7 +81,7 @@ def _plot_log(log, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from krylearn.datasets._atomic import atomic_path
+    from ..utils.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     steps = [e["step"] for e in log]
@@ -105,9 +105,9 @@ def train(*, dim: int, n: int, out, name: str | None = None, data=None, scenes=D
     """The whole pipeline; returns the card written beside the weights."""
     import torch
 
-    from krylearn.solvers.dcdm.pretrained import load_model, save_model
-    from krylearn.solvers.dcdm.train import train_dcdm
-    from krylearn.solvers.training import hardware
+    from ..solvers.dcdm.pretrained import load_model, save_model
+    from ..solvers.dcdm.train import train_dcdm
+    from ..solvers.training import hardware
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The ``krylearn`` command line: demo, solve, bench, data, train, eval, reconstruct."""
 
 from __future__ import annotations
+from ..utils.version import __version__
 
 import argparse
 import json
@@ -51,7 +52,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, out: str, repeats: int) -> N
 
 
 def _problem(args):
-    from krylearn.bench.poisson import file_problem, smoke_problem
+    from ..benchmarks.poisson import file_problem, smoke_problem
 
     if args.file:
         return file_problem(args.file, args.index)
@@ -61,14 +62,14 @@ def _problem(args):
 
 
 def _default_methods() -> list[str]:
-    from krylearn.solvers.api import available_methods
+    from ..solvers.api import available_methods
 
     return available_methods()
 
 
 # --------------------------------------------------------------- commands
 def cmd_demo(args) -> int:
-    from krylearn.bench.poisson import format_table, run_benchmark
+    from ..benchmarks.poisson import format_table, run_benchmark
 
     problem = _problem(args)
     methods = args.methods or _default_methods()
@@ -98,14 +99,14 @@ def cmd_demo(args) -> int:
 
 
 def _is_stationary(m: str) -> bool:
-    from krylearn.solvers.api import RELAXATION_METHODS
+    from ..solvers.api import RELAXATION_METHODS
 
     return m in RELAXATION_METHODS
 
 
 def _write_report(report: dict, out: Path, name: str, rtol: float) -> None:
-    from krylearn.bench.poisson import plot_residuals
-    from krylearn.datasets._atomic import atomic_write_text
+    from ..benchmarks.poisson import plot_residuals
+    from ..utils.atomic import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1))
@@ -115,19 +116,19 @@ def _write_report(report: dict, out: Path, name: str, rtol: float) -> None:
 def cmd_solve(args) -> int:
     import numpy as np
 
-    import krylearn
-    from krylearn.datasets._atomic import atomic_path
+    from ..solvers.api import solve
+    from ..utils.atomic import atomic_path
 
     path = Path(args.matrix)
     if not path.exists():
         raise FileNotFoundError(f"matrix file not found: {path}")
     if path.suffix == ".mtx":
-        from krylearn.datasets.matrix_market import read_mtx
+        from ..datasets.matrix_market import read_mtx
 
         A = read_mtx(path)
         b = None
     else:
-        from krylearn.datasets.systems import SystemsFile
+        from ..datasets.systems import SystemsFile
 
         with SystemsFile(path) as f:
             s = f[args.index % len(f)]
@@ -140,7 +141,7 @@ def cmd_solve(args) -> int:
     opts = {}
     if args.omega is not None:
         opts["omega"] = args.omega
-    res = krylearn.solve(A, b, method=args.method, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter, **opts)
+    res = solve(A, b, method=args.method, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter, **opts)
     if res.reason == "indefinite":
         raise ValueError(f"{path.name}: A is not symmetric positive definite ({args.method} found p.Ap <= 0 "
                          f"at iteration {res.iterations + 1}); CG-type methods need an SPD matrix")
@@ -160,7 +161,7 @@ def _read_vector(path, n):
     if p.suffix == ".npy":
         v = np.load(p, allow_pickle=False)
     elif p.suffix == ".mtx":
-        from krylearn.datasets.matrix_market import read_mtx
+        from ..datasets.matrix_market import read_mtx
 
         v = read_mtx(p)
         v = v.toarray() if hasattr(v, "toarray") else np.asarray(v)
@@ -173,7 +174,7 @@ def _read_vector(path, n):
 
 
 def cmd_bench_poisson(args) -> int:
-    from krylearn.bench.poisson import format_table, run_benchmark
+    from ..benchmarks.poisson import format_table, run_benchmark
 
     problem = _problem(args)
     methods = args.methods or ["cg", "pcg-ic", "pcg-amg"]
@@ -186,14 +187,14 @@ def cmd_bench_poisson(args) -> int:
 
 
 def cmd_bench_baselines(args) -> int:
-    from krylearn.bench.baselines import (
+    from ..benchmarks.baselines import (
         compare_cg,
         compare_spmv,
         format_cg_table,
         format_spmv_table,
     )
-    from krylearn.bench.poisson import machine
-    from krylearn.datasets._atomic import atomic_write_text
+    from ..benchmarks.poisson import machine
+    from ..utils.atomic import atomic_write_text
 
     problem = _problem(args)
     print(f"{problem.name}: {problem.unknowns} unknowns, nnz {problem.A.nnz}")
@@ -213,7 +214,7 @@ def cmd_bench_baselines(args) -> int:
 
 
 def cmd_data_poisson(args) -> int:
-    from krylearn.datasets.smoke import generate_poisson_systems
+    from ..problems.smoke import generate_poisson_systems
 
     if args.n < 4:
         raise ValueError(f"--n must be >= 4, got {args.n}")
@@ -226,7 +227,7 @@ def cmd_data_poisson(args) -> int:
 
 
 def _sequence_kinds(s: str) -> list[str]:
-    from krylearn.bench.relax import SEQUENCE_KINDS
+    from ..benchmarks.relax import SEQUENCE_KINDS
 
     kinds = [k.strip() for k in s.split(",") if k.strip()]
     bad = [k for k in kinds if k not in SEQUENCE_KINDS]
@@ -236,7 +237,7 @@ def _sequence_kinds(s: str) -> list[str]:
 
 
 def cmd_bench_relax(args) -> int:
-    from krylearn.bench.relax import (
+    from ..benchmarks.relax import (
         format_table,
         make_sequence,
         run_relax,
@@ -248,7 +249,7 @@ def cmd_bench_relax(args) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.file:
-        from krylearn.datasets.sequences import read_sequence
+        from ..problems.sequences import read_sequence
 
         seq = read_sequence(args.file)
         sequences = [seq if args.T is None or args.T >= len(seq) else seq[: args.T]]
@@ -269,7 +270,7 @@ def cmd_bench_relax(args) -> int:
 
 
 def cmd_data_sequence(args) -> int:
-    from krylearn.datasets.sequences import heat2d, shifted_laplacian, write_sequence
+    from ..problems.sequences import heat2d, shifted_laplacian, write_sequence
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
@@ -296,7 +297,7 @@ def _int_list(s: str) -> list[int]:
 
 
 def cmd_bench_dcdm(args) -> int:
-    from krylearn.bench.dcdm import format_dcdm_table, run_dcdm_benchmark
+    from ..benchmarks.dcdm import format_dcdm_table, run_dcdm_benchmark
 
     if args.sizes is None:
         args.sizes = [128, 256, 512] if args.dim == 2 else [32, 64, 128]
@@ -314,7 +315,7 @@ def cmd_bench_dcdm(args) -> int:
 
 
 def cmd_data_darcy(args) -> int:
-    from krylearn.datasets.darcy import generate_darcy
+    from ..problems.darcy import generate_darcy
 
     path = generate_darcy(args.output, args.n, res=args.res, sub=args.sub, seed=args.seed, workers=args.workers,
                           method=args.method, grid=args.grid, rtol=args.rtol, compression=args.compression,
@@ -335,7 +336,7 @@ def _lsm_config(args) -> dict:
 
 
 def cmd_train_lsm(args) -> int:
-    from krylearn.recipes.lsm import train
+    from ..pipelines.lsm import train
 
     card = train(args.kind, args.data, args.test, sub=args.sub, ntrain=args.ntrain, nval=args.nval,
                  ntest=args.ntest, config=_lsm_config(args), epochs=args.epochs, batch_size=args.batch_size,
@@ -352,7 +353,7 @@ def cmd_train_lsm(args) -> int:
 
 
 def cmd_eval_lsm(args) -> int:
-    from krylearn.recipes.lsm import evaluate
+    from ..pipelines.lsm import evaluate
 
     resample = {"no": False, "yes": True, "native": "native"}[args.resample]
     r = evaluate(args.model, args.data, start=args.start, count=args.count, sub=args.sub,
@@ -363,7 +364,7 @@ def cmd_eval_lsm(args) -> int:
 
 
 def cmd_bench_darcy(args) -> int:
-    from krylearn.bench.darcy import format_darcy_table, run_darcy_benchmark
+    from ..benchmarks.darcy import format_darcy_table, run_darcy_benchmark
 
     report = run_darcy_benchmark(args.data, models=args.models, start=args.start, count=args.count, sub=args.sub,
                                  out_dir=args.out, warm_start=not args.no_warm_start, warm_count=args.warm_count,
@@ -376,7 +377,7 @@ def cmd_bench_darcy(args) -> int:
 
 
 def cmd_train_dcdm(args) -> int:
-    from krylearn.recipes.dcdm import train
+    from ..pipelines.dcdm import train
 
     for name in ("n", "steps", "batch", "ritz", "frame", "width", "blocks"):
         v = getattr(args, name)
@@ -405,7 +406,6 @@ def cmd_train_dcdm(args) -> int:
 
 # ----------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from krylearn import __version__
 
     p = argparse.ArgumentParser(prog="krylearn", description="Learned and classical solvers for PDEs and inverse problems.")
     p.add_argument("--version", action="version", version=f"krylearn {__version__}")
@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--device", default=None)
     el.set_defaults(func=cmd_eval_lsm)
 
-    from krylearn.cli_imaging import (
+    from .imaging import (
         add_bench_parsers,
         add_data_parsers,
         add_reconstruct_parser,
@@ -675,7 +675,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # one line for the user; --debug shows the traceback
         if args.debug:
             raise
-        from krylearn.datasets.errors import FormatError
+        from ..utils.errors import FormatError
 
         known = (ValueError, TypeError, FileNotFoundError, FormatError, OSError, KeyError)
         kind = "error" if isinstance(exc, known) else f"internal error ({type(exc).__name__})"

@@ -25,6 +25,7 @@ scale-equivariant and skip it.
 """
 
 from __future__ import annotations
+from ..utils.version import __version__
 
 import math
 import numbers
@@ -143,7 +144,7 @@ def resolve_prior(prior, kind: str, device="cpu"):
     ValueError
         Unknown prior (the message says how to train one) or wrong channels.
     """
-    from krylearn.solvers.dds import available_priors, load_prior
+    from ..solvers.dds import available_priors, load_prior
 
     _check_kind(kind)
     if prior is None:
@@ -172,7 +173,7 @@ def resolve_prior(prior, kind: str, device="cpu"):
 
 def _sense_parts(A, y):
     """Per-slice ``(kspace (B, C, ny, nx), maps (B, C, ny, nx), mask)`` of a SENSE problem for sigpy."""
-    from krylearn.operators.mri import SenseOperator
+    from ..operators.mri import SenseOperator
 
     if not isinstance(A, SenseOperator):
         raise TypeError(f"A must be a SenseOperator for l1-wavelet/tv, got {type(A).__name__}")
@@ -234,8 +235,8 @@ def run_method(kind: str, method: str, A, y, *, prior=None, nfe=None, seed: int 
         (scale estimate included), CUDA synchronised.  Divide by the number
         of slices for seconds per slice.
     """
-    from krylearn.operators.base import Operator
-    from krylearn.solvers import imaging
+    from ..operators.base import Operator
+    from ..solvers import imaging
 
     _check_kind(kind)
     _check_method(kind, method)
@@ -277,7 +278,7 @@ def run_method(kind: str, method: str, A, y, *, prior=None, nfe=None, seed: int 
         fn = imaging.l1_wavelet if method == "l1-wavelet" else imaging.tv_mri
         x = fn(k, maps, mask, progress=progress, **opts).reshape(y.shape[: y.ndim - len(A.oshape)] + A.ishape) * s
     elif method == "fbp":
-        from krylearn.operators.ct import ParallelBeamProjector, fbp
+        from ..operators.ct import ParallelBeamProjector, fbp
 
         if not isinstance(A, ParallelBeamProjector):
             raise TypeError(f"fbp needs a ParallelBeamProjector A, got {type(A).__name__}")
@@ -287,7 +288,7 @@ def run_method(kind: str, method: str, A, y, *, prior=None, nfe=None, seed: int 
     elif method == "dds":
         x = _run_dds(kind, den, A, y, nfe, seed, s, progress, opts)
     else:  # dps
-        from krylearn.solvers.dds import dps_sample
+        from ..solvers.dds import dps_sample
 
         x = dps_sample(den, A, y, nfe=nfe, seed=seed, scale=s, progress=progress, **opts)
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -296,7 +297,7 @@ def run_method(kind: str, method: str, A, y, *, prior=None, nfe=None, seed: int 
 
 
 def _run_dds(kind, den, A, y, nfe, seed, s, progress, opts):
-    from krylearn.solvers.dds import dds_sample, dds_sample_volume
+    from ..solvers.dds import dds_sample, dds_sample_volume
 
     opts = dict(opts)
     volume = opts.pop("volume", True)
@@ -375,7 +376,7 @@ def _write_previews(out, images, index, title, reference=None) -> list[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from krylearn.datasets._atomic import atomic_path
+    from ..utils.atomic import atomic_path
 
     n = images.shape[0]
     pick = np.unique(np.linspace(0, n - 1, min(4, n)).round().astype(int))
@@ -403,7 +404,7 @@ def _write_previews(out, images, index, title, reference=None) -> list[str]:
 
 
 def _psnr(images, reference):
-    from krylearn.solvers.imaging import psnr
+    from ..solvers.imaging import psnr
 
     if reference is None or reference.shape != images.shape:
         return None
@@ -447,7 +448,7 @@ def acs_width(mask) -> int:
 
 
 def _draw_mask(mask, accel, shape, seed, acs):
-    from krylearn.operators.mri import gaussian1d_mask, poisson2d_mask, uniform1d_mask
+    from ..operators.mri import gaussian1d_mask, poisson2d_mask, uniform1d_mask
 
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
@@ -466,7 +467,7 @@ def _coil_maps(data, kspace, mask, calib_width, progress):
     """``(maps (S, C, ky, kx), source)`` from the file or ESPIRiT on the ACS region."""
     from tqdm.auto import tqdm
 
-    from krylearn.operators.mri import espirit_maps
+    from ..operators.mri import espirit_maps
 
     if data.sensitivity_maps is not None:
         return data.sensitivity_maps, "file"
@@ -548,9 +549,9 @@ def reconstruct_mri(input, out, method: str = "dds", nfe=None, prior="dds-mri", 
     """
     from tqdm.auto import tqdm
 
-    from krylearn.datasets.fastmri import read_kspace, write_reconstruction
-    from krylearn.operators.mri import SenseOperator, acceleration
-    from krylearn.solvers.training import pick_device
+    from ..datasets.fastmri import read_kspace, write_reconstruction
+    from ..operators.mri import SenseOperator, acceleration
+    from ..solvers.training import pick_device
 
     _check_method("mri", method)
     nfe = _check_nfe(method, nfe)
@@ -593,7 +594,7 @@ def reconstruct_mri(input, out, method: str = "dds", nfe=None, prior="dds-mri", 
             method_opts.pop("gamma")
 
     if scale is None and (method in _SCALED or (method == "cg-sense" and opts.get("lam"))):
-        from krylearn.solvers.imaging import image_scale
+        from ..solvers.imaging import image_scale
 
         vol = SenseOperator(maps, mask_f).to(dev)
         scale = image_scale(vol, kspace) / _prior_peak(card)
@@ -622,7 +623,7 @@ def reconstruct_mri(input, out, method: str = "dds", nfe=None, prior="dds-mri", 
         "scale": None if scale is None else float(scale), "gamma": gamma if method == "dds" else None,
         "cg_steps": cg_steps if method == "dds" else None, "eta": eta if method == "dds" else None,
         "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
-        "psnr_vs_reconstruction_rss": psnr, "krylearn_version": _version(),
+        "psnr_vs_reconstruction_rss": psnr, "krylearn_version": __version__,
         "options": ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) or None,
     }
     write_reconstruction(out, images, attrs=attrs)
@@ -632,10 +633,6 @@ def reconstruct_mri(input, out, method: str = "dds", nfe=None, prior="dds-mri", 
             "psnr": psnr, "maps": maps_label}
 
 
-def _version():
-    from krylearn import __version__
-
-    return __version__
 
 
 # ------------------------------------------------------------------ CT
@@ -671,9 +668,9 @@ def reconstruct_ct(input, out, method: str = "dds", nfe=None, prior="dds-ct", se
     ``seconds_per_slice``, ``scale`` and, when the file has a
     ``reference``, ``psnr`` against it (data range: its maximum).
     """
-    from krylearn.datasets.fastmri import read_ct, write_reconstruction
-    from krylearn.operators.ct import ParallelBeamProjector
-    from krylearn.solvers.training import pick_device
+    from ..datasets.fastmri import read_ct, write_reconstruction
+    from ..operators.ct import ParallelBeamProjector
+    from ..solvers.training import pick_device
 
     _check_method("ct", method)
     nfe = _check_nfe(method, nfe)
@@ -696,7 +693,7 @@ def reconstruct_ct(input, out, method: str = "dds", nfe=None, prior="dds-ct", se
             if gamma is not None:
                 opts["gamma"] = gamma
     if scale is None and (method in _SCALED or (method == "cg" and opts.get("lam"))):
-        from krylearn.solvers.imaging import image_scale
+        from ..solvers.imaging import image_scale
 
         scale = image_scale(P, data.sinogram) / _prior_peak(card)
     x, seconds = run_method("ct", method, P, data.sinogram, prior=den, nfe=nfe,
@@ -709,7 +706,7 @@ def reconstruct_ct(input, out, method: str = "dds", nfe=None, prior="dds-ct", se
         "gamma": gamma if method == "dds" else None, "cg_steps": cg_steps if method == "dds" else None,
         "eta": eta if method == "dds" else None, "volume": bool(volume) if method == "dds" else None,
         "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
-        "psnr_vs_reference": psnr, "krylearn_version": _version(),
+        "psnr_vs_reference": psnr, "krylearn_version": __version__,
         "options": ", ".join(f"{k}={v}" for k, v in sorted(opts.items()) if k not in
                              ("cg_steps", "eta", "volume", "gamma")) or None,
     }

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
+from ..utils.atomic import atomic_path, atomic_write_text
 
 from .poisson import machine
 
@@ -82,7 +82,7 @@ def make_sequence(kind: str, T: int = 1000, n: int | None = None, seed: int = 0,
     seed : int
     progress : bool
     """
-    from krylearn.datasets.sequences import heat2d, shifted_laplacian
+    from ..problems.sequences import heat2d, shifted_laplacian
 
     if kind in ("shifted-low", "shifted-high"):
         return shifted_laplacian(T, variance=kind.split("-")[1], grid=10 if n is None else n, seed=seed)
@@ -122,9 +122,9 @@ def _jsonable(obj):
 
 def _plain_cg(A, b, x0=None, *, omega=None, rtol=1e-8, atol=0.0, maxiter=None):
     """Unpreconditioned CG with the tuners' solver signature (``omega`` ignored): a reference row."""
-    import krylearn
+    from ..solvers.api import solve
 
-    return krylearn.solve(A, b, method="cg", x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, check_symmetry=False)
+    return solve(A, b, method="cg", x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, check_symmetry=False)
 
 
 def _cache_key(sequence, grid, settings) -> str:
@@ -144,7 +144,7 @@ def _cache_key(sequence, grid, settings) -> str:
 
 
 def _grid_costs(sequence, grid, settings, cache_dir, progress):
-    from krylearn.solvers.bandit import grid_costs
+    from ..solvers.bandit import grid_costs
 
     path = None
     if cache_dir is not None:
@@ -169,7 +169,7 @@ def _grid_costs(sequence, grid, settings, cache_dir, progress):
 
 def _replay(values, name: str):
     """A tuner that plays a precomputed omega per instance (the oracles' replays, for their seconds)."""
-    from krylearn.solvers.bandit import Tuner
+    from ..solvers.bandit import Tuner
 
     class Replay(Tuner):
         def __init__(self):
@@ -189,7 +189,7 @@ def _replay(values, name: str):
 
 def _warmup(sequence, settings) -> None:
     """Two untimed solves through ``tune`` before anything is timed (numba compilation, caches)."""
-    from krylearn.solvers.bandit import Fixed, tune
+    from ..solvers.bandit import Fixed, tune
 
     head = [sequence[t] for t in range(min(2, len(sequence)))]
     tune(head, Fixed(1.5), solver=settings["solver"], warm_start=settings["warm_start"], rtol=settings["rtol"],
@@ -197,7 +197,7 @@ def _warmup(sequence, settings) -> None:
 
 
 def _run(sequence, tuner, settings, progress):
-    from krylearn.solvers.bandit import tune
+    from ..solvers.bandit import tune
 
     t0 = time.perf_counter()
     r = tune(sequence, tuner, solver=settings["solver"], warm_start=settings["warm_start"], rtol=settings["rtol"],
@@ -215,7 +215,7 @@ def _run(sequence, tuner, settings, progress):
 
 def _method_specs(sequence, grid, solver):
     """(name, factory(seed) -> tuner, randomized) for every tuner compared (Young with plain SOR only)."""
-    from krylearn.solvers import bandit as B
+    from ..solvers import bandit as B
 
     specs = [
         ("omega=1", lambda s: B.Fixed(1.0), False),
@@ -242,7 +242,7 @@ def run_relax(sequence, *, solver=None, warm_start=None, rtol=None, maxiter=None
 
     Parameters
     ----------
-    sequence : krylearn.datasets.sequences.Sequence or list of LinearSystem
+    sequence : krylearn.problems.sequences.Sequence or list of LinearSystem
         A list is wrapped with ``Sequence.from_systems`` (contexts from ``attrs["context"]``).
     solver, warm_start, rtol, maxiter
         Override :func:`default_settings` of the sequence (``solver`` a
@@ -267,10 +267,10 @@ def run_relax(sequence, *, solver=None, warm_start=None, rtol=None, maxiter=None
         totals, seconds, wall, per-step iterations and omegas),
         ``rows`` (the table), ``checkpoints``, ``machine``.
     """
-    from krylearn.solvers.bandit import best_fixed, instance_optimal
+    from ..solvers.bandit import best_fixed, instance_optimal
 
     if not hasattr(sequence, "contexts"):  # a plain list of LinearSystem
-        from krylearn.datasets.sequences import Sequence
+        from ..problems.sequences import Sequence
 
         sequence = Sequence.from_systems(list(sequence), name="systems")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
@@ -303,7 +303,7 @@ def run_relax(sequence, *, solver=None, warm_start=None, rtol=None, maxiter=None
         methods[name] = {"randomized": randomized, "runs": runs}
     if include_cg:
         cg_settings = dict(settings, solver=_plain_cg)
-        from krylearn.solvers.bandit import Fixed
+        from ..solvers.bandit import Fixed
 
         cg_run = _run(sequence, Fixed(1.0), cg_settings, progress)
         methods["CG (no precond.)"] = {"randomized": False, "runs": [cg_run]}

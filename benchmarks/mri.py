@@ -3,11 +3,11 @@
 Data (held out, simulated here, nothing downloaded)
 ---------------------------------------------------
 ``n_slices`` evenly spaced slices of the *test* band of the MNI152 brain
-(:func:`krylearn.datasets.brain.complex_brain_slices`, smooth random phase
+(:func:`krylearn.problems.brain.complex_brain_slices`, smooth random phase
 drawn from ``seed``), made on a grid twice as fine and simulated by
-:func:`krylearn.datasets.simulate.simulate_mri` with ``downsample=2`` (so
+:func:`krylearn.problems.simulate.simulate_mri` with ``downsample=2`` (so
 no inverse crime), birdcage coils, one mask per case, complex Gaussian
-k-space noise at ``snr_db`` (its definition: :mod:`krylearn.datasets.simulate`):
+k-space noise at ``snr_db`` (its definition: :mod:`krylearn.problems.simulate`):
 the same data ``krylearn data mri`` writes for the same arguments.  A
 *case* is a mask and an acceleration (``"uniform1d:4"``); the realised
 acceleration is reported.  The truth is ``|x|`` of the object low-passed to
@@ -16,7 +16,7 @@ the validation slices are ``tune_slices`` slices of the ``val`` band with
 their own phase, mask draw and noise (seed ``seed + 1``).
 
 Everything else (methods, timing, metrics, outputs, targets) is in
-:mod:`krylearn.bench.imaging`.
+:mod:`krylearn.benchmarks.imaging`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numbers
 
 import numpy as np
 
-from krylearn.datasets._checks import check_int, check_real
+from ..utils.checks import check_int, check_real
 
 from .imaging import (
     case_table,
@@ -76,7 +76,7 @@ class _MRIProblem:
     magnitude = True
 
     def __init__(self, x, z, *, mask, accel, coils, acs, snr_db, seed, device):
-        from krylearn.datasets.simulate import simulate_mri
+        from ..problems.simulate import simulate_mri
 
         self.sim = simulate_mri(x, coils, mask=mask, accel=accel, acs=acs, snr_db=snr_db, seed=seed, downsample=2)
         self.z = np.asarray(z, dtype=np.int64)
@@ -87,8 +87,8 @@ class _MRIProblem:
 
     def solve(self, spec, idx, prior, seed, opts):
         """Yield ``(images (1, ny, nx) float32 magnitude, [seconds])`` per slice of ``idx``."""
-        from krylearn.operators.mri import SenseOperator
-        from krylearn.recipes.reconstruct import run_method
+        from ..operators.mri import SenseOperator
+        from ..pipelines.reconstruct import run_method
 
         for i in idx:
             A = SenseOperator(self.sim.maps[i], self.mask_f).to(self.device)
@@ -99,7 +99,7 @@ class _MRIProblem:
 
 def _load(split, size, k, seed, volume, name):
     """``k`` evenly spaced complex slices of a band (as ``write_mri_testset``): ``(x (k, 2s, 2s), z (k,))``."""
-    from krylearn.datasets.brain import brain_slices, complex_brain_slices
+    from ..problems.brain import brain_slices, complex_brain_slices
 
     x, z = complex_brain_slices(split, 2 * size, seed=seed, volume=volume, return_index=True)
     _, z_out = brain_slices(split, size, volume=volume, return_index=True)  # foreground rule on the output grid
@@ -212,7 +212,7 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
                  "split": "test", "size": size, "n_slices": n_slices, "slice_z": z.tolist(), "coils": coils,
                  "maps": "birdcage (normalised to sum |S|^2 = 1)", "acs": acs, "snr_db": snr_db,
                  "snr_definition": "20 log10(rms(fully sampled noiseless k-space) / sigma), see "
-                                   "krylearn.datasets.simulate",
+                                   "krylearn.problems.simulate",
                  "simulation": "complex images on a 2x finer grid, k-space cropped (downsample=2): no inverse crime",
                  "truth": "|x| of the object low-passed to the reconstruction grid", "seed": seed},
         "dps_slices": dps_slices,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
+from ..utils.atomic import atomic_path, atomic_write_text
 
 from .poisson import Problem, machine, plot_residuals, run_method, smoke_problem
 

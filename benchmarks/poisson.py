@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-import krylearn
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
+from ..solvers.api import solve
+from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.version import __version__
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Problem:
 def smoke_problem(scene: str = "smoke-obstacle", dim: int = 2, n: int = 128, frames: int = 10,
                   seed: int = 0, progress: bool = False) -> Problem:
     """Run the smoke simulation for ``frames`` frames; return the last frame's pressure system."""
-    from krylearn.datasets.smoke import SmokeSimulation
+    from ..problems.smoke import SmokeSimulation
 
     shape = (n,) * dim
     sim = SmokeSimulation(shape, scene=scene, seed=seed)
@@ -68,13 +69,13 @@ def file_problem(path, index: int = -1) -> Problem:
     """
     path = Path(path)
     if path.suffix == ".mtx":
-        from krylearn.datasets.matrix_market import read_mtx
+        from ..datasets.matrix_market import read_mtx
 
         A = scipy.sparse.csr_matrix(read_mtx(path))
         rng = np.random.default_rng(0)
         b = rng.standard_normal(A.shape[0]) * (np.diff(A.indptr) > 0)
         return Problem(path.stem, A, b, meta={"file": str(path), "rhs": "randn(seed 0) on nonzero rows"})
-    from krylearn.datasets.systems import SystemsFile
+    from ..datasets.systems import SystemsFile
 
     with SystemsFile(path) as f:
         if len(f) == 0:
@@ -108,7 +109,7 @@ def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0,
     times_setup, times_solve = [], []
     res = None
     for r in range(warmup + repeats):
-        res = krylearn.solve(problem.A, problem.b, method=method, rtol=rtol, atol=atol, maxiter=maxiter,
+        res = solve(problem.A, problem.b, method=method, rtol=rtol, atol=atol, maxiter=maxiter,
                              **options)
         if r >= warmup:
             times_setup.append(res.setup_seconds)
@@ -138,7 +139,7 @@ def machine() -> dict:
 
     import torch
 
-    from krylearn.solvers.training import cpu_name
+    from ..solvers.training import cpu_name
 
     cpu = cpu_name()
     return {
@@ -146,7 +147,7 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "krylearn": krylearn.__version__,
+        "krylearn": __version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 

@@ -109,7 +109,7 @@ def ellipse_sinogram(ellipses, shape, angles, n_det=None, det_spacing: float = 1
     numpy.ndarray, float64, (n_angles, n_det)
         Line integrals in pixel units (value times chord length).
     """
-    from krylearn.operators.ct import _check_angles, default_n_det
+    from ..operators.ct import _check_angles, default_n_det
 
     e = _table(ellipses)
     ny, nx = _shape(shape)

@@ -58,11 +58,11 @@ import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
-from krylearn.datasets.systems import LinearSystem, SystemsWriter
-from krylearn.operators.stencil import FLUID, SOLID, PoissonGrid
-from krylearn.solvers.api import PCG_METHODS, solve
-from krylearn.solvers.preconditioners import make_preconditioner
-from krylearn.solvers.result import SolveResult
+from ..datasets.systems import LinearSystem, SystemsWriter
+from ..operators.stencil import FLUID, SOLID, PoissonGrid
+from ..solvers.api import PCG_METHODS, solve
+from ..solvers.preconditioners import make_preconditioner
+from ..solvers.result import SolveResult
 
 __all__ = [
     "SCENES",
@@ -798,7 +798,7 @@ def generate_poisson_systems(
     )
     params = dict(sim.parameters, n=int(n), frames=int(frames), warmup=int(warmup))
     total = int(warmup) + int(frames)
-    with SystemsWriter(path, generator="krylearn.datasets.smoke", parameters=params, seed=int(seed)) as writer:
+    with SystemsWriter(path, generator="krylearn.problems.smoke", parameters=params, seed=int(seed)) as writer:
         for k in tqdm(range(total), disable=not progress, desc=f"{scene} {dim}D n={n}", unit="frame"):
             out = sim.step()
             if k >= warmup:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
+from ..utils.atomic import atomic_path, atomic_write_text
 
 __all__ = ["DEFAULT_MODELS", "format_darcy_table", "run_darcy_benchmark", "warm_start_study"]
 
@@ -53,11 +53,11 @@ ORACLE = "stored u (data)"
 
 # ------------------------------------------------------------------ warm starts
 def _solve(A, b, method, x0, rtol, repeats, maxiter):
-    import krylearn
+    from ..solvers.api import solve
 
     best = None
     for _ in range(repeats):
-        res = krylearn.solve(A, b, method=method, x0=x0, rtol=rtol, maxiter=maxiter, check_symmetry=False)
+        res = solve(A, b, method=method, x0=x0, rtol=rtol, maxiter=maxiter, check_symmetry=False)
         if best is None or res.setup_seconds + res.solve_seconds < best.setup_seconds + best.solve_seconds:
             best = res
     return best
@@ -103,7 +103,7 @@ def warm_start_study(a, guesses: dict | None = None, *, u_data=None, methods=("c
     import scipy.sparse.linalg
     from tqdm.auto import tqdm
 
-    from krylearn.operators.darcy import darcy_system, interior
+    from ..operators.darcy import darcy_system, interior
 
     a = np.asarray(a, dtype=np.float64)
     if a.ndim != 3:
@@ -218,7 +218,7 @@ def _overlap(card: dict, file: str, start: int, count: int, sub: int) -> list[st
 
 
 def _time_inference(predictor, a, batch_size, repeats) -> float:
-    from krylearn.solvers.lsm import predict
+    from ..solvers.lsm import predict
 
     dev = next(predictor.parameters()).device
     predict(a[:batch_size], model=predictor, batch_size=batch_size, device=dev)  # warm-up
@@ -317,9 +317,9 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
         ``count``/``start`` beyond the file; a model trained on another grid
         (names ``sub``); empty ``models``.
     """
-    from krylearn.datasets.pde_formats import read_darcy
-    from krylearn.datasets._checks import check_int
-    from krylearn.recipes.lsm import (
+    from ..datasets.pde_formats import read_darcy
+    from ..utils.checks import check_int
+    from ..pipelines.lsm import (
         _check_file,
         count_samples,
         evaluate,

@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from krylearn.solvers.bandit.base import check_range
+from ..solvers.bandit.base import check_range
 
-from .systems import LinearSystem, SystemsFile, SystemsWriter, affine_matrix
+from ..datasets.systems import LinearSystem, SystemsFile, SystemsWriter, affine_matrix
 
 __all__ = [
     "Sequence",
@@ -435,7 +435,7 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
         ``context_range`` is ``(min, max)`` of ``kappa_k`` over the steps.
         ``meta["reference_max_rel_residual"]`` is the worst ``||b - A x|| / ||b||``.
     """
-    import krylearn
+    from ..solvers.api import solve
 
     n = _check_int("n", n, 2)
     steps = _check_int("steps", steps, 1)
@@ -457,7 +457,7 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
     for t in it:
         s = heat.system(t, with_x=False)
         b = s.b[0]
-        res = krylearn.solve(s.A, b, method=method, x0=heat.U[t], rtol=rtol, maxiter=100_000, **opts)
+        res = solve(s.A, b, method=method, x0=heat.U[t], rtol=rtol, maxiter=100_000, **opts)
         x = np.asarray(res.x, dtype=np.float64).reshape(-1)
         rel = float(np.linalg.norm(b - s.A @ x) / max(np.linalg.norm(b), 1e-300))
         if not res.converged or not np.isfinite(rel):
@@ -491,7 +491,7 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
 # ---------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------
-GENERATOR = "krylearn.datasets.sequences"
+GENERATOR = "krylearn.problems.sequences"
 
 
 def write_sequence(path, seq, *, compression="gzip", progress: bool = False):

@@ -2,7 +2,7 @@
 
 :func:`train_prior` trains the epsilon-prediction UNet of
 :mod:`krylearn.solvers.dds` on the *train* band of the MNI152 brain
-(:mod:`krylearn.datasets.brain`), with :class:`~krylearn.datasets.brain.BrainAugment`
+(:mod:`krylearn.problems.brain`), with :class:`~krylearn.problems.brain.BrainAugment`
 applied to every batch, EMA weights and a resumable checkpoint
 (:func:`~krylearn.solvers.dds.train_diffusion`), measures the denoising loss
 of the untrained and of the trained (EMA) network on the held-out *val*
@@ -25,7 +25,7 @@ attenuation-like in ``[0, 1]`` (MR anatomy, see the data module), default
 
 Examples
 --------
->>> from krylearn.recipes.dds import train_prior, make_data              # doctest: +SKIP
+>>> from krylearn.pipelines.dds import train_prior, make_data              # doctest: +SKIP
 >>> card = train_prior("mri", out="weights/dds-mri", steps=9000)       # doctest: +SKIP
 >>> make_data("mri", "brain-x4.h5", accel=4, snr_db=30)                # doctest: +SKIP
 """
@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
-from krylearn.datasets._checks import check_int, check_real
+from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.checks import check_int, check_real
 
 __all__ = ["PRIOR_DEFAULTS", "make_data", "prior_data", "train_prior"]
 
@@ -84,14 +84,14 @@ def prior_data(kind: str, split: str = "train", size: int | None = None, *, seed
         random phase from ``seed``); ``ct``: float32 ``(n, 1, size, size)``
         in [0, 1].  ``z``: the MNI152 axial index per image (-1: phantom).
     """
-    from krylearn.datasets.brain import brain_slices, complex_brain_slices
+    from ..problems.brain import brain_slices, complex_brain_slices
 
     _kind(kind)
     size = PRIOR_DEFAULTS[kind]["size"] if size is None else check_int("size", size, 8)
     if kind == "mri":
         return complex_brain_slices(split, size, seed=seed, ellipses=ellipses, volume=volume, return_index=True)
     if ellipses:
-        from krylearn.datasets.phantoms import random_phantom
+        from ..problems.phantoms import random_phantom
 
         x, z = brain_slices(split, size, volume=volume, return_index=True)
         rng = np.random.default_rng(seed)
@@ -160,7 +160,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
     ellipses : int
         Add this many random-ellipse phantoms to the training set.
     augment : bool
-        Apply :class:`~krylearn.datasets.brain.BrainAugment` to every batch.
+        Apply :class:`~krylearn.problems.brain.BrainAugment` to every batch.
     checkpoint : str or Path, optional
         Default ``<out>-checkpoint.pt`` when ``out`` is given; written every
         ``checkpoint_every`` steps; ``resume`` continues from it.
@@ -189,9 +189,9 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
     """
     import torch
 
-    from krylearn.datasets.brain import BAND_GAP, BANDS, BrainAugment, field_of_view
-    from krylearn.solvers.dds import UNet, evaluate_loss, save_prior, train_diffusion
-    from krylearn.solvers.training import hardware, pick_device, seed_everything
+    from ..problems.brain import BAND_GAP, BANDS, BrainAugment, field_of_view
+    from ..solvers.dds import UNet, evaluate_loss, save_prior, train_diffusion
+    from ..solvers.training import hardware, pick_device, seed_everything
 
     kind = _kind(kind)
     d = PRIOR_DEFAULTS[kind]
@@ -252,7 +252,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "data": {
             "source": ("MNI152 ICBM 2009a nonlinear symmetric T1 template, 1 mm, skull-stripped, shipped in the "
-                       "nilearn wheel (krylearn.datasets.brain)") if is_mni else "user volume",
+                       "nilearn wheel (krylearn.problems.brain)") if is_mni else "user volume",
             "volume": None if is_mni or not isinstance(volume, (str, os.PathLike)) else os.fspath(volume),
             "bands": {k: [list(r) for r in v] for k, v in BANDS.items()} if is_mni else "scaled MNI bands",
             "band_gap_slices": BAND_GAP,
@@ -318,17 +318,17 @@ def make_data(kind: str, out, *, split: str = "test", size: int | None = None, s
         Default 64 (MRI) / 128 (CT).
     seed : int
     **options
-        ``mri``: :func:`~krylearn.datasets.simulate.write_mri_testset` options
+        ``mri``: :func:`~krylearn.problems.simulate.write_mri_testset` options
         (``accel``, ``mask``, ``snr_db``, ``n_slices``, ``coils``, ``acs``,
         ``inverse_crime``, ``volume``); ``ct``:
-        :func:`~krylearn.datasets.simulate.write_ct_testset` options
+        :func:`~krylearn.problems.simulate.write_ct_testset` options
         (``views``, ``noise``, ``n_slices``, ``inverse_crime``, ``source``, ``volume``).
 
     Returns
     -------
     str, the path written.
     """
-    from krylearn.datasets.simulate import write_ct_testset, write_mri_testset
+    from ..problems.simulate import write_ct_testset, write_mri_testset
 
     kind = _kind(kind)
     size = PRIOR_DEFAULTS[kind]["size"] if size is None else size

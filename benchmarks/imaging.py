@@ -5,7 +5,7 @@ acceleration, a CT view count) and records per-slice PSNR, SSIM and seconds.
 
 Methods
 -------
-Everything goes through :func:`krylearn.recipes.reconstruct.run_method`.
+Everything goes through :func:`krylearn.pipelines.reconstruct.run_method`.
 ``dds`` runs at each NFE of ``dds_nfe`` (labels ``dds-19``, ``dds-49``,
 ...).  ``dps`` is slow on CPU: it runs on ``dps_count`` evenly spaced slices
 of the selection only, and every DDS/DPS comparison (quality and the speed
@@ -61,8 +61,8 @@ from pathlib import Path
 
 import numpy as np
 
-from krylearn.datasets._atomic import atomic_path, atomic_write_text
-from krylearn.datasets._checks import check_int
+from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.checks import check_int
 
 __all__ = [
     "ERROR_MAX",
@@ -203,10 +203,10 @@ def _jsonable(o):
 # ------------------------------------------------------------------ prior
 def _resolve_prior(prior, kind, device, needed: bool):
     """``(prior for run_method or None, info dict, note or None)``; a missing prior is a note, not an error."""
-    from krylearn.recipes.reconstruct import resolve_prior
-    from krylearn.solvers.dds import available_priors
-    from krylearn.solvers.dds.prior import WEIGHTS_DIR
-    from krylearn.solvers.weights import weights_path
+    from ..pipelines.reconstruct import resolve_prior
+    from ..solvers.dds import available_priors
+    from ..solvers.dds.prior import WEIGHTS_DIR
+    from ..solvers.weights import weights_path
 
     if not needed:
         return None, None, None
@@ -469,7 +469,7 @@ def setup(kind: str, *, methods, allowed, prior, dds_nfe, dps_nfe, dps_count, tu
     :func:`run_method`), ``prior_info``, ``prior_requested``, ``skipped``
     (method -> reason), ``notes``.
     """
-    from krylearn.solvers.training import pick_device
+    from ..solvers.training import pick_device
 
     methods = _methods(methods, allowed)
     cfg = {"kind": kind, "dds_nfe": _nfes(dds_nfe, "dds_nfe"), "dps_nfe": check_int("dps_nfe", dps_nfe, 1),

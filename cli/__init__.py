@@ -1,0 +1,5 @@
+"""The ``krylearn`` command line."""
+
+from .main import main
+
+__all__ = ["main"]
