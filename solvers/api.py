@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Callable
 
@@ -11,6 +10,7 @@ import numpy as np
 from ._common import check_tolerances, prepare
 from .krylov import cg
 from .nullspace import detect_constant_nullspace, empty_rows, matrix_form
+from . import registry
 from .result import SolveResult
 
 #: Preconditioned-CG methods and the preconditioner each builds.
@@ -29,29 +29,30 @@ RELAXATION_METHODS = {
     "jacobi": "jacobi",
 }
 
-# Methods registered by other packages/modules: name -> "module:function" or a callable
-# with the signature ``fn(A, b, x0=None, *, rtol, atol, maxiter, **options) -> SolveResult``.
-_REGISTRY: dict[str, object] = {"dcdm": "krylearn.solvers.dcdm.solve:dcdm",
-                                 "dcdm-pure": "krylearn.solvers.dcdm.solve:dcdm_pure"}
+# Methods registered at run time by user code: name -> a callable with the signature
+# ``fn(A, b, x0=None, *, rtol, atol, maxiter, **options) -> SolveResult``.  Learned methods
+# declare theirs in their own folder (``solvers/<name>/method.py``, see :mod:`.registry`).
+_REGISTRY: dict[str, object] = {}
 
 
 def register_method(name: str, fn) -> None:
-    """Make ``krylearn.solve(A, b, method=name)`` call ``fn`` (or a lazy ``"module:function"``)."""
+    """Make ``krylearn.solve(A, b, method=name)`` call ``fn(A, b, x0, *, rtol, atol, maxiter, **options)``."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     _REGISTRY[name] = fn
 
 
 def available_methods() -> list[str]:
     """Names accepted by :func:`solve`."""
-    return ["cg", *PCG_METHODS, *RELAXATION_METHODS, *_REGISTRY]
+    return ["cg", *PCG_METHODS, *RELAXATION_METHODS, *registry.solver_names(), *_REGISTRY]
 
 
-def _resolve(entry) -> Callable:
-    if callable(entry):
-        return entry
-    module, _, func = entry.partition(":")
-    return getattr(importlib.import_module(module), func)
+def _resolve(name: str) -> Callable | None:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    return registry.solver_entry(name)
 
 
 def solve(A, b, method: str = "cg", x0=None, *, rtol: float = 1e-6, atol: float = 0.0,
@@ -138,8 +139,9 @@ def _dispatch(A, b, x0, method: str, common: dict, options: dict) -> SolveResult
         res = getattr(relaxation, RELAXATION_METHODS[method])(A, b, x0, **common, **options)
         res.method = method
         return res
-    if method in _REGISTRY:
-        res = _resolve(_REGISTRY[method])(A, b, x0, **common, **options)
+    fn = _resolve(method)
+    if fn is not None:
+        res = fn(A, b, x0, **common, **options)
         res.method = res.method or method
         return res
     raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
