@@ -6,6 +6,8 @@ Layers, bottom to top (a module may import its own layer and those below)::
     1 operators, datasets        operator algebra; file formats and loaders
     2 solver core                solvers/*.py: Solver, driver, CG, relaxation, preconditioners, imaging baselines
     3 learned methods            solvers/<method>/ and their shared training and weights plumbing
+                                 (a method's folder is its whole room: its ``recipe*``/``bench*`` modules
+                                 count as layer 5 and its ``commands*`` modules as layer 6)
     4 problems                   generators that run solvers (smoke, Darcy, sequences, brain, simulation)
     5 pipelines, benchmarks      training recipes, reconstruction, benchmark harness
     6 cli, the package root      commands; ``krylearn/__init__.py`` re-exports the public API
@@ -56,7 +58,14 @@ def layer(mod: str) -> int:
     if top == "solvers":
         if mod in LEARNED_MODULES or any(mod.startswith(m + ".") for m in LEARNED_MODULES):
             return 3
-        return 3 if (ROOT / "solvers" / rest.split(".")[0]).is_dir() else 2
+        if not (ROOT / "solvers" / rest.split(".")[0]).is_dir():
+            return 2
+        leaf = rest.split(".")[-1]
+        if leaf.startswith("commands"):
+            return 6
+        if leaf.startswith(("recipe", "bench")):
+            return 5
+        return 3
     if top == "problems":
         return 4
     if top in ("pipelines", "benchmarks"):
