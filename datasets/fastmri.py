@@ -48,6 +48,7 @@ import numpy as np
 
 from ..utils.atomic import atomic_path
 from ..utils.errors import FormatError
+from .fileio import check_stored, open_h5
 
 __all__ = [
     "CT_FORMAT",
@@ -119,18 +120,8 @@ def _check_finite(a, name):
         raise ValueError(f"{name} contains NaN or Inf")
 
 
-def _open(path):
-    try:
-        return h5py.File(path, "r")
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} does not exist") from None
-        raise FormatError(f"not a readable HDF5 file ({e})", path=path) from None
-
-
 def _dataset(f, key, path, required=True):
+    """``f[key]`` (None if absent and not ``required``); it must store all the data it declares."""
     if key not in f:
         if required:
             raise FormatError("missing dataset", path=path, key=key)
@@ -138,6 +129,7 @@ def _dataset(f, key, path, required=True):
     obj = f[key]
     if not isinstance(obj, h5py.Dataset):
         raise FormatError("is a group, expected a dataset", path=path, key=key)
+    check_stored(obj, path, key)
     return obj
 
 
@@ -275,16 +267,17 @@ def read_kspace(path, *, slices=None) -> MRIData:
 
     Raises
     ------
-    FileNotFoundError
-        No such file.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        No such file, a folder, or not readable by this user.
     FormatError
-        Not HDF5; ``kspace`` missing, real, of the wrong rank, empty or
+        Not HDF5 (or empty, corrupt); a dataset declaring more data than the
+        file stores; ``kspace`` missing, real, of the wrong rank, empty or
         non-finite; ``mask`` of the wrong length/shape/dtype;
         ``sensitivity_maps`` or ``reconstruction_rss`` not matching
         ``kspace``; unreadable (corrupt) data.  The message names the key.
     """
     path = os.fspath(path)
-    with _open(path) as f:
+    with open_h5(path) as f:
         ds = _dataset(f, "kspace", path)
         if ds.dtype.kind != "c":
             raise FormatError(f"must be complex (fastMRI stores complex64), got dtype {ds.dtype}",
@@ -435,7 +428,7 @@ def write_reconstruction(path, reconstruction, attrs=None, *, compression="gzip"
 def read_reconstruction(path) -> tuple[np.ndarray, dict]:
     """``(reconstruction (slices, ny, nx) float32, attrs)`` from a submission-layout file."""
     path = os.fspath(path)
-    with _open(path) as f:
+    with open_h5(path) as f:
         ds = _dataset(f, "reconstruction", path)
         if ds.dtype.kind not in "fiu" or ds.ndim != 3:
             raise FormatError(f"must be a real (slices, ny, nx) array, got dtype {ds.dtype} shape {ds.shape}",
@@ -548,7 +541,7 @@ def read_ct(path, *, slices=None) -> CTData:
         ``det_spacing``, ``reference`` of the wrong shape, non-finite data.
     """
     path = os.fspath(path)
-    with _open(path) as f:
+    with open_h5(path) as f:
         attrs = _read_attrs(f)
         fmt = attrs.get("format")
         if fmt != CT_FORMAT:

@@ -9,15 +9,23 @@ Two pairs of functions, so that each reader always returns one type:
   blocks of vectors (e.g. SuiteSparse ``*_b.mtx`` right-hand sides): always a
   ``numpy.ndarray``; written in ``array`` format.
 
-Reading goes through :func:`scipy.io.mmread` (compressed ``.mtx.gz`` /
-``.mtx.bz2`` work too); any parse failure becomes a
-:class:`~krylearn.utils.errors.FormatError` naming the file. Writing is
-atomic (temporary file beside the target, renamed on success).
+Reading first parses the header itself (banner, comments, size line) and
+checks the declared size against the file: a file cannot declare more
+entries than its bytes can hold, and nothing larger than ``max_entries``
+values is allocated unless the caller raises that limit. The entries are
+then read with :func:`scipy.io.mmread` (compressed ``.mtx.gz`` /
+``.mtx.bz2`` work too). Errors say what is wrong: ``FileNotFoundError``,
+``IsADirectoryError``, ``PermissionError`` for the path, and
+:class:`~krylearn.utils.errors.FormatError` naming the file and the line for
+a malformed file. Writing is atomic (temporary file beside the target,
+renamed on success).
 """
 
 from __future__ import annotations
 
-import os
+import bz2
+import gzip
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.io
@@ -25,22 +33,200 @@ import scipy.sparse
 
 from ..utils.atomic import atomic_path
 from ..utils.errors import FormatError
+from .fileio import check_readable, format_bytes
 
-__all__ = ["read_mtx", "write_mtx", "read_vector_mtx", "write_vector_mtx"]
+__all__ = ["MAX_ENTRIES", "MtxHeader", "read_mtx", "read_mtx_header", "read_vector_mtx", "write_mtx",
+           "write_vector_mtx"]
+
+#: Default limit on the values a reader allocates (about 16 GB of float64 and indices).
+MAX_ENTRIES = 1 << 30
+
+_FORMATS = ("coordinate", "array")
+_FIELDS = ("real", "double", "complex", "integer", "unsigned-integer", "pattern")
+_SYMMETRIES = ("general", "symmetric", "skew-symmetric", "hermitian")
+_LINE_LIMIT = 4096  # characters of a header line looked at
 
 
-def _mmread(path):
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path!r}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"expected a file, got a folder: {path!r}")
+@dataclass(frozen=True)
+class MtxHeader:
+    """What a Matrix Market header declares.
+
+    Attributes
+    ----------
+    format : {"coordinate", "array"}
+    field : {"real", "double", "complex", "integer", "unsigned-integer", "pattern"}
+    symmetry : {"general", "symmetric", "skew-symmetric", "hermitian"}
+    rows, cols : int
+    entries : int
+        Data lines the file must hold (``nnz`` of a coordinate file; the
+        stored part of the ``rows x cols`` array of an array file).
+    header_bytes : int
+        Bytes up to and including the size line.
+    size_line : int
+        1-based line number of the size line.
+    """
+
+    format: str
+    field: str
+    symmetry: str
+    rows: int
+    cols: int
+    entries: int
+    header_bytes: int
+    size_line: int
+
+    def min_data_bytes(self) -> int:
+        """Fewest bytes the declared entries can take in an uncompressed file.
+
+        An entry is at least ``"1 1\\n"`` (coordinate pattern), ``"1 1 0\\n"``
+        (coordinate, one value), ``"0\\n"`` (array) with one more ``"0 "``
+        for complex values; the last line may lack its newline.
+        """
+        values = 2 if self.field == "complex" else (0 if self.field == "pattern" else 1)
+        per = (4 if self.format == "coordinate" else 0) + 2 * values
+        return max(self.entries * per - 1, 0)
+
+
+def _open_text(path: str):
+    lower = path.lower()
+    if lower.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if lower.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    return open(path, "rb")
+
+
+def _line(fh) -> bytes:
+    """The next line (at most ``_LINE_LIMIT`` bytes kept; the rest of a longer line is skipped)."""
+    line = fh.readline(_LINE_LIMIT)
+    if line and not line.endswith(b"\n"):
+        while True:  # a longer line: consume it in pieces, never all at once
+            rest = fh.readline(_LINE_LIMIT)
+            if not rest or rest.endswith(b"\n"):
+                break
+    return line
+
+
+def _banner(path: str, line: bytes) -> tuple[str, str, str]:
+    text = line.decode("ascii", "replace").strip()
+    tokens = text.lower().split()
+    expected = "'%%MatrixMarket matrix coordinate|array <field> <symmetry>'"
+    if not line:
+        raise FormatError(f"empty file: expected the banner {expected} on line 1", path=path, key="line 1")
+    if len(tokens) != 5 or tokens[0] != "%%matrixmarket" or tokens[1] != "matrix":
+        raise FormatError(f"missing banner: expected {expected}, got {text[:80]!r}", path=path, key="line 1")
+    fmt, field, symmetry = tokens[2:]
+    for name, value, allowed in (("format", fmt, _FORMATS), ("field", field, _FIELDS),
+                                 ("symmetry", symmetry, _SYMMETRIES)):
+        if value not in allowed:
+            raise FormatError(f"unknown {name} {value!r} in the banner (expected one of {', '.join(allowed)})",
+                              path=path, key="line 1")
+    if fmt == "array" and field == "pattern":
+        raise FormatError("an array file cannot have the field 'pattern'", path=path, key="line 1")
+    return fmt, field, symmetry
+
+
+def _size_line(path: str, text: str, fmt: str, lineno: int) -> tuple[int, int, int | None]:
+    want = 3 if fmt == "coordinate" else 2
+    what = "'rows cols entries'" if want == 3 else "'rows cols'"
+    parts = text.split()
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) != want or min(values) < 0:
+        raise FormatError(f"expected the size line {what} ({want} non-negative integers), got {text[:80]!r}",
+                          path=path, key=f"line {lineno}")
+    return values[0], values[1], (values[2] if want == 3 else None)
+
+
+def _array_entries(path, fmt, symmetry, rows, cols, lineno) -> int:
+    if symmetry == "general":
+        return rows * cols
+    if rows != cols:
+        raise FormatError(f"a {symmetry} matrix must be square, the size line says {rows} x {cols}",
+                          path=path, key=f"line {lineno}")
+    return rows * (rows - 1) // 2 if symmetry == "skew-symmetric" else rows * (rows + 1) // 2
+
+
+def read_mtx_header(path) -> MtxHeader:
+    """Parse a Matrix Market header (banner, comment lines, size line) without reading the entries.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.mtx`` file (``.mtx.gz`` / ``.mtx.bz2`` are decompressed).
+
+    Returns
+    -------
+    MtxHeader
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        The path cannot be read (the message says which).
+    FormatError
+        A missing or malformed banner or size line (naming the line).
+    """
+    path, _ = check_readable(path)
+    try:
+        with _open_text(path) as fh:
+            first = _line(fh)
+            fmt, field, symmetry = _banner(path, first)
+            consumed, lineno = len(first), 1
+            while True:
+                line = _line(fh)
+                lineno += 1
+                consumed += len(line)
+                if not line:
+                    raise FormatError("ends before the size line", path=path, key=f"line {lineno}")
+                text = line.decode("ascii", "replace").strip()
+                if text and not text.startswith("%"):
+                    break
+    except (OSError, EOFError) as e:  # a damaged .gz / .bz2 stream
+        raise FormatError(f"unreadable compressed stream ({e})", path=path) from None
+    rows, cols, nnz = _size_line(path, text, fmt, lineno)
+    entries = nnz if fmt == "coordinate" else _array_entries(path, fmt, symmetry, rows, cols, lineno)
+    return MtxHeader(fmt, field, symmetry, rows, cols, entries, consumed, lineno)
+
+
+def _check_size(path: str, header: MtxHeader, size: int, compressed: bool, dense: bool, max_entries) -> None:
+    if not compressed and header.min_data_bytes() > size - header.header_bytes:
+        raise FormatError(
+            f"declares {header.entries} entries ({header.rows} x {header.cols} {header.format}), which need at "
+            f"least {header.min_data_bytes()} bytes, but only {size - header.header_bytes} bytes follow its "
+            "header: the file is truncated or its size line is wrong",
+            path=path, key=f"line {header.size_line}")
+    if dense or header.format == "array":
+        values = header.rows * header.cols
+    else:
+        values = header.entries * (1 if header.symmetry == "general" else 2) + header.rows + 1
+    if max_entries is not None and values > max_entries:
+        nbytes = values * (16 if header.field == "complex" else 8) * (2 if header.format == "coordinate" else 1)
+        raise FormatError(
+            f"declares a {header.rows} x {header.cols} matrix with {header.entries} entries: reading it needs "
+            f"about {values} values ({format_bytes(nbytes)}), more than max_entries={max_entries}; pass a "
+            "larger max_entries (or None) to read it anyway", path=path, key=f"line {header.size_line}")
+
+
+def _check_limit(max_entries):
+    if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
+                                    or max_entries < 0):
+        raise TypeError(f"max_entries must be a non-negative int or None, got {max_entries!r}")
+
+
+def _mmread(path, max_entries, *, dense: bool = False):
+    _check_limit(max_entries)
+    path, st = check_readable(path)
+    header = read_mtx_header(path)
+    compressed = path.lower().endswith((".gz", ".bz2"))
+    _check_size(path, header, st.st_size, compressed, dense, max_entries)
     try:
         M = scipy.io.mmread(path)
-    except (FileNotFoundError, PermissionError):
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except (ValueError, OSError, IndexError, TypeError, RuntimeError, OverflowError, UnicodeDecodeError) as e:
-        raise FormatError(f"malformed Matrix Market file: {e}", path=path) from None
+        raise FormatError(f"malformed Matrix Market data: {e}", path=path) from None
     values = M.data if scipy.sparse.issparse(M) else np.asarray(M)
     if values.dtype.kind not in "iufcb":
         raise FormatError(f"unsupported value type {values.dtype}", path=path)
@@ -49,7 +235,7 @@ def _mmread(path):
     return path, M
 
 
-def read_mtx(path) -> scipy.sparse.csr_matrix:
+def read_mtx(path, *, max_entries: int | None = MAX_ENTRIES) -> scipy.sparse.csr_matrix:
     """Read a matrix from a Matrix Market file.
 
     Parameters
@@ -57,6 +243,12 @@ def read_mtx(path) -> scipy.sparse.csr_matrix:
     path : str or os.PathLike
         A ``.mtx`` file (``coordinate`` or ``array`` format; symmetric,
         skew-symmetric and Hermitian files are expanded to the full matrix).
+    max_entries : int or None
+        Refuse (``FormatError``) a file whose declared size needs more values
+        than this in memory (stored entries, mirrored entries and row
+        pointers of a coordinate file; ``rows * cols`` of an array file).
+        ``None``: no limit. Whatever the limit, an uncompressed file that
+        declares more entries than its bytes can hold is refused.
 
     Returns
     -------
@@ -67,16 +259,17 @@ def read_mtx(path) -> scipy.sparse.csr_matrix:
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If ``path`` does not exist, is a folder or cannot be read.
     FormatError
-        If the file is not valid Matrix Market or holds NaN/Inf.
+        If the file is not valid Matrix Market (naming the line where known),
+        holds NaN/Inf, or declares more than the file or ``max_entries`` allows.
     """
-    _, M = _mmread(path)
+    _, M = _mmread(path, max_entries)
     return scipy.sparse.csr_matrix(M)
 
 
-def read_vector_mtx(path) -> np.ndarray:
+def read_vector_mtx(path, *, max_entries: int | None = MAX_ENTRIES) -> np.ndarray:
     """Read a dense vector (or block of vectors) from a Matrix Market file.
 
     Parameters
@@ -84,6 +277,8 @@ def read_vector_mtx(path) -> np.ndarray:
     path : str or os.PathLike
         A ``.mtx`` file, usually in ``array`` format; a ``coordinate`` file is
         densified.
+    max_entries : int or None
+        Refuse a file whose dense ``rows * cols`` exceeds this (see :func:`read_mtx`).
 
     Returns
     -------
@@ -94,12 +289,12 @@ def read_vector_mtx(path) -> np.ndarray:
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If ``path`` does not exist, is a folder or cannot be read.
     FormatError
-        If the file is not valid Matrix Market or holds NaN/Inf.
+        As :func:`read_mtx`.
     """
-    _, M = _mmread(path)
+    _, M = _mmread(path, max_entries, dense=True)
     arr = M.toarray() if scipy.sparse.issparse(M) else np.asarray(M)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)

@@ -47,15 +47,18 @@ the file and the offending key.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
+import scipy.io
 
 from ..utils.atomic import atomic_path
 from ..utils.checks import check_int
 from ..utils.errors import FormatError
+from .fileio import MAX_COMPRESSION_RATIO, check_readable, check_stored, format_bytes, open_h5
 
 __all__ = [
     "DARCY_SOURCES",
@@ -156,6 +159,7 @@ def _numeric_dataset(path: str, f: h5py.File, key: str, ndim: int, *, where: str
         raise FormatError(f"expected a real numeric dataset, got dtype {d.dtype}", path=path, key=key)
     if d.ndim != ndim:
         raise FormatError(f"expected {ndim} dimensions, got shape {d.shape}", path=path, key=key)
+    check_stored(d, path, key)
     return d
 
 
@@ -172,6 +176,7 @@ def _coordinate(path: str, f, key: str, s: int, sub: int) -> np.ndarray:
     d = f[key]
     if not isinstance(d, h5py.Dataset) or d.dtype.kind not in "iuf" or d.ndim != 1:
         raise FormatError(f"expected a 1-D numeric dataset, got {d!r}", path=path, key=key)
+    check_stored(d, path, key)
     c = _read(path, d, key, slice(None, None, sub)).astype(np.float64)
     if c.shape[0] != s:
         raise FormatError(f"length {c.shape[0]} after subsampling does not match the grid size {s}",
@@ -186,14 +191,12 @@ def detect_darcy_format(path) -> str:
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If ``path`` does not exist, is a folder or cannot be read.
     FormatError
         For pickled torch files and anything that is neither a Darcy HDF5 nor a MAT file.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file {path!r}")
+    path, _ = check_readable(path)
     with open(path, "rb") as fh:
         head = fh.read(128)
     pickled = FormatError(
@@ -204,10 +207,10 @@ def detect_darcy_format(path) -> str:
         raise pickled
     if h5py.is_hdf5(path):
         try:
-            with h5py.File(path, "r") as f:
+            with open_h5(path) as f:
                 keys = set(f.keys())
                 generator = _attr_value(f.attrs.get("generator", ""))
-        except OSError as e:
+        except (OSError, RuntimeError) as e:
             raise FormatError(f"unreadable HDF5 file ({e})", path=path) from None
         if "nu" in keys or "tensor" in keys:
             return "krylearn" if str(generator).startswith("krylearn") else "pdebench"
@@ -227,7 +230,7 @@ def detect_darcy_format(path) -> str:
 # per-format readers
 # ---------------------------------------------------------------------------
 def _read_pdebench(path, start, count, sub, source) -> DarcyData:
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         nu = _numeric_dataset(path, f, "nu", 3)
         tensor = _numeric_dataset(path, f, "tensor", 4)
         if tensor.shape[1] != 1:
@@ -252,7 +255,7 @@ def _read_pdebench(path, start, count, sub, source) -> DarcyData:
 
 
 def _read_mat73(path, start, count, sub) -> DarcyData:
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         coeff = _numeric_dataset(path, f, "coeff", 3, where=" (FNO MATLAB v7.3 file)")
         sol = _numeric_dataset(path, f, "sol", 3, where=" (FNO MATLAB v7.3 file)")
         # column-major MATLAB (N, s1, s2) appears to h5py as (s2, s1, N)
@@ -270,9 +273,11 @@ def _read_mat73(path, start, count, sub) -> DarcyData:
                      y=np.linspace(0.0, 1.0, a.shape[2]), attrs=attrs, source="fno-mat-v7.3", path=path, start=lo)
 
 
-def _read_mat5(path, start, count, sub) -> DarcyData:
-    import scipy.io
+_MAT_ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4,
+                 "uint32": 4, "int64": 8, "uint64": 8, "logical": 1}
 
+
+def _read_mat5(path, start, count, sub) -> DarcyData:
     try:
         info = {name: (shape, cls) for name, shape, cls in scipy.io.whosmat(path)}
     except Exception as e:  # scipy raises a zoo of errors on corrupt MAT files
@@ -283,9 +288,13 @@ def _read_mat5(path, start, count, sub) -> DarcyData:
         shape, cls = info[key]
         if len(shape) != 3:
             raise FormatError(f"expected a 3-D (N, s, s) array, got shape {tuple(shape)}", path=path, key=key)
-        if cls not in ("double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-                       "int64", "uint64", "logical"):
+        if cls not in _MAT_ITEMSIZE:
             raise FormatError(f"expected a numeric array, got MATLAB class {cls!r}", path=path, key=key)
+        declared = math.prod(shape) * _MAT_ITEMSIZE[cls]
+        if declared > os.path.getsize(path) * MAX_COMPRESSION_RATIO:
+            raise FormatError(f"declares shape {tuple(shape)} ({format_bytes(declared)}), more than the "
+                              f"{format_bytes(os.path.getsize(path))} file can hold even compressed; refusing "
+                              "to read it", path=path, key=key)
     if tuple(info["sol"][0]) != tuple(info["coeff"][0]):
         raise FormatError(f"shape {tuple(info['sol'][0])} does not match 'coeff' {tuple(info['coeff'][0])}",
                           path=path, key="sol")
@@ -325,8 +334,11 @@ def read_darcy(path, *, start: int = 0, count: int | None = None, sub: int = 1) 
 
     Raises
     ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If ``path`` does not exist, is a folder or cannot be read.
     FormatError
-        Missing or malformed ``nu``/``tensor``/``coeff``/``sol`` (wrong rank,
+        A dataset declaring more data than the file stores;
+        missing or malformed ``nu``/``tensor``/``coeff``/``sol`` (wrong rank,
         mismatched sample counts or grids), non-finite values in the samples
         read, a pickled ``.pt`` file, or an unknown format.
     ValueError, TypeError
@@ -344,6 +356,8 @@ def read_darcy(path, *, start: int = 0, count: int | None = None, sub: int = 1) 
         if fmt == "fno-mat-v7.3":
             return _read_mat73(path, start, count, sub)
         return _read_mat5(path, start, count, sub)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
     except OSError as e:
         raise FormatError(f"unreadable file ({e})", path=path) from None
 

@@ -20,30 +20,27 @@ Generators, the two settings of Khodak et al., "Learning to Relax" (ICLR
     Crank–Nicolson steps of ``u_t = kappa(t) Lap u + f`` on ``[0, 1]^2``
     (the authors' ``Heat2D.m`` / ``h2d.m``).
 
-Files: :func:`write_sequence` / :func:`read_sequence` use the
-``krylearn.linear_systems`` HDF5 container
-(:mod:`krylearn.datasets.systems`); a shifted/scaled sequence stores its
-matrix once with per-system ``matrix_scale``/``matrix_shift`` attributes. Any
-systems file (e.g. the smoke frames of ``krylearn data poisson``) reads as a
-sequence.
+The :class:`Sequence` type lives in :mod:`krylearn.problems.sequence` and
+the files (:func:`write_sequence` / :func:`read_sequence`, the
+``krylearn.linear_systems`` HDF5 container) in
+:mod:`krylearn.problems.sequence_files`; both are importable from here.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import os
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse
 
-from ..solvers.bandit.base import check_range
-
-from ..datasets.systems import LinearSystem, SystemsFile, SystemsWriter, affine_matrix
+from ..datasets.systems import LinearSystem, affine_matrix
+from ..solvers.api import solve
+from .sequence import Sequence, context_span
+from .sequence_files import GENERATOR, read_sequence, write_sequence
 
 __all__ = [
+    "GENERATOR",
     "Sequence",
     "laplacian_2d",
     "shifted_laplacian",
@@ -57,159 +54,6 @@ __all__ = [
 #: (a, b) of the Beta distribution of the shifts ``c = -0.15 + 0.6 Beta(a, b)``
 SHIFT_DISTRIBUTIONS = {"low": (2.0, 6.0), "high": (0.5, 1.5)}
 _SHIFT_LO, _SHIFT_WIDTH = -0.15, 0.6
-
-
-# ---------------------------------------------------------------------------
-# the sequence object
-# ---------------------------------------------------------------------------
-class Sequence:
-    """A length-``T`` sequence of :class:`LinearSystem` instances built on demand.
-
-    Parameters
-    ----------
-    name : str
-        Short name, used in file names and tables (e.g. ``"shifted-low-n100-T5000-s0"``).
-    length : int
-        Number of instances ``T``.
-    build : callable
-        ``build(t) -> LinearSystem`` for ``0 <= t < length``; must be cheap and
-        deterministic.
-    contexts : array_like of float, shape (T,), optional
-        Scalar context of each instance (also ``system.attrs["context"]``).
-    context_range : (float, float), optional
-        Interval the contexts lie in (``lo < hi``); required when ``contexts`` is given
-        (the tuners map it onto [-1, 1]).
-    meta : dict, optional
-        Every generation parameter and the seed (JSON-serializable).
-    affine : (M, scales, shifts), optional
-        Set by generators whose matrices are ``A_t = scales[t] * M + shifts[t] * I``
-        (``M`` CSR (n, n), ``scales``/``shifts`` float64 (T,)): lets
-        :func:`write_sequence` store ``M`` once.
-    close : callable, optional
-        Releases resources (an open file) on :meth:`close`.
-
-    Notes
-    -----
-    ``seq[t]`` returns ``build(t)`` (a fresh :class:`LinearSystem` for the
-    generators and files); ``seq[a:b:c]`` returns
-    a sub-sequence (same generator, remapped indices, ``meta["indices"]`` =
-    ``[first, stop, step]`` added, name suffixed ``-{first}to{stop}``).
-    """
-
-    def __init__(self, name: str, length: int, build: Callable[[int], LinearSystem], *, contexts=None,
-                 context_range=None, meta: dict | None = None, affine=None, close: Callable | None = None):
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"name must be a non-empty str, got {name!r}")
-        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 0:
-            raise ValueError(f"length must be an int >= 0, got {length!r}")
-        if not callable(build):
-            raise TypeError(f"build must be callable, got {type(build).__name__}")
-        self.name = name
-        self._length = int(length)
-        self._build = build
-        if contexts is not None:
-            contexts = np.asarray(contexts, dtype=np.float64).reshape(-1)
-            if contexts.shape != (self._length,):
-                raise ValueError(f"contexts must have shape ({self._length},), got {contexts.shape}")
-            if not np.isfinite(contexts).all():
-                raise ValueError("contexts contain NaN or Inf")
-            if context_range is None:
-                raise ValueError("context_range is required when contexts are given")
-        if context_range is not None:
-            context_range = check_range(context_range)
-        self.contexts = contexts
-        self.context_range = context_range
-        self.meta = dict(meta or {})
-        self._affine = affine
-        self._close = close
-
-    # ------------------------------------------------------------ protocol
-    def __len__(self) -> int:
-        return self._length
-
-    def _index(self, t) -> int:
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-            raise TypeError(f"instance index must be an int or a slice, got {type(t).__name__}")
-        t = int(t)
-        if t < 0:
-            t += self._length
-        if not 0 <= t < self._length:
-            raise IndexError(f"instance index {t} out of range for a sequence of {self._length}")
-        return t
-
-    def __getitem__(self, t):
-        if isinstance(t, slice):
-            idx = np.arange(self._length)[t]
-            build = self._build
-            affine = None
-            if self._affine is not None:
-                M, scales, shifts = self._affine
-                affine = (M, scales[idx], shifts[idx])
-            meta = dict(self.meta, indices=[int(idx[0]), int(idx[-1]) + 1, int(t.step or 1)] if idx.size else [])
-            if idx.size == self._length and (t.step or 1) == 1:
-                name = self.name
-            elif idx.size:
-                name = f"{self.name}-{idx[0]}to{idx[-1] + 1}" + (f"by{t.step}" if (t.step or 1) != 1 else "")
-            else:
-                name = f"{self.name}-empty"
-            return Sequence(name, len(idx),
-                            lambda k: build(int(idx[k])),
-                            contexts=None if self.contexts is None else self.contexts[idx],
-                            context_range=self.context_range, meta=meta, affine=affine, close=None)
-        return self._build(self._index(t))
-
-    def __iter__(self):
-        for t in range(self._length):
-            yield self._build(t)
-
-    @property
-    def n(self) -> int | None:
-        """Unknowns of the first instance (None for an empty sequence)."""
-        return self[0].n if self._length else None
-
-    def close(self) -> None:
-        """Release an open file (file-backed sequences); idempotent."""
-        if self._close is not None:
-            self._close()
-
-    def __enter__(self) -> "Sequence":
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
-
-    def __repr__(self) -> str:
-        ctx = "no contexts" if self.contexts is None else f"contexts in {self.context_range}"
-        return f"<Sequence {self.name!r}: {self._length} instances, {ctx}>"
-
-    # ------------------------------------------------------------ builders
-    @classmethod
-    def from_systems(cls, systems, *, name: str = "systems", context_range=None,
-                     meta: dict | None = None) -> "Sequence":
-        """Wrap a list of :class:`LinearSystem` (contexts from ``attrs["context"]`` when every system has one).
-
-        ``context_range`` defaults to the contexts' ``(min, max)`` (widened by
-        ``0.5`` on each side when they are all equal).
-        """
-        systems = list(systems)
-        for i, s in enumerate(systems):
-            if not isinstance(s, LinearSystem):
-                raise TypeError(f"systems[{i}] must be a LinearSystem, got {type(s).__name__}")
-        contexts = None
-        if systems and all("context" in s.attrs for s in systems):
-            contexts = np.array([float(s.attrs["context"]) for s in systems])
-            if context_range is None:
-                context_range = _span(contexts)
-        return cls(name, len(systems), systems.__getitem__, contexts=contexts, context_range=context_range,
-                   meta=meta)
-
-
-def _span(values: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(np.min(values)), float(np.max(values))
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    return lo, hi
 
 
 def _check_int(name: str, value, lo: int) -> int:
@@ -435,8 +279,6 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
         ``context_range`` is ``(min, max)`` of ``kappa_k`` over the steps.
         ``meta["reference_max_rel_residual"]`` is the worst ``||b - A x|| / ||b||``.
     """
-    from ..solvers.api import solve
-
     n = _check_int("n", n, 2)
     steps = _check_int("steps", steps, 1)
     seed = _check_int("seed", seed, 0)
@@ -445,27 +287,7 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
     if not (isinstance(rtol, numbers.Real) and 0 < rtol < 1):
         raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
     heat = _Heat(n, steps, float(dt))
-    # A_k is symmetric by construction: skip the CG family's per-solve symmetry check
-    opts = {"check_symmetry": False} if method == "cg" or method.startswith("pcg-") else {}
-    worst = 0.0
-    iters = 0
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"heat2d n={n}x{n} reference solves", unit="step")
-    for t in it:
-        s = heat.system(t, with_x=False)
-        b = s.b[0]
-        res = solve(s.A, b, method=method, x0=heat.U[t], rtol=rtol, maxiter=100_000, **opts)
-        x = np.asarray(res.x, dtype=np.float64).reshape(-1)
-        rel = float(np.linalg.norm(b - s.A @ x) / max(np.linalg.norm(b), 1e-300))
-        if not res.converged or not np.isfinite(rel):
-            raise RuntimeError(f"heat2d: reference solve of step {t} did not converge ({res.reason}, "
-                               f"relative residual {rel:.3g}); try method='pcg-amg'")
-        worst = max(worst, rel)
-        iters += int(res.iterations)
-        heat.U[t + 1] = x
+    worst, iters = _reference_solves(heat, method, rtol, progress)
     meta = {
         "kind": "heat2d",
         "n": n,
@@ -485,148 +307,32 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
         "reference_iterations": iters,
     }
     return Sequence(f"heat2d-n{n}-T{steps}", steps, heat.system, contexts=heat.kappa.copy(),
-                    context_range=_span(heat.kappa), meta=meta, affine=(heat.M, heat.scales, heat.shifts))
+                    context_range=context_span(heat.kappa), meta=meta, affine=(heat.M, heat.scales, heat.shifts))
 
 
-# ---------------------------------------------------------------------------
-# files
-# ---------------------------------------------------------------------------
-GENERATOR = "krylearn.problems.sequences"
-
-
-def write_sequence(path, seq, *, compression="gzip", progress: bool = False):
-    """Write a sequence to a ``krylearn.linear_systems`` HDF5 file (atomically).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Destination ``.h5``.
-    seq : Sequence or iterable of LinearSystem
-        A generator's sequence stores its matrix once with per-system
-        ``matrix_scale``/``matrix_shift`` (``A_t = scale_t M + shift_t I``);
-        other sequences store each distinct matrix once.
-    compression : {"gzip", "lzf", None}
-    progress : bool
-        tqdm bar over the instances.
-
-    Returns
-    -------
-    path
-
-    Notes
-    -----
-    The root ``parameters`` attribute holds ``seq.meta`` plus ``name`` and
-    ``context_range``; the seed is ``meta["seed"]``. Each system keeps its
-    ``attrs`` (``context``, ``step``, ...).
-    """
-    if not isinstance(seq, Sequence):
-        seq = Sequence.from_systems(seq, name=Path(os.fspath(path)).stem)
-    params = dict(seq.meta)
-    params["name"] = seq.name
-    params["context_range"] = None if seq.context_range is None else list(seq.context_range)
-    params["length"] = len(seq)
-    seed = seq.meta.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        seed = None
-    it = range(len(seq))
+def _reference_solves(heat: _Heat, method: str, rtol: float, progress: bool) -> tuple[float, int]:
+    """Fill ``heat.U[1:]`` step by step (warm-started solves); returns (worst relative residual, iterations)."""
+    # A_k is symmetric by construction: skip the CG family's per-solve symmetry check
+    opts = {"check_symmetry": False} if method == "cg" or method.startswith("pcg-") else {}
+    worst = 0.0
+    iters = 0
+    it = range(heat.steps)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # optional dependency: only with progress=True
 
-        it = tqdm(it, desc=f"writing {seq.name}", unit="system")
-    with SystemsWriter(path, generator=GENERATOR, parameters=params, seed=seed, compression=compression) as w:
-        for t in it:
-            s = seq[t]
-            if seq._affine is not None:
-                M, scales, shifts = seq._affine
-                w.append(s, base=M, scale=float(scales[t]), shift=float(shifts[t]))
-            else:
-                w.append(s)
-    return path
-
-
-class _FileSource:
-    """Lazily opened :class:`SystemsFile` (reopened in a forked process)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._file = None
-        self._pid = None
-        self.context_key = None  # an attribute other than "context" that serves as the context
-
-    def handle(self) -> SystemsFile:
-        if self._file is None or self._pid != os.getpid():
-            self._file = SystemsFile(self.path)
-            self._pid = os.getpid()
-        return self._file
-
-    def __call__(self, t: int) -> LinearSystem:
-        s = self.handle()[t]
-        if self.context_key is not None:
-            s.attrs["context"] = float(s.attrs[self.context_key])
-        return s
-
-    def close(self) -> None:
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file, self._pid = None, None
+        it = tqdm(it, desc=f"heat2d n={heat.n}x{heat.n} reference solves", unit="step")
+    for t in it:
+        s = heat.system(t, with_x=False)
+        b = s.b[0]
+        res = solve(s.A, b, method=method, x0=heat.U[t], rtol=rtol, maxiter=100_000, **opts)
+        x = np.asarray(res.x, dtype=np.float64).reshape(-1)
+        rel = float(np.linalg.norm(b - s.A @ x) / max(np.linalg.norm(b), 1e-300))
+        if not res.converged or not np.isfinite(rel):
+            raise RuntimeError(f"heat2d: reference solve of step {t} did not converge ({res.reason}, "
+                               f"relative residual {rel:.3g}); try method='pcg-amg'")
+        worst = max(worst, rel)
+        iters += int(res.iterations)
+        heat.U[t + 1] = x
+    return worst, iters
 
 
-def read_sequence(path) -> Sequence:
-    """Open any ``krylearn.linear_systems`` HDF5 file as a :class:`Sequence`.
-
-    Instances are read on demand from a handle kept open until
-    :meth:`Sequence.close` (or the ``with`` block ends).
-
-    Contexts: every system's ``attrs["context"]`` when all have one (files of
-    :func:`write_sequence`), else the ``"frame"`` attribute (e.g. the smoke
-    frames of ``krylearn data poisson``; copied into each instance's
-    ``attrs["context"]``), else None. ``context_range`` comes
-    from the file's parameters when stored, else the contexts' ``(min, max)``.
-    ``name`` is the stored one or the file's stem; ``meta`` holds the file's
-    ``parameters`` plus ``file``, ``generator``, ``seed`` and ``created``.
-
-    Raises
-    ------
-    FileNotFoundError
-    krylearn.datasets.FormatError
-        Not a systems file, or a schema violation (naming the key).
-    """
-    path = os.fspath(path)
-    source = _FileSource(path)
-    f = source.handle()
-    try:
-        params = f.attrs.get("parameters") or {}
-        if not isinstance(params, dict):
-            params = {"parameters": params}
-        T = len(f)
-        contexts = None
-        if T:
-            attrs = [f.system_attrs(i) for i in range(T)]
-            for key in ("context", "frame"):
-                vals = [a.get(key) for a in attrs]
-                if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-                    contexts = np.asarray(vals, dtype=np.float64)
-                    source.context_key = None if key == "context" else key
-                    break
-        context_range = params.get("context_range")
-        if contexts is None:
-            context_range = None
-        elif context_range is None:
-            context_range = _span(contexts)
-        affine = None
-        if T and f.num_matrices() == 1:
-            M = f.stored_matrix(0)
-            tr = np.array([f.matrix_transform(i) for i in range(T)], dtype=np.float64)
-            affine = (M, tr[:, 0].copy(), tr[:, 1].copy())
-        meta = dict(params)
-        meta.pop("name", None)
-        meta.pop("context_range", None)
-        meta.pop("length", None)
-        meta.update(file=path, generator=f.attrs["generator"], created=f.attrs.get("created"))
-        meta.setdefault("seed", f.attrs.get("seed"))
-        name = params.get("name") if isinstance(params.get("name"), str) and params.get("name") else Path(path).stem
-    except BaseException:
-        source.close()
-        raise
-    return Sequence(name, T, source, contexts=contexts, context_range=context_range, meta=meta, affine=affine,
-                    close=source.close)

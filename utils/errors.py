@@ -1,10 +1,10 @@
-"""Errors raised by the dataset readers."""
+"""Errors raised by the file readers."""
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["FormatError"]
+__all__ = ["FileChangedError", "FormatError"]
 
 
 class FormatError(ValueError):
@@ -37,3 +37,12 @@ class FormatError(ValueError):
         # args holds the full message only, so the error pickles (DataLoader
         # workers re-raise it in the main process) with its text intact.
         super().__init__(full)
+
+
+class FileChangedError(OSError):
+    """A file changed on disk after a reader indexed it (e.g. it was rewritten atomically).
+
+    Raised instead of serving items of the new content under the old index.
+    The message names the file, what changed and the remedy (build the
+    reader again).
+    """
