@@ -39,15 +39,11 @@ After the foreground rule (at 64 x 64) the MNI152 gives 82 training, 10 validati
 16 test slices.  Other volumes get these bands scaled by ``nz / 189``
 unless ``bands=`` is given.
 
-Augmentation
-------------
-:class:`BrainAugment` (torch, vectorised over the batch, seeded by a
-``torch.Generator``) is the ``augment(x, generator)`` callable that
-:func:`krylearn.solvers.dds.train_diffusion` takes: flips, small rotations
-and scalings, translations, an elastic deformation (a smooth random
-displacement field), intensity scaling and gamma on the magnitude, and for
-2-channel (real, imaginary) batches a smooth random phase.
-:func:`augment` is the numpy front end.
+Augmentation and phase
+----------------------
+:class:`BrainAugment` / :func:`augment` (:mod:`krylearn.problems.augment`)
+and :func:`smooth_phase` (:mod:`krylearn.problems.phase`) are importable
+from here too.
 
 CT
 --
@@ -55,14 +51,14 @@ CT
 as an *attenuation-like* map in ``[0, 1]``: it is MR T1 contrast used as an
 attenuation map (no bone, no CT numbers), which is enough to train and test
 a sparse-view reconstruction prior but is not CT data.
-:func:`random_ellipsoids` gives 3-D ellipsoid phantoms instead.
+:func:`random_ellipsoids` (:mod:`krylearn.problems.phantoms`, importable
+from here too) gives 3-D ellipsoid phantoms instead.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import numbers
 import os
 import zlib
 
@@ -71,6 +67,9 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.checks import check_int, check_real
+from .augment import BrainAugment, augment
+from .phantoms import random_ellipsoids, random_phantom
+from .phase import phase_maps, smooth_phase, torch_generator
 
 __all__ = [
     "BANDS",
@@ -378,76 +377,6 @@ def ct_slices(split: str = "train", size: int = 128, **kwargs):
     return brain_slices(split, size, **kwargs)
 
 
-# ------------------------------------------------------------------ phase
-def _coords(h, w, device, dtype):
-    y = torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype)
-    x = torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype)
-    return y[:, None], x[None, :]
-
-
-def _smooth_field(b, h, w, generator, grid: int, device, dtype):
-    """Smooth random fields ``(b, h, w)``, unit-variance coarse control points upsampled bicubically."""
-    c = torch.randn(b, 1, grid, grid, generator=generator)
-    return F.interpolate(c, size=(h, w), mode="bicubic", align_corners=True)[:, 0].to(device=device, dtype=dtype)
-
-
-def _phase_torch(b, h, w, generator, device, dtype, linear: float = math.pi / 2, quadratic: float = math.pi / 4,
-                 field: float = math.pi / 4, grid: int = 4) -> torch.Tensor:
-    """Smooth random phase maps ``(b, h, w)`` in radians (see :func:`smooth_phase`)."""
-    u = torch.rand(b, 6, generator=generator).to(device=device, dtype=dtype) * 2 - 1  # U(-1, 1)
-    yy, xx = _coords(h, w, device, dtype)
-    c = u[:, :, None, None]
-    phi = (math.pi * c[:, 0] + linear * (c[:, 1] * xx + c[:, 2] * yy)
-           + quadratic * (c[:, 3] * xx * xx + c[:, 4] * xx * yy + c[:, 5] * yy * yy))
-    if field:
-        phi = phi + field * _smooth_field(b, h, w, generator, grid, device, dtype)
-    return phi
-
-
-def _torch_generator(seed) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, np.random.Generator):
-        return torch.Generator().manual_seed(int(seed.integers(0, 2**62)))
-    if seed is None:
-        return torch.Generator().manual_seed(int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 2))
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int, a numpy Generator or a torch.Generator, got {seed!r}")
-    return torch.Generator().manual_seed(int(seed))
-
-
-def smooth_phase(count: int, shape, seed=None, *, linear: float = math.pi / 2, quadratic: float = math.pi / 4,
-                 field: float = math.pi / 4, grid: int = 4) -> np.ndarray:
-    """Smooth random phase maps, float32 ``(count, ny, nx)`` radians.
-
-    ``phi = pi c0 + linear (c1 x + c2 y) + quadratic (c3 x^2 + c4 x y + c5 y^2) + field g(x, y)``
-    with ``x, y`` in ``[-1, 1]`` across the image, ``c_k ~ U(-1, 1)`` and ``g`` a
-    unit-variance random field on a ``grid x grid`` control lattice,
-    bicubically interpolated (band-limited: a few cycles per field of view at
-    most).  This mimics the slowly varying phase of MR images (B0, coil
-    combination, receiver offset).
-
-    Parameters
-    ----------
-    count : int
-    shape : (ny, nx)
-    seed : int, numpy Generator or torch.Generator, optional
-    linear, quadratic, field : float
-        Peak amplitudes (radians) of the terms.
-    grid : int
-        Control points per side of the random field (>= 2).
-    """
-    count = check_int("count", count, 0)
-    try:
-        ny, nx = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be (ny, nx), got {shape!r}") from None
-    grid = check_int("grid", grid, 2)
-    g = _torch_generator(seed)
-    return _phase_torch(count, ny, nx, g, torch.device("cpu"), torch.float32, linear, quadratic, field,
-                        grid).numpy()
-
-
 def complex_brain_slices(split: str = "train", size: int = 64, *, seed=0, phase: bool = True, ellipses: int = 0,
                          volume=None, bands=None, min_foreground: float = 0.1, return_index: bool = False):
     """Complex brain slices for the MRI prior: magnitude from :func:`brain_slices`, a smooth phase.
@@ -474,10 +403,8 @@ def complex_brain_slices(split: str = "train", size: int = 64, *, seed=0, phase:
     ellipses = check_int("ellipses", ellipses, 0)
     mag, z = brain_slices(split, size, volume=volume, bands=bands, min_foreground=min_foreground,
                           return_index=True)
-    g = _torch_generator(seed)
+    g = torch_generator(seed)
     if ellipses:
-        from .phantoms import random_phantom
-
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
         ph = np.stack([np.clip(np.abs(random_phantom(size, count=10, seed=rng, oversample=2)), 0, 1)
                        for _ in range(ellipses)]).astype(np.float32)  # a loop over images, not pixels
@@ -485,214 +412,8 @@ def complex_brain_slices(split: str = "train", size: int = 64, *, seed=0, phase:
         z = np.concatenate([z, -np.ones(ellipses, dtype=np.int64)])
     mag = np.minimum(mag, np.float32(1 - 2**-20))  # |x| <= 1 after rounding to complex64
     if phase:
-        phi = _phase_torch(mag.shape[0], size, size, g, torch.device("cpu"), torch.float32).numpy()
+        phi = phase_maps(mag.shape[0], size, size, g, torch.device("cpu"), torch.float32).numpy()
         x = (mag * np.exp(1j * phi)).astype(np.complex64)
     else:
         x = mag.astype(np.complex64)
     return (x, z) if return_index else x
-
-
-# ------------------------------------------------------------------ augmentation
-def _pair(name, v, lo=None):
-    try:
-        a, b = (float(t) for t in v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (low, high) pair, got {v!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b) and a <= b) or (lo is not None and a < lo):
-        raise ValueError(f"{name} must be finite with low <= high{'' if lo is None else f' and low >= {lo}'}, "
-                         f"got {v!r}")
-    return a, b
-
-
-def _prob(name, v):
-    v = check_real(name, v)
-    if not 0 <= v <= 1:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
-    return v
-
-
-class BrainAugment:
-    """Random geometric, intensity and phase augmentation of image batches (torch, vectorised).
-
-    ``x = aug(x, generator)`` on a real batch ``(b, C, H, W)``, ``C = 1``
-    (magnitude / attenuation) or ``C = 2`` (real, imaginary of a complex
-    image); the output has the input's shape, dtype and device.  All random
-    numbers come from ``generator`` (a CPU ``torch.Generator``; default the
-    global torch RNG), so the same seed gives the same batch on any device.
-
-    Steps, each drawn independently per image:
-
-    1. one resampling (bilinear, zeros outside) through an affine map --
-       left-right flip with probability ``hflip``, up-down flip with
-       ``vflip``, rotation ``U(-rotate, rotate)`` degrees, isotropic scale
-       ``U(*scale)``, shift ``U(-translate, translate)`` of the half-width per
-       axis -- plus an elastic displacement: a random field on an
-       ``elastic_grid`` x ``elastic_grid`` lattice (std ``elastic`` in units
-       of the half-width), bicubically interpolated, so it is smooth;
-    2. the magnitude ``m`` becomes ``s * m ** gamma`` with ``gamma`` log-uniform
-       in ``gamma`` and ``s ~ U(*intensity)`` (the phase is kept; ``C = 1``
-       keeps the sign);
-    3. ``C = 2`` and ``phase``: multiplication by ``exp(i phi)``, ``phi`` a
-       :func:`smooth_phase` map.
-
-    With ``intensity[1] <= 1`` an input with ``|x| <= 1`` stays so
-    (interpolation is a convex combination).
-
-    Parameters
-    ----------
-    hflip, vflip : float
-        Flip probabilities (default 0.5 and 0: anatomy keeps its orientation).
-    rotate : float
-        Degrees.
-    scale : (float, float)
-    translate : float
-    elastic : float
-        0 switches the elastic part off.
-    elastic_grid : int
-    gamma, intensity : (float, float)
-    phase : bool
-    """
-
-    def __init__(self, *, hflip: float = 0.5, vflip: float = 0.0, rotate: float = 10.0, scale=(0.9, 1.1),
-                 translate: float = 0.05, elastic: float = 0.03, elastic_grid: int = 5, gamma=(0.8, 1.25),
-                 intensity=(0.8, 1.0), phase: bool = True):
-        self.hflip, self.vflip = _prob("hflip", hflip), _prob("vflip", vflip)
-        self.rotate = check_real("rotate", rotate)
-        self.scale = _pair("scale", scale, 1e-3)
-        self.translate = check_real("translate", translate)
-        self.elastic = check_real("elastic", elastic)
-        if self.elastic < 0 or self.translate < 0:
-            raise ValueError("elastic and translate must be >= 0")
-        self.elastic_grid = check_int("elastic_grid", elastic_grid, 2)
-        self.gamma = _pair("gamma", gamma, 1e-3)
-        self.intensity = _pair("intensity", intensity, 0.0)
-        self.phase = bool(phase)
-
-    def config(self) -> dict:
-        """The settings (JSON-serialisable), for weight cards."""
-        return {"hflip": self.hflip, "vflip": self.vflip, "rotate_degrees": self.rotate, "scale": list(self.scale),
-                "translate": self.translate, "elastic": self.elastic, "elastic_grid": self.elastic_grid,
-                "gamma": list(self.gamma), "intensity": list(self.intensity), "phase": self.phase}
-
-    def __repr__(self) -> str:
-        return "BrainAugment(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor (b, C, H, W), got {type(x).__name__}")
-        if x.ndim != 4 or x.shape[1] not in (1, 2):
-            raise ValueError(f"x must have shape (b, C, H, W) with C = 1 or 2 (real, imaginary), got {tuple(x.shape)}")
-        if x.is_complex() or not x.is_floating_point():
-            raise TypeError(f"x must be a real floating tensor, got {x.dtype}")
-        b, c, h, w = x.shape
-        if b == 0:
-            return x
-        g = generator
-        dev, dt = x.device, x.dtype
-        on_x = lambda t: t.to(device=dev, dtype=dt)
-        u = torch.rand(b, 7, generator=g)
-        sx = torch.where(u[:, 0] < self.hflip, -1.0, 1.0)
-        sy = torch.where(u[:, 1] < self.vflip, -1.0, 1.0)
-        ang = torch.deg2rad((2 * u[:, 2] - 1) * self.rotate)
-        s = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 3]
-        tx, ty = (2 * u[:, 4] - 1) * self.translate, (2 * u[:, 5] - 1) * self.translate
-        # output pixel p samples the input at theta @ [p, 1]: rotation / scale, then the flips
-        cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
-        theta = torch.stack([torch.stack([cos * sx, -sin * sx, tx], 1),
-                             torch.stack([sin * sy, cos * sy, ty], 1)], 1)  # (b, 2, 3)
-        grid = F.affine_grid(on_x(theta), [b, c, h, w], align_corners=False)
-        if self.elastic > 0:
-            d = torch.randn(b, 2, self.elastic_grid, self.elastic_grid, generator=g) * self.elastic
-            d = F.interpolate(d, size=(h, w), mode="bicubic", align_corners=True)
-            grid = grid + on_x(d.permute(0, 2, 3, 1))
-        y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-        lg0, lg1 = math.log(self.gamma[0]), math.log(self.gamma[1])
-        gam = on_x(torch.exp(lg0 + (lg1 - lg0) * u[:, 6])).reshape(b, 1, 1, 1)
-        amp = on_x(self.intensity[0] + (self.intensity[1] - self.intensity[0])
-                  * torch.rand(b, generator=g)).reshape(b, 1, 1, 1)
-        m = y.abs() if c == 1 else torch.sqrt((y * y).sum(dim=1, keepdim=True))
-        factor = amp * torch.where(m > 0, m.clamp_min(1e-12) ** (gam - 1), torch.zeros_like(m))
-        y = y * factor
-        if c == 2 and self.phase:
-            phi = _phase_torch(b, h, w, g, dev, dt)[:, None]
-            cs, sn = torch.cos(phi), torch.sin(phi)
-            re, im = y[:, :1], y[:, 1:]
-            y = torch.cat([re * cs - im * sn, re * sn + im * cs], dim=1)
-        return y.contiguous()
-
-
-def augment(images, seed=None, **options) -> np.ndarray:
-    """Augment a stack of images with :class:`BrainAugment` (numpy in, numpy out).
-
-    Parameters
-    ----------
-    images : array, (n, H, W) real or complex, or (H, W)
-        Complex images are augmented as (real, imaginary) channels and get a
-        smooth random phase.
-    seed : int, numpy Generator or torch.Generator, optional
-    **options
-        :class:`BrainAugment` settings.
-
-    Returns
-    -------
-    numpy.ndarray of the input's shape; float32 or complex64.
-    """
-    a = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if a.dtype == object or a.dtype.kind not in "biufc":
-        raise TypeError(f"images must be a numeric array, got dtype {a.dtype}")
-    if a.ndim not in (2, 3):
-        raise ValueError(f"images must have shape (n, H, W) or (H, W), got {a.shape}")
-    single = a.ndim == 2
-    a = a[None] if single else a
-    if np.iscomplexobj(a):
-        t = torch.from_numpy(np.stack([a.real, a.imag], axis=1).astype(np.float32))
-    else:
-        t = torch.from_numpy(a.astype(np.float32)[:, None])
-    out = BrainAugment(**options)(t, _torch_generator(seed)).numpy()
-    res = (out[:, 0] + 1j * out[:, 1]).astype(np.complex64) if np.iscomplexobj(a) else out[:, 0]
-    return res[0] if single else res
-
-
-# ------------------------------------------------------------------ 3-D phantoms
-def random_ellipsoids(shape, count: int = 12, seed=None) -> np.ndarray:
-    """A random 3-D ellipsoid phantom, float32 ``(nz, ny, nx)`` in ``[0, 1]``.
-
-    A body ellipsoid (value 0.5..0.8, semi-axes 0.7..0.9 in-plane and
-    0.8..1.2 along z of the half-widths) plus ``count`` inner ellipsoids
-    (random orientation about z, semi-axes 0.05..0.3, values in
-    [-0.25, 0.25]), summed and clipped to [0, 1].  Axial slices are 2-D
-    ellipse phantoms that change smoothly along z: a cheap stand-in for a
-    CT volume when the MNI template is not wanted.
-
-    Parameters
-    ----------
-    shape : (nz, ny, nx)
-    count : int
-    seed : int or numpy Generator, optional
-    """
-    try:
-        nz, ny, nx = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be (nz, ny, nx), got {shape!r}") from None
-    if min(nz, ny, nx) < 1:
-        raise ValueError(f"shape must be positive, got {shape!r}")
-    count = check_int("count", count, 0)
-    rng = np.random.default_rng(seed)
-    z = np.linspace(-1, 1, nz, dtype=np.float32)[:, None, None]
-    y = np.linspace(1, -1, ny, dtype=np.float32)[None, :, None]
-    x = np.linspace(-1, 1, nx, dtype=np.float32)[None, None, :]
-    vol = np.zeros((nz, ny, nx), dtype=np.float32)
-    rows = [(rng.uniform(0.5, 0.8), rng.uniform(0.7, 0.9), rng.uniform(0.7, 0.9), rng.uniform(0.8, 1.2),
-             0.0, 0.0, 0.0, rng.uniform(0, np.pi))]
-    for _ in range(count):
-        r = 0.5 * rng.uniform(0, 1) ** (1 / 3)
-        d = rng.normal(size=3)
-        d /= np.linalg.norm(d) + 1e-12
-        rows.append((rng.uniform(-0.25, 0.25), *rng.uniform(0.05, 0.3, 3), *(r * d), rng.uniform(0, np.pi)))
-    for v, a, b, cz, x0, y0, z0, phi in rows:  # a loop over the few ellipsoids, vectorised over voxels
-        cs, sn = np.cos(phi), np.sin(phi)
-        u = (x - x0) * cs + (y - y0) * sn
-        w = -(x - x0) * sn + (y - y0) * cs
-        vol += np.float32(v) * (((u / a) ** 2 + (w / b) ** 2 + ((z - z0) / cz) ** 2) <= 1.0)
-    return np.clip(vol, 0.0, 1.0)

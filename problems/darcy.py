@@ -45,11 +45,12 @@ import numpy as np
 import scipy.fft
 import scipy.interpolate
 import scipy.sparse.linalg
-from ..operators.darcy import darcy_system, embed_interior
 
+from ..datasets.pde_formats import create_darcy_layout
+from ..operators.darcy import darcy_system, embed_interior
+from ..solvers.api import solve
 from ..utils.atomic import atomic_path
 from ..utils.checks import check_int, check_real
-from ..datasets.pde_formats import create_darcy_layout
 from ..utils.version import __version__
 
 __all__ = [
@@ -213,15 +214,13 @@ def _solve_nodes(a, f, rtol, method, x0, allow_nonpositive, options):
         u_int = scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
         iterations = 0
     else:
-        from ..solvers import api  # generator layer: may run solvers
-
         if x0 is not None:
             x0 = np.asarray(x0, dtype=np.float64)
             if x0.shape != a.shape:
                 raise ValueError(f"x0 must have the shape of a {a.shape}, got {x0.shape}")
             x0 = np.ascontiguousarray(x0[1:-1, 1:-1]).ravel()
         options.setdefault("check_symmetry", False)  # symmetric by construction
-        res = api.solve(A, b, method=method, x0=x0, rtol=rtol, **options)
+        res = solve(A, b, method=method, x0=x0, rtol=rtol, **options)
         if not res.converged:
             raise RuntimeError(f"{method} did not reach rtol={rtol:g} on the Darcy system: {res.reason} after "
                                f"{res.iterations} iterations (relative residual {res.residuals[-1]:.3g})")
@@ -282,8 +281,6 @@ def _job(args):
     return index, a, u, info
 
 
-
-
 def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *, workers: int | None = None,
                    progress: bool = True, chunk: int = 1, compression: str | None = None, alpha: float = 2.0,
                    tau: float = 3.0, hi: float = 12.0, lo: float = 3.0, rtol: float = 1e-10,
@@ -338,66 +335,74 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
         ``path``.
     """
     n = check_int("n", n, 1)
-    res = check_int("res", res, 3)
-    sub = check_int("sub", sub, 1)
     seed = check_int("seed", seed, 0)
-    if (res - 1) // sub + 1 < 3:
-        raise ValueError(f"sub = {sub} leaves fewer than 3 points per side of res = {res}")
-    if workers is None:
-        workers = os.cpu_count() or 1
-    workers = min(check_int("workers", workers, 1), n)
-    if grid not in GRIDS:
-        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
-    kw = dict(res=res, sub=sub, alpha=check_real("alpha", alpha, positive=True), tau=check_real("tau", tau, positive=True),
-              hi=check_real("hi", hi, positive=True), lo=check_real("lo", lo, positive=True),
-              rtol=check_real("rtol", rtol, positive=True), method=method, grid=grid)
-    s = (res - 1) // sub + 1
-    coords = (np.linspace(0.0, 1.0, res) if grid == "node" else _centres(res))[::sub]
-    from tqdm.auto import tqdm
-
+    kw = _sample_options(res, sub, alpha, tau, hi, lo, rtol, method, grid)
+    workers = min(check_int("workers", (os.cpu_count() or 1) if workers is None else workers, 1), n)
     t0 = time.perf_counter()
-    max_iterations = 0
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            nu, tensor = create_darcy_layout(h5, n, (s, s), x=coords, y=coords, chunk=chunk,
-                                             compression=compression)
-            bar = tqdm(total=n, desc="darcy", unit="sample", disable=not progress)
-
-            def store(result):
-                nonlocal max_iterations
-                i, a, u, info = result
-                nu[i] = a
-                tensor[i, 0] = u
-                max_iterations = max(max_iterations, info["iterations"])
-                bar.update(1)
-
-            try:
-                if workers == 1:
-                    for i in range(n):
-                        store(_job((seed, i, kw)))
-                else:
-                    ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
-                    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as ex:
-                        try:
-                            pending, nxt = set(), 0
-                            while nxt < n or pending:
-                                while nxt < n and len(pending) < 2 * workers:  # bounded memory
-                                    pending.add(ex.submit(_job, (seed, nxt, kw)))
-                                    nxt += 1
-                                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                                for fut in done:
-                                    store(fut.result())
-                        except BaseException:
-                            ex.shutdown(wait=True, cancel_futures=True)
-                            raise
-            finally:
-                bar.close()
+            max_iterations = _write_samples(h5, n, seed, kw, workers, chunk, compression, progress)
             attrs = dict(generator=GENERATOR, version=__version__, seed=seed,
-                         seed_scheme="numpy.random.SeedSequence(seed).spawn(n)[i] -> default_rng", n=n, res=res,
-                         sub=sub, alpha=kw["alpha"], tau=kw["tau"], hi=kw["hi"], lo=kw["lo"], beta=1.0,
+                         seed_scheme="numpy.random.SeedSequence(seed).spawn(n)[i] -> default_rng", n=n,
+                         **{k: kw[k] for k in ("res", "sub", "alpha", "tau", "hi", "lo")}, beta=1.0,
                          rtol=kw["rtol"], solver=method, grid=grid, max_iterations=max_iterations,
                          seconds=time.perf_counter() - t0,
                          equation="-div(a grad u) = 1 on (0,1)^2, u = 0 on the boundary")
             for k, v in attrs.items():
                 h5.attrs[k] = v
     return os.fspath(path)
+
+
+def _write_samples(h5, n, seed, kw, workers, chunk, compression, progress) -> int:
+    """Create the layout in ``h5`` and fill it with samples ``0..n-1``; returns the most solver iterations."""
+    s = (kw["res"] - 1) // kw["sub"] + 1
+    coords = (np.linspace(0.0, 1.0, kw["res"]) if kw["grid"] == "node" else _centres(kw["res"]))[::kw["sub"]]
+    nu, tensor = create_darcy_layout(h5, n, (s, s), x=coords, y=coords, chunk=chunk, compression=compression)
+    from tqdm.auto import tqdm  # optional dependency, imported where the bar is made
+
+    stats = {"max_iterations": 0}
+    with tqdm(total=n, desc="darcy", unit="sample", disable=not progress) as bar:
+        def store(result):
+            i, a, u, info = result
+            nu[i] = a
+            tensor[i, 0] = u
+            stats["max_iterations"] = max(stats["max_iterations"], info["iterations"])
+            bar.update(1)
+
+        _run_samples(store, n, seed, kw, workers)
+    return stats["max_iterations"]
+
+
+def _sample_options(res, sub, alpha, tau, hi, lo, rtol, method, grid) -> dict:
+    """The checked keyword arguments of :func:`darcy_sample` (errors name the argument)."""
+    res = check_int("res", res, 3)
+    sub = check_int("sub", sub, 1)
+    if (res - 1) // sub + 1 < 3:
+        raise ValueError(f"sub = {sub} leaves fewer than 3 points per side of res = {res}")
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+    reals = {name: check_real(name, v, positive=True)
+             for name, v in (("alpha", alpha), ("tau", tau), ("hi", hi), ("lo", lo), ("rtol", rtol))}
+    return dict(res=res, sub=sub, **reals, method=method, grid=grid)
+
+
+def _run_samples(store, n: int, seed: int, kw: dict, workers: int) -> None:
+    """Compute samples ``0..n-1`` (in this process or in ``workers`` spawned ones) and ``store`` each result."""
+    if workers == 1:
+        for i in range(n):
+            store(_job((seed, i, kw)))
+        return
+    ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as ex:
+        try:
+            pending, nxt = set(), 0
+            while nxt < n or pending:
+                while nxt < n and len(pending) < 2 * workers:  # bounded memory
+                    pending.add(ex.submit(_job, (seed, nxt, kw)))
+                    nxt += 1
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    store(fut.result())
+        except BaseException:
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise

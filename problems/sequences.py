@@ -288,13 +288,19 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
         raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
     heat = _Heat(n, steps, float(dt))
     worst, iters = _reference_solves(heat, method, rtol, progress)
-    meta = {
+    meta = _heat_meta(heat, seed, method, rtol, worst, iters)
+    return Sequence(f"heat2d-n{n}-T{steps}", steps, heat.system, contexts=heat.kappa.copy(),
+                    context_range=context_span(heat.kappa), meta=meta, affine=(heat.M, heat.scales, heat.shifts))
+
+
+def _heat_meta(heat: _Heat, seed: int, method: str, rtol: float, worst: float, iters: int) -> dict:
+    return {
         "kind": "heat2d",
-        "n": n,
-        "unknowns": n * n,
-        "steps": steps,
-        "T": steps,
-        "dt": float(dt),
+        "n": heat.n,
+        "unknowns": heat.n * heat.n,
+        "steps": heat.steps,
+        "T": heat.steps,
+        "dt": float(heat.dt),
         "h": heat.h,
         "seed": seed,
         "kappa": "max(0.1 sin 2 pi t, -10 sin 2 pi t) at the half step t_k + dt/2",
@@ -306,8 +312,6 @@ def heat2d(n: int = 50, steps: int = 5000, *, dt: float = 1e-3, seed: int = 0, r
         "reference_max_rel_residual": worst,
         "reference_iterations": iters,
     }
-    return Sequence(f"heat2d-n{n}-T{steps}", steps, heat.system, contexts=heat.kappa.copy(),
-                    context_range=context_span(heat.kappa), meta=meta, affine=(heat.M, heat.scales, heat.shifts))
 
 
 def _reference_solves(heat: _Heat, method: str, rtol: float, progress: bool) -> tuple[float, int]:

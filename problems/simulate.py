@@ -53,16 +53,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..utils.checks import check_int, check_real
 from ..datasets.fastmri import write_ct, write_kspace
+from ..operators.ct import ParallelBeamProjector, default_n_det
+from ..operators.mri import (
+    acceleration,
+    birdcage_maps,
+    fft2c,
+    gaussian1d_mask,
+    ifft2c,
+    poisson2d_mask,
+    rss,
+    uniform1d_mask,
+)
+from ..utils.checks import check_int, check_real
 from ..utils.version import __version__
+from .brain import brain_slices, brain_volume, complex_brain_slices
+from .phantoms import random_ellipsoids
 
 __all__ = ["CTSimulation", "MRISimulation", "make_mask", "simulate_ct", "simulate_mri", "write_ct_testset",
            "write_mri_testset"]
 
 _MASKS = ("uniform1d", "gaussian1d", "poisson2d")
-
-
 
 
 # ------------------------------------------------------------------ MRI
@@ -110,8 +121,6 @@ class MRISimulation:
 
 def make_mask(kind, shape, accel: float, *, acs: float = 0.08, seed=0) -> np.ndarray:
     """A sampling mask by name: ``uniform1d`` / ``gaussian1d`` -> (nx,), ``poisson2d`` -> (ny, nx) bool."""
-    from ..operators.mri import gaussian1d_mask, poisson2d_mask, uniform1d_mask
-
     ny, nx = shape
     if kind == "uniform1d":
         return uniform1d_mask(nx, accel, acs=acs, seed=seed)
@@ -182,51 +191,14 @@ def simulate_mri(images, coils: int = 8, *, mask="uniform1d", accel: float = 4.0
     -------
     MRISimulation
     """
-    from ..operators.mri import acceleration, birdcage_maps, fft2c, ifft2c, rss
-
     x = _images(images).astype(np.complex128)
     d = _downsample(downsample, x.shape)
     n, Hf, Wf = x.shape
     ny, nx = Hf // d, Wf // d
-    if isinstance(seed, np.random.Generator):
-        rng_mask, rng_noise = seed, seed
-    else:
-        s = check_int("seed", seed, 0)
-        rng_mask, rng_noise = (np.random.default_rng(c) for c in np.random.SeedSequence(s).spawn(2))
-
-    if isinstance(maps, str):
-        if maps != "birdcage":
-            raise ValueError(f"maps must be 'birdcage' or an array, got {maps!r}")
-        coils = check_int("coils", coils, 1)
-        maps_fine = birdcage_maps(coils, (Hf, Wf), dtype=np.complex128)[None]  # (1, C, Hf, Wf)
-        maps_out = birdcage_maps(coils, (ny, nx), dtype=np.complex128)[None]   # = maps_fine[..., ::d, ::d]
-        maps_name = "birdcage (sigpy, r=1.5), normalised to sum_c |S_c|^2 = 1"
-    else:
-        if d != 1:
-            raise ValueError("maps given as an array need downsample=1 (the fine-grid maps are unknown)")
-        m = np.asarray(maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else maps)
-        if m.ndim == 3:
-            m = m[None]
-        if m.ndim != 4 or m.shape[-2:] != (ny, nx) or m.shape[0] not in (1, n):
-            raise ValueError(f"maps must have shape (coils, {ny}, {nx}) or ({n}, coils, {ny}, {nx}), got {m.shape}")
-        if not np.all(np.isfinite(m)):
-            raise ValueError("maps contain NaN or Inf")
-        maps_fine = maps_out = m.astype(np.complex128)
-        coils = m.shape[1]
-        maps_name = "given"
-
-    if isinstance(mask, str):
-        mask_name = mask
-        mask = make_mask(mask, (ny, nx), accel, acs=acs, seed=rng_mask)
-    else:
-        mask_name = "given"
-        mask = np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask)
-        if mask.shape not in ((nx,), (ny, nx)):
-            raise ValueError(f"mask must have shape ({nx},) or ({ny}, {nx}), got {mask.shape}")
-        mask = mask != 0
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        raise ValueError("mask samples nothing")
+    rng_mask, rng_noise = _mask_and_noise_rngs(seed)
+    maps_fine, maps_out, maps_name = _coil_maps(maps, coils, n, (Hf, Wf), d)
+    coils = maps_out.shape[1]
+    mask, mask_name = _sampling_mask(mask, (ny, nx), accel, acs, rng_mask)
     m2 = np.broadcast_to(mask, (ny, nx))
 
     kfull = fft2c(maps_fine * x[:, None])  # (n, C, Hf, Wf)
@@ -236,18 +208,13 @@ def simulate_mri(images, coils: int = 8, *, mask="uniform1d", accel: float = 4.0
     else:
         image = x
     rms = float(np.sqrt(np.mean(np.abs(kfull) ** 2)))
-    if snr_db is None or (isinstance(snr_db, numbers.Real) and math.isinf(snr_db) and snr_db > 0):
-        sigma, snr = 0.0, None
-    else:
-        snr = check_real("snr_db", snr_db)
-        sigma = rms * 10.0 ** (-snr / 20.0)
+    snr, sigma = _noise_level(snr_db, rms)
     noise = (rng_noise.standard_normal(kfull.shape) + 1j * rng_noise.standard_normal(kfull.shape)) \
         * (sigma / math.sqrt(2.0))
     k = np.where(m2, kfull + noise, 0).astype(np.complex64)
     maps_out = np.broadcast_to(maps_out, (n, coils, ny, nx)).astype(np.complex64)
     ref = rss(ifft2c(kfull)).astype(np.float32)
     acc = acceleration(mask)
-    crime = d == 1
     attrs = {
         "acquisition": "simulated",
         "generator": "krylearn.problems.simulate.simulate_mri",
@@ -264,7 +231,7 @@ def simulate_mri(images, coils: int = 8, *, mask="uniform1d", accel: float = 4.0
         "snr_definition": "20 log10(rms(fully sampled noiseless k-space, all slices/coils/entries) / sigma), "
                           "sigma = std of each complex noise sample (E|n|^2 = sigma^2), noise on sampled entries",
         "kspace_rms": rms,
-        "inverse_crime": bool(crime),
+        "inverse_crime": bool(d == 1),
         "simulation_grid": np.array([Hf, Wf], dtype=np.int64),
         "downsample": int(d),
         "fft": "centred orthonormal 2D DFT (krylearn.operators.mri.fft2c), DC at (ky//2, kx//2)",
@@ -273,7 +240,65 @@ def simulate_mri(images, coils: int = 8, *, mask="uniform1d", accel: float = 4.0
     }
     return MRISimulation(kspace=k, mask=mask, maps=maps_out, image=image.astype(np.complex64),
                          noiseless=kfull.astype(np.complex64), reference_rss=ref, sigma=float(sigma),
-                         snr_db=snr, acceleration=float(acc), inverse_crime=crime, attrs=attrs)
+                         snr_db=snr, acceleration=float(acc), inverse_crime=d == 1, attrs=attrs)
+
+
+def _mask_and_noise_rngs(seed):
+    """Two generators (one for the mask, one for the noise); a given numpy Generator serves both."""
+    if isinstance(seed, np.random.Generator):
+        return seed, seed
+    s = check_int("seed", seed, 0)
+    return tuple(np.random.default_rng(c) for c in np.random.SeedSequence(s).spawn(2))
+
+
+def _noise_level(snr_db, rms: float) -> tuple[float | None, float]:
+    """``(snr_db or None, sigma)``: the per-entry complex noise std for ``snr_db`` (0 for None / +inf)."""
+    if snr_db is None or (isinstance(snr_db, numbers.Real) and math.isinf(snr_db) and snr_db > 0):
+        return None, 0.0
+    snr = check_real("snr_db", snr_db)
+    return snr, rms * 10.0 ** (-snr / 20.0)
+
+
+def _coil_maps(maps, coils, n: int, fine_shape, d: int):
+    """``(maps on the simulation grid, maps on the output grid, description)``, complex128 ``(1 or n, C, ., .)``."""
+    Hf, Wf = fine_shape
+    ny, nx = Hf // d, Wf // d
+    if isinstance(maps, str):
+        if maps != "birdcage":
+            raise ValueError(f"maps must be 'birdcage' or an array, got {maps!r}")
+        coils = check_int("coils", coils, 1)
+        maps_fine = birdcage_maps(coils, (Hf, Wf), dtype=np.complex128)[None]  # (1, C, Hf, Wf)
+        maps_out = birdcage_maps(coils, (ny, nx), dtype=np.complex128)[None]   # = maps_fine[..., ::d, ::d]
+        return maps_fine, maps_out, "birdcage (sigpy, r=1.5), normalised to sum_c |S_c|^2 = 1"
+    if d != 1:
+        raise ValueError("maps given as an array need downsample=1 (the fine-grid maps are unknown)")
+    m = np.asarray(maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else maps)
+    if m.ndim == 3:
+        m = m[None]
+    if m.ndim != 4 or m.shape[-2:] != (ny, nx) or m.shape[0] not in (1, n):
+        raise ValueError(f"maps must have shape (coils, {ny}, {nx}) or ({n}, coils, {ny}, {nx}), got {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("maps contain NaN or Inf")
+    m = m.astype(np.complex128)
+    return m, m, "given"
+
+
+def _sampling_mask(mask, shape, accel, acs, rng) -> tuple[np.ndarray, str]:
+    """``(bool mask (nx,) or (ny, nx), its name)`` from a mask name or an array."""
+    ny, nx = shape
+    if isinstance(mask, str):
+        name = mask
+        mask = make_mask(mask, (ny, nx), accel, acs=acs, seed=rng)
+    else:
+        name = "given"
+        mask = np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask)
+        if mask.shape not in ((nx,), (ny, nx)):
+            raise ValueError(f"mask must have shape ({nx},) or ({ny}, {nx}), got {mask.shape}")
+        mask = mask != 0
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        raise ValueError("mask samples nothing")
+    return mask, name
 
 
 def _pick(n_total: int, n_slices):
@@ -321,15 +346,11 @@ def write_mri_testset(path, split: str = "test", size: int = 64, accel: float = 
     ``snr_db``, ``noise_sigma``, ``acceleration``, ``split``,
     ``slice_z`` (MNI z indices), ...).
     """
-    from .brain import complex_brain_slices
-
     size = check_int("size", size, 8)
     seed = check_int("seed", seed, 0)
     d = 1 if inverse_crime else 2
     x, z = complex_brain_slices(split, d * size, seed=seed, volume=volume, return_index=True)
     # the foreground rule is applied on the output grid, as for the training slices
-    from .brain import brain_slices
-
     _, z_out = brain_slices(split, size, volume=volume, return_index=True)
     keep = np.isin(z, z_out)
     x, z = x[keep], z[keep]
@@ -399,8 +420,6 @@ def simulate_ct(volume, views: int = 8, *, noise: float = 0.0, seed=0, downsampl
     -------
     CTSimulation
     """
-    from ..operators.ct import ParallelBeamProjector, default_n_det
-
     v = _images(volume, "volume")
     if np.iscomplexobj(v):
         raise TypeError("volume must be real")
@@ -478,8 +497,6 @@ def write_ct_testset(path, views: int = 8, *, size: int = 128, split: str = "tes
     -------
     str, the path.
     """
-    from .brain import brain_volume, random_ellipsoids
-
     size = check_int("size", size, 8)
     seed = check_int("seed", seed, 0)
     d = 1 if inverse_crime else 2

@@ -54,35 +54,36 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.ndimage
 import torch
-import torch.nn.functional as F
 
 from ..datasets.systems import LinearSystem, SystemsWriter
-from ..operators.stencil import FLUID, SOLID, PoissonGrid
+from ..operators.stencil import FLUID, PoissonGrid
 from ..solvers.api import PCG_METHODS, solve
 from ..solvers.preconditioners import make_preconditioner
 from ..solvers.result import SolveResult
+from .smoke_grid import face_shape, fixed_faces, grid_coords, sample_field, source_indices
+from .smoke_scene import (
+    BOUNDARIES,
+    DEFAULT_SOURCE,
+    SCENES,
+    ball_mask,
+    check_obstacle,
+    check_source,
+    draw_obstacles,
+    fluid_flags,
+    real_number,
+    resolve_source,
+)
 
 __all__ = [
     "SCENES",
     "BOUNDARIES",
+    "DEFAULT_SOURCE",
     "SmokeSimulation",
     "StepOutput",
     "draw_obstacles",
     "generate_poisson_systems",
 ]
-
-#: Scenes :class:`SmokeSimulation` knows.
-SCENES = ("smoke-plume", "smoke-obstacle")
-#: Domain boundary kinds.
-BOUNDARIES = ("open", "closed")
-
-#: Default smoke source: ``center`` None = the scene default (horizontally
-#: centred with a seeded jitter, at 10% of the height), ``radius`` in domain
-#: units (at least 1.5 cells), injected ``density`` and upward ``velocity``.
-DEFAULT_SOURCE = {"center": None, "radius": 0.06, "density": 1.0, "velocity": 1.0}
-_SOURCE_JITTER = 0.05  # +- horizontal jitter of the default source centre (domain units)
 
 
 # --------------------------------------------------------------------- output
@@ -143,150 +144,42 @@ class StepOutput:
         )
 
 
-# --------------------------------------------------------------------- helpers
-def _sample(fld: torch.Tensor, offset, coords: torch.Tensor) -> torch.Tensor:
-    """Multilinear interpolation of a grid field.
-
-    Parameters
-    ----------
-    fld : tensor, shape S (2 or 3 dims)
-        ``fld[idx]`` lives at cell-index coordinate ``idx + offset``.
-    offset : sequence of float, length dim
-    coords : tensor, shape (*P, dim), P with dim dims
-        Query points in cell-index coordinates (cell ``c``'s centre is ``c``),
-        array-axis order. Points outside the field's samples are clamped.
-
-    Returns
-    -------
-    tensor, shape P
-    """
-    dim = fld.ndim
-    g = torch.empty_like(coords)
-    for a in range(dim):
-        k = dim - 1 - a  # grid_sample wants (x, y[, z]): reversed axis order
-        size = fld.shape[a]
-        scale = 2.0 / (size - 1) if size > 1 else 0.0
-        torch.sub(coords[..., a], offset[a], out=g[..., k])
-        g[..., k].mul_(scale).sub_(1.0)
-    out = F.grid_sample(fld[None, None], g[None], mode="bilinear", padding_mode="border", align_corners=True)
-    return out[0, 0]
-
-
-def _base_coords(shape, offset, dtype, device) -> torch.Tensor:
-    """Cell-index coordinates ``idx + offset`` of every sample of a field of ``shape``: (*shape, dim)."""
-    axes = [torch.arange(s, dtype=dtype, device=device).add_(o) for s, o in zip(shape, offset)]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-
-
-def _face_shape(shape, a):
-    return tuple(s + 1 if i == a else s for i, s in enumerate(shape))
-
-
-def _real(value, name, *, positive=False, nonneg=False):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonneg and v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
-
-
-def _vector(value, dim, name):
-    try:
-        vals = [float(v) for v in value]
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of {dim} numbers, got {value!r}") from None
-    if len(vals) != dim or not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"{name} must be {dim} finite numbers (array-axis order), got {value!r}")
-    return vals
-
-
-def _check_obstacle(ob, dim, k):
-    if not isinstance(ob, dict):
-        raise TypeError(f"obstacles[{k}] must be a dict, got {type(ob).__name__}")
-    kind = ob.get("kind")
-    if kind not in ("sphere", "box"):
-        raise ValueError(f"obstacles[{k}]['kind'] must be 'sphere' or 'box', got {kind!r}")
-    if "center" not in ob:
-        raise ValueError(f"obstacles[{k}] needs a 'center' ({dim} numbers, array-axis order)")
-    out = {"kind": kind, "center": _vector(ob["center"], dim, f"obstacles[{k}]['center']")}
-    if kind == "sphere":
-        if "radius" not in ob:
-            raise ValueError(f"obstacles[{k}] (sphere) needs a 'radius'")
-        out["radius"] = _real(ob["radius"], f"obstacles[{k}]['radius']", positive=True)
-    else:
-        if "half_size" not in ob:
-            raise ValueError(f"obstacles[{k}] (box) needs a 'half_size' (a number or {dim} numbers)")
-        hs = ob["half_size"]
-        if isinstance(hs, (numbers.Real, np.number)) and not isinstance(hs, bool):
-            hs = [hs] * dim
-        hs = _vector(hs, dim, f"obstacles[{k}]['half_size']")
-        if any(v <= 0 for v in hs):
-            raise ValueError(f"obstacles[{k}]['half_size'] must be > 0, got {hs}")
-        out["half_size"] = hs
-    extra = set(ob) - {"kind", "center", "radius", "half_size"}
-    if extra:
-        raise ValueError(f"obstacles[{k}] has unknown keys {sorted(extra)}")
-    return out
-
-
-def draw_obstacles(rng: np.random.Generator, extent, up_axis: int, source_center, max_count: int = 3):
-    """Draw 1..``max_count`` non-overlapping boxes/spheres above the source.
-
-    The first obstacle sits within +-0.1 (horizontally) of the source so the
-    plume hits it; the others anywhere between 35% and 75% of the height,
-    keeping 0.06 from the walls and 0.05 from each other.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    extent : sequence of float
-        Domain size per axis (array-axis order).
-    up_axis : int
-    source_center : sequence of float
-
-    Returns
-    -------
-    list of dict
-        ``{"kind": "sphere", "center": [...], "radius": r}`` or
-        ``{"kind": "box", "center": [...], "half_size": [...]}``.
-    """
-    dim = len(extent)
-    count = int(rng.integers(1, max_count + 1))
-    out, bounds = [], []
-    for k in range(count):
-        for _ in range(100):
-            if rng.integers(2) == 0:
-                radius = float(rng.uniform(0.07, 0.13))
-                shape_spec = {"radius": radius}
-                half, bound = [radius] * dim, radius
-            else:
-                half = [float(v) for v in rng.uniform(0.05, 0.12, size=dim)]
-                shape_spec = {"half_size": half}
-                bound = float(np.linalg.norm(half))
-            center = []
-            for a in range(dim):
-                lo, hi = half[a] + 0.06, extent[a] - half[a] - 0.06
-                if a == up_axis:
-                    c = rng.uniform(0.35, 0.75) * extent[a]
-                elif k == 0:
-                    c = source_center[a] + rng.uniform(-0.1, 0.1)
-                else:
-                    c = rng.uniform(0.15, 0.85) * extent[a]
-                center.append(float(min(max(c, lo), hi)))
-            if all(math.dist(center, o["center"]) > bound + bo + 0.05 for o, bo in zip(out, bounds)):
-                kind = "sphere" if "radius" in shape_spec else "box"
-                out.append({"kind": kind, "center": center, **shape_spec})
-                bounds.append(bound)
-                break
-    return out
-
-
 # ------------------------------------------------------------------ simulation
+def _check_shape(shape) -> tuple:
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of 2 or 3 ints, got {shape!r}") from None
+    if len(shape) not in (2, 3) or not all(
+        isinstance(s, (numbers.Integral, np.integer)) and not isinstance(s, bool) for s in shape
+    ):
+        raise ValueError(f"shape must be a tuple of 2 or 3 ints, got {shape!r}")
+    shape = tuple(int(s) for s in shape)
+    if min(shape) < 8:
+        raise ValueError(f"shape sizes must be >= 8, got {shape}")
+    return shape
+
+
+def _check_options(scene, boundary, seed, dt, cfl, dt_max, buoyancy, solver, rtol, dtype) -> dict:
+    """The checked scalar options of :class:`SmokeSimulation` (errors name the argument)."""
+    if scene not in SCENES:
+        raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    out = {"dt": None if dt is None else real_number(dt, "dt", positive=True),
+           "cfl": real_number(cfl, "cfl", positive=True),
+           "dt_max": real_number(dt_max, "dt_max", positive=True),
+           "buoyancy": real_number(buoyancy, "buoyancy")}
+    if not isinstance(solver, str):
+        raise TypeError(f"solver must be a method name (str), got {type(solver).__name__}")
+    out["rtol"] = real_number(rtol, "rtol", positive=True)
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return out
+
+
 class SmokeSimulation:
     """Incompressible smoke on a MAC grid; every step yields a pressure system.
 
@@ -384,53 +277,17 @@ class SmokeSimulation:
         dtype: torch.dtype = torch.float64,
         device="cpu",
     ):
-        # ---------------------------------------------------------- checks
-        try:
-            shape = tuple(shape)
-        except TypeError:
-            raise TypeError(f"shape must be a tuple of 2 or 3 ints, got {shape!r}") from None
-        if len(shape) not in (2, 3) or not all(
-            isinstance(s, (numbers.Integral, np.integer)) and not isinstance(s, bool) for s in shape
-        ):
-            raise ValueError(f"shape must be a tuple of 2 or 3 ints, got {shape!r}")
-        shape = tuple(int(s) for s in shape)
-        if min(shape) < 8:
-            raise ValueError(f"shape sizes must be >= 8, got {shape}")
-        if scene not in SCENES:
-            raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
-        if boundary not in BOUNDARIES:
-            raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if dt is not None:
-            dt = _real(dt, "dt", positive=True)
-        cfl = _real(cfl, "cfl", positive=True)
-        dt_max = _real(dt_max, "dt_max", positive=True)
-        buoyancy = _real(buoyancy, "buoyancy")
-        if not isinstance(solver, str):
-            raise TypeError(f"solver must be a method name (str), got {type(solver).__name__}")
-        rtol = _real(rtol, "rtol", positive=True)
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        if source is None:
-            source = {}
-        if not isinstance(source, dict):
-            raise TypeError(f"source must be a dict, got {type(source).__name__}")
-        unknown = set(source) - set(DEFAULT_SOURCE)
-        if unknown:
-            raise ValueError(f"source has unknown keys {sorted(unknown)}; allowed: {sorted(DEFAULT_SOURCE)}")
-
+        shape = _check_shape(shape)
+        opts = _check_options(scene, boundary, seed, dt, cfl, dt_max, buoyancy, solver, rtol, dtype)
+        source = check_source(source)
         dim = len(shape)
-        self.shape = shape
-        self.dim = dim
-        self.scene = scene
-        self.boundary = boundary
+        self.shape, self.dim, self.scene, self.boundary = shape, dim, scene, boundary
         self.seed = int(seed)
         self.up_axis = dim - 2
         self.h = 1.0 / max(shape)
-        self.dt_fixed, self.cfl, self.dt_max = dt, cfl, dt_max
-        self.buoyancy = buoyancy
-        self.solver, self.rtol = solver, rtol
+        self.dt_fixed, self.cfl, self.dt_max = opts["dt"], opts["cfl"], opts["dt_max"]
+        self.buoyancy = opts["buoyancy"]
+        self.solver, self.rtol = solver, opts["rtol"]
         self.reuse_preconditioner = bool(reuse_preconditioner)
         self._M = None
         self.dtype = dtype
@@ -439,117 +296,35 @@ class SmokeSimulation:
         self.time = 0.0
         extent = [s * self.h for s in shape]
         rng = np.random.default_rng(self.seed)
-
-        # ---------------------------------------------------------- source
-        src = dict(DEFAULT_SOURCE, **source)
-        if src["center"] is None:
-            jitter = rng.uniform(-_SOURCE_JITTER, _SOURCE_JITTER, size=dim)
-            src["center"] = [
-                0.1 * extent[a] if a == self.up_axis else 0.5 * extent[a] + float(jitter[a]) for a in range(dim)
-            ]
-        else:
-            rng.uniform(size=dim)  # keep the obstacle draw independent of this choice
-        src["center"] = _vector(src["center"], dim, "source['center']")
-        src["radius"] = max(_real(src["radius"], "source['radius']", positive=True), 1.5 * self.h)
-        src["density"] = _real(src["density"], "source['density']", nonneg=True)
-        src["velocity"] = _real(src["velocity"], "source['velocity']")
-        self.source = src
-
-        # ------------------------------------------------------- obstacles
+        self.source = resolve_source(source, extent, self.up_axis, self.h, rng)
         if obstacles is None:
-            obstacles = draw_obstacles(rng, extent, self.up_axis, src["center"]) if scene == "smoke-obstacle" else []
+            obstacles = draw_obstacles(rng, extent, self.up_axis, self.source["center"]) \
+                if scene == "smoke-obstacle" else []
         if not isinstance(obstacles, (list, tuple)):
             raise TypeError(f"obstacles must be a list of dicts, got {type(obstacles).__name__}")
-        self.obstacles = [_check_obstacle(ob, dim, k) for k, ob in enumerate(obstacles)]
-
-        # ----------------------------------------------------------- flags
-        solid = self._rasterize_obstacles()  # numpy bool, shape
-        fluid = ~solid
-        src_mask = self._ball_mask(src["center"], src["radius"])
-        labels, count = scipy.ndimage.label(fluid)
-        if count == 0:
-            raise ValueError("obstacles cover the whole domain: no fluid cell left")
-        keep_ids = np.unique(labels[src_mask & fluid])
-        if keep_ids.size:
-            sizes = np.bincount(labels.ravel(), minlength=count + 1)
-            keep = int(keep_ids[np.argmax(sizes[keep_ids])])
-        else:
-            sizes = np.bincount(labels.ravel(), minlength=count + 1)
-            sizes[0] = 0
-            keep = int(np.argmax(sizes))
-        sealed = fluid & (labels != keep)
-        self.sealed_cells = int(sealed.sum())
-        fluid &= labels == keep
-        flags_np = np.where(fluid, FLUID, SOLID).astype(np.uint8)
-        flags_np.setflags(write=False)
-        self._flags_np = flags_np
-        self.flags = torch.from_numpy(flags_np.copy()).to(self.device)
-        self._fluid = self.flags == FLUID
-        self._solid = ~self._fluid
-
-        # --------------------------------------------------------- sides
-        sides = []
-        for a in range(dim):
-            sides += ["solid", "empty" if (boundary == "open" and a == self.up_axis) else "solid"]
-        self.sides = tuple(sides)
-        self.operator = PoissonGrid(shape, flags_np, boundary=self.sides, dtype=torch.float64)
-        self.A = self.operator.to_sparse()
-
-        # fixed (zero-velocity) faces: touching a solid cell or on a solid side
-        solid_t = self._solid
-        self._fixed = []
-        for a in range(dim):
-            n = shape[a]
-            fx = torch.empty(_face_shape(shape, a), dtype=torch.bool, device=self.device)
-            torch.logical_or(solid_t.narrow(a, 0, n - 1), solid_t.narrow(a, 1, n - 1), out=fx.narrow(a, 1, n - 1))
-            for side, face, cell in ((0, 0, 0), (1, n, n - 1)):
-                if self.sides[2 * a + side] == "solid":
-                    fx.narrow(a, face, 1).fill_(True)
-                else:
-                    fx.narrow(a, face, 1).copy_(solid_t.narrow(a, cell, 1))
-            self._fixed.append(fx)
-
-        # source indices (flat): cells and the up-faces bordering them
-        src_fluid = torch.from_numpy(src_mask).to(self.device) & self._fluid
-        self._src_cells = torch.nonzero(src_fluid.reshape(-1)).flatten()
-        up, nu = self.up_axis, shape[self.up_axis]
-        src_faces = torch.zeros(_face_shape(shape, up), dtype=torch.bool, device=self.device)
-        src_faces.narrow(up, 0, nu).logical_or_(src_fluid)
-        src_faces.narrow(up, 1, nu).logical_or_(src_fluid)
-        src_faces.logical_and_(~self._fixed[up])
-        self._src_faces = torch.nonzero(src_faces.reshape(-1)).flatten()
-
-        # -------------------------------------------------------- fields
-        self.velocity = [torch.zeros(_face_shape(shape, a), dtype=dtype, device=self.device) for a in range(dim)]
+        self.obstacles = [check_obstacle(ob, dim, k) for k, ob in enumerate(obstacles)]
+        self._setup_grid()
+        self.velocity = [torch.zeros(face_shape(shape, a), dtype=dtype, device=self.device) for a in range(dim)]
         self.density = torch.zeros(shape, dtype=dtype, device=self.device)
         self._face_offset = [tuple(-0.5 if b == a else 0.0 for b in range(dim)) for a in range(dim)]
         self._cell_offset = (0.0,) * dim
 
-    # ------------------------------------------------------------ geometry
-    def _axis_coords(self):
-        """Cell-centre positions per axis, shaped for broadcasting (numpy)."""
-        out = []
-        for a, s in enumerate(self.shape):
-            c = (np.arange(s, dtype=np.float64) + 0.5) * self.h
-            out.append(c.reshape([s if b == a else 1 for b in range(self.dim)]))
-        return out
-
-    def _ball_mask(self, center, radius):
-        r2 = sum((c - c0) ** 2 for c, c0 in zip(self._axis_coords(), center))
-        return np.broadcast_to(r2 <= radius * radius, self.shape).copy()
-
-    def _rasterize_obstacles(self):
-        solid = np.zeros(self.shape, dtype=bool)
-        coords = self._axis_coords()
-        for ob in self.obstacles:
-            if ob["kind"] == "sphere":
-                solid |= self._ball_mask(ob["center"], ob["radius"])
-            else:
-                inside = np.ones(self.shape, dtype=bool)
-                for c, c0, hs in zip(coords, ob["center"], ob["half_size"]):
-                    inside &= np.abs(c - c0) <= hs
-                solid |= inside
-        return solid
+    def _setup_grid(self) -> None:
+        """Cell flags, the pressure operator, the fixed faces and the source's cells and faces."""
+        src_mask = ball_mask(self.shape, self.h, self.source["center"], self.source["radius"])
+        self._flags_np, self.sealed_cells = fluid_flags(self.shape, self.h, self.obstacles, src_mask)
+        self.flags = torch.from_numpy(self._flags_np.copy()).to(self.device)
+        self._fluid = self.flags == FLUID
+        self._solid = ~self._fluid
+        sides = []
+        for a in range(self.dim):
+            sides += ["solid", "empty" if (self.boundary == "open" and a == self.up_axis) else "solid"]
+        self.sides = tuple(sides)
+        self.operator = PoissonGrid(self.shape, self._flags_np, boundary=self.sides, dtype=torch.float64)
+        self.A = self.operator.to_sparse()
+        self._fixed = fixed_faces(self._solid, self.sides)
+        src_fluid = torch.from_numpy(src_mask).to(self.device) & self._fluid
+        self._src_cells, self._src_faces = source_indices(src_fluid, self._fixed[self.up_axis], self.up_axis)
 
     # ------------------------------------------------------------ properties
     @property
@@ -610,7 +385,7 @@ class SmokeSimulation:
 
     def _velocity_at(self, coords: torch.Tensor) -> torch.Tensor:
         return torch.stack(
-            [_sample(u, self._face_offset[a], coords) for a, u in enumerate(self.velocity)], dim=-1
+            [sample_field(u, self._face_offset[a], coords) for a, u in enumerate(self.velocity)], dim=-1
         )
 
     def _backtrace(self, coords: torch.Tensor, dt: float) -> torch.Tensor:
@@ -626,11 +401,11 @@ class SmokeSimulation:
     def _advect(self, dt: float) -> None:
         new_vel = []
         for a, u in enumerate(self.velocity):
-            c = self._backtrace(_base_coords(u.shape, self._face_offset[a], self.dtype, self.device), dt)
-            new_vel.append(_sample(u, self._face_offset[a], c))
+            c = self._backtrace(grid_coords(u.shape, self._face_offset[a], self.dtype, self.device), dt)
+            new_vel.append(sample_field(u, self._face_offset[a], c))
             del c
-        c = self._backtrace(_base_coords(self.shape, self._cell_offset, self.dtype, self.device), dt)
-        self.density = _sample(self.density, self._cell_offset, c)
+        c = self._backtrace(grid_coords(self.shape, self._cell_offset, self.dtype, self.device), dt)
+        self.density = sample_field(self.density, self._cell_offset, c)
         del c
         self.velocity = new_vel
 
