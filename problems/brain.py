@@ -66,6 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..datasets.fileio import check_readable
 from ..utils.checks import check_int, check_real
 from .augment import BrainAugment, augment
 from .phantoms import random_ellipsoids, random_phantom
@@ -188,14 +189,19 @@ def mni152_volume(path=None) -> np.ndarray:
     ------
     ImportError
         nilearn / nibabel missing (``pip install krylearn[data]``).
+    FileNotFoundError, IsADirectoryError, PermissionError
+        ``path`` does not exist, is a folder or cannot be read.
+    ValueError
+        ``path`` is not a readable 3-D NIfTI volume.
     """
     if path is None:
         path = mni152_path()
     elif not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or PathLike, got {type(path).__name__}")
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file {path!r}")
+    try:
+        path, _ = check_readable(os.path.abspath(os.fspath(path)))
+    except OSError as e:  # not found, a folder, no permission: the message names the argument
+        raise type(e)(f"path: {e}") from None
     return _read_nifti(path).copy()
 
 

@@ -176,3 +176,12 @@ def test_fastmri_and_darcy_readers_refuse_declared_sizes_the_file_cannot_hold(tm
         h.create_dataset("nu", shape=(10**7, 5, 5), dtype="f4", chunks=(1, 5, 5))
     with pytest.raises(FormatError, match=r"d.h5: nu: declares shape \(10000000, 5, 5\)"):
         read_darcy(darcy, count=1)
+
+
+def test_nifti_reader_names_the_argument_and_what_is_wrong(tmp_path):
+    from krylearn.problems.brain import mni152_volume
+
+    with pytest.raises(IsADirectoryError, match="path: expected a file, got a folder"):
+        mni152_volume(tmp_path)
+    with pytest.raises(FileNotFoundError, match="path: no such file"):
+        mni152_volume(tmp_path / "missing.nii.gz")
