@@ -1,6 +1,8 @@
-"""krylearn: learned and classical solvers for PDEs and inverse problems."""
+"""krylearn: learned and classical solvers for PDEs and inverse problems.
 
-from .utils.version import __version__
+The public entry points: :func:`solve` (one call), :class:`Solver` (set up
+once, solve many right-hand sides) and :class:`SolveResult`.
+"""
 
 import os as _os
 
@@ -9,7 +11,9 @@ import os as _os
 # on 2-core machines); the workqueue layer does not, and is as fast here.
 _os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-from .solvers.result import SolveResult  # noqa: E402
 from .solvers.api import solve  # noqa: E402
+from .solvers.result import SolveResult  # noqa: E402
+from .solvers.solver import Solver  # noqa: E402
+from .utils.version import __version__  # noqa: E402
 
-__all__ = ["solve", "SolveResult", "__version__"]
+__all__ = ["solve", "Solver", "SolveResult", "__version__"]

@@ -1,7 +1,8 @@
 """Linear operators: the abstraction every krylearn solver works on."""
 
-from .base import Compose, Dense, Diagonal, Identity, Operator, Scaled, Sum, as_operator, aslinearoperator
-from .interop import from_sigpy, to_sigpy
+from .base import Compose, Dense, Diagonal, Identity, Operator, Scaled, Sum, aslinearoperator
+from .convert import as_operator
+from .interop import ScipyOperator, from_sigpy, to_sigpy
 from .sparse import SparseMatrix
 from .stencil import EMPTY, FLUID, SOLID, Laplacian, PoissonGrid, flags_from_matrix
 
@@ -24,4 +25,5 @@ __all__ = [
     "aslinearoperator",
     "from_sigpy",
     "to_sigpy",
+    "ScipyOperator",
 ]

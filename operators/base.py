@@ -3,7 +3,7 @@
 An :class:`Operator` maps tensors of shape ``(*batch, *ishape)`` to tensors of
 shape ``(*batch, *oshape)`` on one torch device and dtype.  Operators compose
 like matrices (``A @ B``, ``A + B``, ``2 * A``, ``A.H``, ``A.N``) and convert
-to scipy (:meth:`Operator.to_scipy`), to sigpy (:meth:`Operator.to_sigpy`)
+to scipy (:meth:`Operator.to_scipy`), to sigpy (:func:`krylearn.operators.to_sigpy`)
 and, where the operator is a matrix, to a scipy CSR matrix
 (:meth:`Operator.to_sparse`).
 
@@ -196,12 +196,6 @@ class Operator:
     def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
         """A :class:`scipy.sparse.linalg.LinearOperator` on flat numpy vectors."""
         return aslinearoperator(self)
-
-    def to_sigpy(self):
-        """A :class:`sigpy.linop.Linop` with the same shapes (numpy arrays in and out)."""
-        from .interop import to_sigpy
-
-        return to_sigpy(self)
 
 
 # ---------------------------------------------------------------- composites
@@ -458,46 +452,6 @@ def aslinearoperator(op: Operator) -> scipy.sparse.linalg.LinearOperator:
     )
 
 
-def as_operator(A, *, name: str = "A", device=None, dtype=None) -> Operator:
-    """Turn ``A`` into an :class:`Operator`.
-
-    Accepts an Operator, a scipy sparse matrix or array, a dense numpy array
-    or torch tensor (2-D), a torch sparse tensor (COO/CSR) or a sigpy Linop.
-    """
-    from .sparse import SparseMatrix
-
-    if isinstance(A, Operator):
-        op = A
-    elif scipy.sparse.issparse(A):
-        op = SparseMatrix(A)
-    elif isinstance(A, torch.Tensor) and A.layout in (torch.sparse_coo, torch.sparse_csr):
-        op = SparseMatrix(A)
-    elif isinstance(A, (np.ndarray, torch.Tensor)):
-        if A.ndim != 2:
-            raise ValueError(f"{name} must be 2-D, got shape {tuple(A.shape)}")
-        op = Dense(A)
-    elif _is_sigpy_linop(A):
-        from .interop import from_sigpy
-
-        op = from_sigpy(A)
-    else:
-        raise TypeError(
-            f"{name} must be a krylearn Operator, scipy sparse matrix, numpy array, "
-            f"torch tensor or sigpy Linop, got {type(A).__name__}"
-        )
-    if device is not None or dtype is not None:
-        op = op.to(device=device, dtype=dtype)
-    return op
-
-
-def _is_sigpy_linop(A) -> bool:
-    try:
-        import sigpy
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(A, sigpy.linop.Linop)
-
-
 __all__: Sequence[str] = [
     "Operator",
     "Sum",
@@ -507,5 +461,4 @@ __all__: Sequence[str] = [
     "Diagonal",
     "Dense",
     "aslinearoperator",
-    "as_operator",
 ]

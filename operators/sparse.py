@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
 
 import numpy as np
@@ -85,8 +86,10 @@ class SparseMatrix(Operator):
         return (T @ x.T).T
 
     def _scipy_view(self) -> scipy.sparse.csr_matrix:
+        """A zero-copy scipy view of the stored CPU arrays (never modified)."""
         if self._scipy is None:
-            self._scipy = self.to_sparse()
+            self._scipy = scipy.sparse.csr_matrix(
+                (self.data.numpy(), self.indices.numpy(), self.indptr.numpy()), shape=self.shape, copy=False)
         return self._scipy
 
     def _torch(self, dtype) -> torch.Tensor:
@@ -106,13 +109,14 @@ class SparseMatrix(Operator):
         return self._transpose
 
     def diagonal(self):
-        d = self.to_sparse().diagonal()
+        d = self._scipy_view().diagonal() if self.device.type == "cpu" else self.to_sparse().diagonal()
         return torch.from_numpy(d).to(self.device)
 
     def to_sparse(self) -> scipy.sparse.csr_matrix:
+        """A scipy CSR copy (callers may modify it freely)."""
         return scipy.sparse.csr_matrix(
             (self.data.cpu().numpy(), self.indices.cpu().numpy(), self.indptr.cpu().numpy()),
-            shape=self.shape,
+            shape=self.shape, copy=True,
         )
 
     def to_torch(self) -> torch.Tensor:
@@ -132,37 +136,83 @@ class SparseMatrix(Operator):
 
 
 def _csr_parts(A):
-    """``(indptr, indices, data, shape)`` of ``A`` in canonical CSR form."""
+    """``(indptr, indices, data, shape)`` of ``A`` in canonical CSR form, validated; ``A`` is never modified."""
     if scipy.sparse.issparse(A):
-        A = scipy.sparse.csr_matrix(A)
-        A.sum_duplicates()
-        A.sort_indices()
+        A = scipy.sparse.csr_matrix(A)  # shares the arrays of a CSR input
+        if len(A.indptr) and A.indptr[-1] != len(A.data):
+            raise ValueError(f"A: indptr ends at {A.indptr[-1]} but there are {len(A.data)} stored values")
+        _check_indices(A.indices, A.shape[1])
+        if not A.has_canonical_format:
+            A = A.copy()  # sum_duplicates/sort_indices work in place: never on the caller's arrays
+            A.sum_duplicates()
+            A.sort_indices()
         return A.indptr, A.indices, A.data, A.shape
     if isinstance(A, torch.Tensor):
         if A.layout == torch.sparse_coo:
+            idx = A._indices()
+            if A.ndim != 2:
+                raise ValueError(f"A must be a 2-D sparse tensor, got shape {tuple(A.shape)}")
+            if idx.numel() and (bool((idx < 0).any()) or bool((idx[0] >= A.shape[0]).any())
+                                or bool((idx[1] >= A.shape[1]).any())):
+                raise ValueError(f"A: COO indices must lie within the shape {tuple(A.shape)}")
             A = A.coalesce().to_sparse_csr()
         if A.layout != torch.sparse_csr:
             raise TypeError(f"A: expected a sparse torch tensor, got layout {A.layout}")
-        return A.crow_indices(), A.col_indices(), A.values(), tuple(A.shape)
+        parts = (A.crow_indices().cpu().numpy(), A.col_indices().cpu().numpy(), A.values(), tuple(A.shape))
+        _check_csr(parts[0], parts[1], parts[2].numel(), parts[3])
+        canonical = _is_canonical(parts[0], parts[1])
+        if canonical:
+            return A.crow_indices(), A.col_indices(), A.values(), parts[3]
+        return _csr_parts(scipy.sparse.csr_matrix((A.values().detach().cpu().numpy(), parts[1], parts[0]),
+                                                  shape=parts[3]))
     if isinstance(A, tuple) and len(A) == 4:
         indptr, indices, data, shape = A
-        indptr, indices, data = (np.asarray(a) if not isinstance(a, torch.Tensor) else a.cpu().numpy() for a in (indptr, indices, data))
-        shape = tuple(int(s) for s in shape)
-        if len(shape) != 2:
-            raise ValueError(f"shape must be (m, n), got {shape}")
-        if indptr.ndim != 1 or indptr.shape[0] != shape[0] + 1:
-            raise ValueError(f"indptr must have length m+1 = {shape[0] + 1}, got shape {indptr.shape}")
+        indptr, indices, data = (a.cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+                                 for a in (indptr, indices, data))
+        try:
+            shape = tuple(operator.index(s) for s in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a pair of integers, got {shape!r}") from None
+        if len(shape) != 2 or min(shape) < 0:
+            raise ValueError(f"shape must be (m, n) with m, n >= 0, got {shape}")
+        for name, a in (("indptr", indptr), ("indices", indices)):
+            if a.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
         if indices.shape != data.shape or indices.ndim != 1:
             raise ValueError(f"indices and data must be 1-D of equal length, got {indices.shape} and {data.shape}")
-        if indptr[0] != 0 or indptr[-1] != len(data) or np.any(np.diff(indptr) < 0):
-            raise ValueError("indptr must start at 0, be non-decreasing and end at len(data)")
-        if len(indices) and (indices.min() < 0 or indices.max() >= shape[1]):
-            raise ValueError(f"indices must lie in [0, {shape[1]})")
-        return _csr_parts(scipy.sparse.csr_matrix((data, indices, indptr), shape=shape))
+        _check_csr(indptr, indices, len(data), shape)
+        return _csr_parts(scipy.sparse.csr_matrix((data, indices, indptr), shape=shape, copy=True))
     raise TypeError(
         "A must be a scipy sparse matrix, a torch sparse tensor or (indptr, indices, data, shape), "
         f"got {type(A).__name__}"
     )
+
+
+def _check_indices(indices: np.ndarray, n: int) -> None:
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise ValueError(f"A: column indices must lie in [0, {n}), got values in "
+                         f"[{int(indices.min())}, {int(indices.max())}]")
+
+
+def _check_csr(indptr: np.ndarray, indices: np.ndarray, nnz: int, shape) -> None:
+    """Raise ``ValueError`` unless the CSR arrays describe a valid ``shape`` matrix (nothing out of bounds)."""
+    if indptr.ndim != 1 or indptr.shape[0] != shape[0] + 1:
+        raise ValueError(f"A: indptr must have length m+1 = {shape[0] + 1}, got shape {indptr.shape}")
+    if len(indices) != nnz:
+        raise ValueError(f"A: {len(indices)} column indices for {nnz} stored values")
+    if indptr[0] != 0 or int(indptr[-1]) != nnz or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"A: indptr must start at 0, be non-decreasing and end at the number of stored values ({nnz})")
+    _check_indices(indices, shape[1])
+
+
+def _is_canonical(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    """Sorted, duplicate-free column indices in every row."""
+    if len(indices) < 2:
+        return True
+    step = np.diff(indices.astype(np.int64))
+    row_start = np.zeros(len(indices), dtype=bool)
+    row_start[indptr[1:-1][indptr[1:-1] < len(indices)]] = True
+    return bool(np.all((step > 0) | row_start[1:]))
 
 
 __all__ = ["SparseMatrix"]

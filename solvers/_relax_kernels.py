@@ -308,3 +308,37 @@ def greedy_coloring(indptr, indices):
             c += 1
         colors[i] = c
     return colors
+
+
+# ------------------------------------------------------- whole-solve loop
+@numba.njit(cache=True)
+def sor_solve(indptr, indices, data, dinv, first, last, x, b, omega, tol, r0, maxiter, symmetric, divergence,
+              hist):
+    """SOR (or SSOR) sweeps on ``x`` until ``||r|| <= tol``, in one compiled loop; absolute residuals into ``hist``.
+
+    The same sweeps, residuals and tests as the driver running
+    :class:`~krylearn.solvers.relaxation.RelaxationStepper` on the
+    lexicographic engine, so the iterates are identical.  Returns
+    ``(iterations, code)``: code 0 maxiter, 1 converged, 2 nonfinite, 3 diverged.
+    """
+    it = 0
+    code = 0
+    while it < maxiter:
+        it += 1
+        if symmetric:
+            sor_forward(indptr, indices, data, dinv, last, x, b, omega, False)
+            rr = sor_backward(indptr, indices, data, dinv, first, x, b, omega, True)
+        else:
+            rr = sor_forward(indptr, indices, data, dinv, last, x, b, omega, True)
+        rn = np.sqrt(rr)
+        hist[it] = rn
+        if not np.isfinite(rn):
+            code = 2
+            break
+        if rn <= tol:
+            code = 1
+            break
+        if rn > divergence * r0:
+            code = 3
+            break
+    return it, code

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from ..operators.base import Identity, Operator
 
-from .krylov import cg
+from .api import cg
 
 __all__ = [
     "ADMM_TV_CG_STEPS",

@@ -1,173 +1,316 @@
-"""Krylov solvers: (preconditioned) conjugate gradients."""
+"""Conjugate gradients: the CG stepper, the CG / PCG methods and :func:`cg`.
+
+:class:`CGStepper` is one (preconditioned) CG iteration on ``(k, n)``
+iterates; :class:`CGMethod` is its setup (symmetry check, null space,
+preconditioner), run by :class:`~krylearn.solvers.solver.Solver` under the
+shared driver (:mod:`.driver`), which owns the stopping rule and confirms
+convergence on the true residual.  The function is :func:`krylearn.solvers.cg`.  Inner products are Hermitian
+(``Re <a, b>``), so complex Hermitian positive definite systems work too.
+"""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
+import scipy.sparse
 import torch
 
-from ..operators.base import Operator
-
-from ._common import initial_status, make_result, prepare, relative
+from ..operators.base import Dense, Operator
+from ..operators.convert import as_operator
+from ..operators.sparse import SparseMatrix
+from . import _cg_kernels as K2
+from .base import IterativeMethod
+from .driver import Stepper
 from .nullspace import ConstantNullSpace, detect_constant_nullspace
+from .preconditioners import make_preconditioner
 from .result import SolveResult
+
+__all__ = ["CGStepper", "CGMethod", "PCG_CLASSES", "as_preconditioner", "check_hermitian"]
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise real inner products ``Re <a_i, b_i>`` of ``(k, n)`` tensors -> ``(k,)``."""
-    if a.shape[0] == 1 and not a.is_complex():
-        return torch.dot(a[0], b[0]).reshape(1)
     if a.is_complex():
         return (a.conj() * b).real.sum(dim=1)
+    if a.shape[0] == 1:
+        return torch.dot(a[0], b[0]).reshape(1)
     return (a * b).sum(dim=1)
 
 
-def _norm(a: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(a, dim=1)
-
-
-def _as_apply(M):
-    if M is None:
-        return None
-    if isinstance(M, Operator):
-        return M._apply
-    if callable(M):
-        return M
-    raise TypeError(f"M must be a krylearn Operator or a callable on (k, n) tensors, got {type(M).__name__}")
-
-
-def cg(A, b, x0=None, *, rtol=1e-6, atol=0.0, maxiter=None, M=None, callback=None,
-       nullspace="auto", dtype=None) -> SolveResult:
-    """Solve ``A x = b`` for symmetric positive (semi-)definite ``A`` by (preconditioned) CG.
+class CGStepper(Stepper):
+    """One (preconditioned) conjugate-gradient iteration per call.
 
     Parameters
     ----------
-    A : Operator, scipy sparse matrix, numpy array or torch tensor, (n, n)
-        Symmetric positive definite (or semidefinite with a constant null
-        space, see ``nullspace``).  Identically zero rows (the full-grid
-        convention for solid/empty cells) are allowed where ``b`` is zero.
-    b : numpy.ndarray or torch.Tensor, (n,) or (k, n)
-        Right-hand side(s); ``k`` systems are solved at once.
-    x0 : same type and shape as ``b``, optional
-        Initial guess (default zeros).
-    rtol, atol : float
-        Stop when ``||r|| <= max(rtol * ||b||, atol)`` (2-norm, scipy's rule).
-    maxiter : int, optional
-        Iteration limit (default ``10 * n``).
-    M : Operator or callable, optional
-        Preconditioner applying ``M^-1 ~ A^-1`` to a ``(k, n)`` tensor; must
-        be symmetric positive definite.
-    callback : callable, optional
-        Called as ``callback(xk)`` after every iteration with the current
-        iterate (shape of ``b``; a torch tensor).
-    nullspace : {"auto", None} or ConstantNullSpace
-        ``"auto"`` detects singular components whose rows sum to zero
-        (pure-Neumann regions), projects ``b`` onto the range and keeps the
-        iterates orthogonal to the null space; the minimum-norm solution is
-        returned and ``info["null_space"]`` counts the components.  A
-        :class:`~krylearn.solvers.nullspace.ConstantNullSpace` already
-        detected by the caller is used as given.
-    dtype : torch.dtype, optional
-        Working precision (default: promote ``A`` and ``b``; fp64 for fp64 input).
+    apply_A : callable
+        ``(k, n) -> (k, n)``, Hermitian positive (semi-)definite.
+    apply_M : callable, optional
+        The preconditioner ``M^-1`` on ``(k, n)`` tensors, Hermitian positive definite.
+    nullspace : ConstantNullSpace, optional
+        Kept out of the preconditioned residual and the residual.
 
-    Returns
-    -------
-    SolveResult
-        ``reason`` is ``"converged"``, ``"zero_rhs"``, ``"maxiter"``,
-        ``"indefinite"`` (``p.Ap <= 0`` or ``r.z <= 0``: ``A`` or ``M`` is not
-        SPD; ``x`` is the last iterate before that step), ``"breakdown"`` or
-        ``"nonfinite"``.
-
-    Examples
-    --------
-    >>> import numpy as np, scipy.sparse as sp
-    >>> from krylearn.solvers.krylov import cg
-    >>> A = sp.diags([-1, 2, -1], [-1, 0, 1], shape=(50, 50), format="csr")
-    >>> res = cg(A, np.ones(50), rtol=1e-10)
-    >>> res.converged, res.iterations <= 50
-    (True, True)
+    Each step computes ``z = M^-1 r``, the direction ``p = z + beta p`` (``beta
+    = 0`` after a (re)start), ``q = A p`` and the update; ``p.q <= 0`` or
+    ``r.z <= 0`` stop the row with ``"indefinite"``, non-finite values with
+    ``"nonfinite"``, before ``x`` changes.
     """
-    t_setup = time.perf_counter()
-    sys_ = prepare(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, dtype=dtype)
-    op, tol = sys_.op, sys_.tol
-    apply_A = op._apply
-    apply_M = _as_apply(M)
-    info = {"null_space": 0}
-    if isinstance(nullspace, ConstantNullSpace):
-        ns = nullspace
-    elif nullspace == "auto":
-        ns = detect_constant_nullspace(op)
-    elif nullspace is None:
-        ns = None
-    else:
-        raise ValueError(f"nullspace must be 'auto', None or a ConstantNullSpace, got {nullspace!r}")
-    b_ = sys_.b
-    if ns is not None:
-        b_ = ns.project(b_.clone())
-        info["null_space"] = ns.count
-        # relative size of the part of b that no x can match
-        info["inconsistency"] = (_norm(sys_.b - b_) / sys_.bnorm.clamp_min(1e-300)).max().item()
-    setup_seconds = time.perf_counter() - t_setup
 
-    t0 = time.perf_counter()
-    k = sys_.k
-    x = sys_.x0
-    if ns is not None:
-        ns.project(x)
-    nonzero_x0 = bool(x.any())
-    r = b_ - apply_A(x) if nonzero_x0 else b_.clone()
-    rnorm = _norm(r)
-    history = [relative(rnorm, sys_)]
-    iterations = torch.zeros(k, dtype=torch.int64)
-    reasons, active = initial_status(sys_, x, rnorm)
+    def __init__(self, apply_A, apply_M=None, nullspace: ConstantNullSpace | None = None):
+        self.apply_A = apply_A
+        self.apply_M = apply_M
+        self.ns = nullspace
+        self.matvecs = 0
 
-    def stop(mask: torch.Tensor, why: str):
-        for i in torch.nonzero(mask & active).flatten().tolist():
-            reasons[i] = why
-        active.copy_(active & ~mask)
+    def start(self, x, r, b):
+        self.x, self.r = x, r
+        k = x.shape[0]
+        self.p = torch.zeros_like(x)
+        real = x.real.dtype if x.is_complex() else x.dtype
+        self.rz = torch.ones(k, dtype=real, device=x.device)
+        self.fresh = torch.ones(k, dtype=torch.bool, device=x.device)
 
-    if active.any():
-        z = apply_M(r) if apply_M is not None else r
-        if ns is not None and apply_M is not None:
-            ns.project(z)
-        rz = _dot(r, z)
-        stop((rz <= 0).cpu() & (rnorm > 0).cpu(), "indefinite")
-        p = z.clone()
-    it = 0
-    while active.any() and it < sys_.maxiter:
-        it += 1
-        q = apply_A(p)
-        pq = _dot(p, q)
-        pq_c = pq.cpu()
-        stop(~torch.isfinite(pq_c), "nonfinite")
-        stop(pq_c <= 0, "indefinite")
+    def _precondition(self, r):
+        if self.apply_M is None:
+            return r
+        z = self.apply_M(r)
+        if self.ns is not None:
+            self.ns.project(z)
+        return z
+
+    def step(self, active):
+        if self.x.shape[0] == 1 and bool(active[0]):
+            return self._step_one()
+        x, r, p = self.x, self.r, self.p
         act = active.to(x.device)
-        alpha = torch.where(act, rz / torch.where(act, pq, torch.ones_like(pq)), torch.zeros_like(pq))
-        alpha = alpha.to(x.dtype).unsqueeze(1)
-        x.addcmul_(alpha, p)
-        r.addcmul_(alpha, q, value=-1)
-        if ns is not None:
-            ns.project(r)
-        rnorm = _norm(r)
-        iterations += active.long()
-        history.append(torch.where(active.to(rnorm.device), relative(rnorm, sys_), history[-1]))
-        stop(~torch.isfinite(rnorm).cpu(), "nonfinite")
-        stop((rnorm <= tol).cpu(), "converged")
-        if callback is not None:
-            callback(x.reshape(sys_.shape))
-        if not active.any():
-            break
-        z = apply_M(r) if apply_M is not None else r
-        if ns is not None and apply_M is not None:
-            ns.project(z)
-        rz_new = _dot(r, z)
-        stop((rz_new <= 0).cpu(), "indefinite")
-        beta = (rz_new / torch.where(rz == 0, torch.ones_like(rz), rz)).to(x.dtype).unsqueeze(1)
-        p.mul_(beta).add_(z)
-        rz = rz_new
-    if ns is not None:
-        ns.project(x)
-    solve_seconds = time.perf_counter() - t0
-    info["matvecs"] = it + int(nonzero_x0)
-    return make_result(sys_, x, history, iterations.numpy(), reasons, method="cg",
-                       setup_seconds=setup_seconds, solve_seconds=solve_seconds, info=info)
+        z = self._precondition(r)
+        rz = _dot(r, z)
+        bad_z = ~torch.isfinite(rz)
+        neg = torch.isfinite(rz) & (rz <= 0)
+        ok = act & ~bad_z & ~neg
+        beta = torch.where(self.fresh | ~ok, torch.zeros_like(rz), rz / torch.where(ok, self.rz, torch.ones_like(rz)))
+        p.copy_(torch.where(ok.unsqueeze(1), z + beta.to(p.dtype).unsqueeze(1) * p, p))
+        q = self.apply_A(p)
+        self.matvecs += 1
+        pq = _dot(p, q)
+        bad_q = ok & ~torch.isfinite(pq)
+        neg_q = ok & torch.isfinite(pq) & (pq <= 0)
+        go = ok & ~bad_q & ~neg_q
+        alpha = torch.where(go, rz / torch.where(go, pq, torch.ones_like(pq)), torch.zeros_like(pq))
+        g = go.unsqueeze(1)
+        x.add_(torch.where(g, alpha.to(x.dtype).unsqueeze(1) * p, torch.zeros_like(p)))
+        r.sub_(torch.where(g, alpha.to(r.dtype).unsqueeze(1) * q, torch.zeros_like(q)))
+        if self.ns is not None:
+            self.ns.project(r)
+        self.rz = torch.where(go, rz, self.rz)
+        self.fresh = self.fresh & ~go
+        flags = torch.stack([act & bad_z | bad_q, act & neg | neg_q]).cpu()
+        return torch.linalg.vector_norm(r, dim=1), {"nonfinite": flags[0], "indefinite": flags[1]}
+
+    def _step_one(self):
+        """The single-system path: Python scalars, no masks."""
+        x, r, p = self.x, self.r, self.p
+        z = self._precondition(r)
+        rz = float(_dot(r, z))
+        no = torch.zeros(1, dtype=torch.bool)
+        yes = torch.ones(1, dtype=torch.bool)
+        if not np.isfinite(rz):
+            return torch.linalg.vector_norm(r, dim=1), {"nonfinite": yes}
+        if rz <= 0:
+            return torch.linalg.vector_norm(r, dim=1), {"indefinite": yes}
+        if bool(self.fresh[0]):
+            p.copy_(z)
+        else:
+            p.mul_(rz / float(self.rz[0])).add_(z)
+        q = self.apply_A(p)
+        self.matvecs += 1
+        pq = float(_dot(p, q))
+        if not np.isfinite(pq):
+            return torch.linalg.vector_norm(r, dim=1), {"nonfinite": yes}
+        if pq <= 0:
+            return torch.linalg.vector_norm(r, dim=1), {"indefinite": yes}
+        alpha = rz / pq
+        x.add_(p, alpha=alpha)
+        r.sub_(q, alpha=alpha)
+        if self.ns is not None:
+            self.ns.project(r)
+        self.rz[0] = rz
+        self.fresh[0] = False
+        return torch.linalg.vector_norm(r, dim=1), {"nonfinite": no}
+
+    def replace(self, rows, r_true):
+        m = rows.to(self.r.device)
+        self.r.copy_(torch.where(m.unsqueeze(1), r_true, self.r))
+        self.fresh = self.fresh | m
+
+
+def as_preconditioner(M, n: int, name: str = "M"):
+    """A user's preconditioner as a function on ``(k, n)`` tensors.
+
+    Accepts a krylearn Operator, a scipy ``LinearOperator`` (pyamg's
+    ``ml.aspreconditioner()``), anything with ``shape`` and ``matvec``, a
+    dense array or a scipy sparse matrix (all applied as ``M @ r``), or a
+    callable on ``(k, n)`` tensors.
+    """
+    if M is None:
+        return None
+    if not isinstance(M, Operator) and callable(M) and not hasattr(M, "matvec") and not hasattr(M, "shape"):
+        return M
+    op = as_operator(M, name=name)
+    if op.shape != (n, n):
+        raise ValueError(f"{name} must be ({n}, {n}) to match A, got {op.shape}")
+    flat = op._apply if len(op.ishape) == 1 else (lambda v: op._apply(v.reshape((-1,) + op.ishape)).reshape(v.shape))
+
+    def apply(v):
+        out = flat(v.to(device=op.device) if v.device != op.device else v)
+        return out.to(device=v.device, dtype=v.dtype) if (out.device != v.device or out.dtype != v.dtype) else out
+
+    return apply
+
+
+def _is_matrix(op: Operator) -> bool:
+    return isinstance(op, (SparseMatrix, Dense))
+
+
+class CGMethod(IterativeMethod):
+    """CG, optionally preconditioned: ``"cg"`` (``M`` given by the user or none) and ``"pcg-*"``.
+
+    Options
+    -------
+    M : preconditioner for ``"cg"`` (see :func:`as_preconditioner`).
+    nullspace : {"auto", None} or ConstantNullSpace
+        ``"auto"`` detects exactly singular components of a stored matrix (pure
+        Neumann regions, see :func:`~krylearn.solvers.nullspace.detect_constant_nullspace`).
+    check_symmetry : bool
+        Reject a stored matrix that is not Hermitian (default True).
+    dtype : torch.dtype
+        Working precision (default: promote ``A`` and ``b``).
+    preconditioner options (``omega``, ``pivot_tol``, ``backend``, pyamg options) for ``"pcg-*"``.
+    """
+
+    name = "cg"
+    options = {"M": None, "nullspace": "auto", "check_symmetry": True, "dtype": None}
+    preconditioner_name: str | None = None
+
+    def __init__(self, op, csr, **options):
+        known = {k: options.pop(k) for k in list(options) if k in self.options}
+        self.pc_options = options if self.preconditioner_name else {}
+        if options and not self.preconditioner_name:
+            raise TypeError(f"cg got unknown option(s) {sorted(options)}; it accepts {sorted(self.options)}")
+        super().__init__(op, csr, **known)
+        self.dtype = self.opts["dtype"]
+        if self.opts["check_symmetry"] and csr is not None and _is_matrix(op):
+            check_hermitian(csr)
+        self.nullspace = self._nullspace(self.opts["nullspace"], csr, op)
+        if self.preconditioner_name:
+            if self.opts["M"] is not None:
+                raise TypeError(f"{self.name} builds its own preconditioner; pass M only with method='cg'")
+            self.M = make_preconditioner(self.preconditioner_name, op, csr=csr, **self.pc_options)
+            self._apply_M = self.M._apply
+        else:
+            self.M = self.opts["M"]
+            self._apply_M = as_preconditioner(self.M, op.shape[0])
+
+    @staticmethod
+    def _nullspace(choice, csr, op):
+        if isinstance(choice, ConstantNullSpace):
+            return choice
+        if choice == "auto":
+            return detect_constant_nullspace(csr, device=op.device)
+        if choice is None:
+            return None
+        raise ValueError(f"nullspace must be 'auto', None or a ConstantNullSpace, got {choice!r}")
+
+    def stepper(self, op, rhs):
+        return CGStepper(op._apply, self._apply_M, self.nullspace)
+
+    def preconditioner(self):
+        return self._apply_M
+
+    def info(self):
+        out = {"null_space": self.nullspace.count if self.nullspace is not None else 0}
+        if self.preconditioner_name:
+            out["preconditioner"] = dict(self.M.info)
+        return out
+
+
+def check_hermitian(csr: scipy.sparse.csr_matrix, name: str = "A") -> None:
+    """Reject a stored matrix that is not Hermitian: CG would silently go wrong."""
+    if not csr.nnz:
+        return
+    scale = float(np.abs(csr.data).max())
+    asym = K2.asymmetry(csr.indptr, csr.indices, csr.data)
+    if asym > 1e-12 * scale:
+        raise ValueError(
+            f"{name} is not symmetric (max |A - A^H| = {asym:.3g}, max |A| = {scale:.3g}): CG and the PCG "
+            "methods need a symmetric (Hermitian) positive definite matrix; pass check_symmetry=False to "
+            "override"
+        )
+
+
+def _pcg_class(pc: str, base=CGMethod):
+    return type(f"PCG_{pc}", (base,), {"name": f"pcg-{pc}", "preconditioner_name": pc})
+
+
+class _PCGSSOR(CGMethod):
+    """SSOR-PCG, with a compiled whole-solve loop for one real fp64 right-hand side on the CPU."""
+
+    def update_options(self, **options) -> bool:
+        """``omega`` changes rebuild only the preconditioner (no symmetry check, no null-space search)."""
+        if set(options) - {"omega"}:
+            return False
+        self.pc_options.update(options)
+        self.M = make_preconditioner("ssor", self.op, csr=self.csr, **self.pc_options)
+        self._apply_M = self.M._apply
+        return True
+
+    def fast_solve(self, b, x0, rtol, atol, maxiter):
+        M = self.M
+        if not (isinstance(b, np.ndarray) and b.ndim == 1 and b.dtype == np.float64 and self.nullspace is None
+                and self.op.dtype == torch.float64 and self.op.device.type == "cpu" and M.backend == "numba"
+                and b.shape == (self.op.shape[0],) and (x0 is None or (isinstance(x0, np.ndarray)
+                                                                       and x0.shape == b.shape))):
+            return None
+        if not np.all(np.isfinite(b)) or (x0 is not None and not np.all(np.isfinite(x0))):
+            return None  # the general path raises the right error
+        return _fast_pcg_ssor(self, M, b, x0, rtol, atol, maxiter)
+
+
+def _fast_pcg_ssor(method, M, b, x0, rtol, atol, maxiter):
+    t0 = time.perf_counter()
+    check_empty_rows(method.empty, b)
+    amax = float(np.max(np.abs(b))) if b.size else 0.0
+    s = np.ldexp(1.0, -np.frexp(amax)[1]) if amax > 0 else 1.0
+    bs = b * s
+    x = np.zeros_like(bs) if x0 is None else np.asarray(x0, dtype=np.float64) * s
+    bnorm = float(np.linalg.norm(bs))
+    info = {**method.info(), "fast_path": True}
+    if bnorm == 0:
+        return SolveResult(np.zeros_like(b), True, 0, np.zeros(1), "zero_rhs", 0.0, time.perf_counter() - t0,
+                           method.name, {**info, "true_residual": 0.0, "matvecs": 0})
+    tol = max(rtol * bnorm, atol * s)
+    c = M._csr
+    hist = np.empty(maxiter + 1)
+    empty_rows = np.nonzero(method.empty)[0].astype(np.int64)
+    it, code, matvecs, true_norm = K2.pcg_ssor_solve(c.indptr, c.indices, c.data, M._diag, M._wdinv, empty_rows,
+                                                     M.omega, x, bs, tol, maxiter, hist)
+    reason = "converged" if code == -1 else K2.CODES[code]
+    if true_norm < 0:
+        true_norm = float(np.linalg.norm(bs - c @ x))
+        matvecs += 1
+    info.update(true_residual=true_norm / bnorm, matvecs=int(matvecs))
+    return SolveResult(x / s, reason == "converged", int(it), hist[: it + 1] / bnorm, reason, 0.0,
+                       time.perf_counter() - t0, method.name, info)
+
+
+def check_empty_rows(empty: np.ndarray | None, b: np.ndarray) -> None:
+    """``ValueError`` when ``b`` (numpy, (n,)) is nonzero where ``A`` has an identically zero row."""
+    if empty is not None and empty.any() and np.any(b[empty] != 0):
+        idx = int(np.nonzero(empty & (b != 0))[0][0])
+        raise ValueError(f"b is nonzero at row {idx}, where A is identically zero (a solid/empty cell in the "
+                         "full-grid convention): the system has no solution; zero b there")
+
+
+#: The PCG methods by name.
+PCG_CLASSES = {"pcg-jacobi": _pcg_class("jacobi"), "pcg-ic": _pcg_class("ic0"),
+               "pcg-ssor": _pcg_class("ssor", _PCGSSOR), "pcg-amg": _pcg_class("amg")}

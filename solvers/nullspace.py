@@ -15,7 +15,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import torch
 
-from ..operators.base import Operator
+from ._cg_kernels import row_sums
 
 
 class ConstantNullSpace:
@@ -50,44 +50,46 @@ class ConstantNullSpace:
         return v
 
 
-def matrix_form(op: Operator) -> scipy.sparse.csr_matrix | None:
-    """``op`` as a CSR matrix with explicit zeros removed, or None for a matrix-free operator."""
-    try:
-        A = scipy.sparse.csr_matrix(op.to_sparse())
-    except NotImplementedError:
-        return None
-    A.eliminate_zeros()
-    return A
+def empty_rows(A: scipy.sparse.csr_matrix) -> np.ndarray:
+    """Boolean mask of the rows of a canonical CSR matrix that are identically zero (full-grid convention)."""
+    return np.diff(A.indptr) == 0
 
 
-def empty_rows(op: Operator, A: scipy.sparse.csr_matrix | None = None) -> np.ndarray | None:
-    """Boolean mask of rows that are identically zero (full-grid convention), or None if unknown.
-
-    ``A`` is ``op``'s :func:`matrix_form` when the caller already has it.
-    """
-    A = matrix_form(op) if A is None else A
-    return None if A is None else np.diff(A.indptr) == 0
-
-
-def detect_constant_nullspace(op: Operator, *, tol: float = 1e-10,
-                              A: scipy.sparse.csr_matrix | None = None) -> ConstantNullSpace | None:
+def detect_constant_nullspace(A: scipy.sparse.csr_matrix | None, *, device="cpu",
+                              slack: float = 2.0) -> ConstantNullSpace | None:
     """Find the singular components of a symmetric Laplacian-like matrix.
 
     A connected component (through off-diagonal nonzeros, identically zero
-    rows excluded) is singular when every one of its rows sums to zero
-    (``|sum_j A_ij| <= tol * |A_ii|``).  Returns None when there is none or
-    the operator has no matrix form.  ``A`` is ``op``'s :func:`matrix_form`
-    when the caller already has it.
+    rows excluded) is singular when ``A z = 0`` for its indicator ``z``, to
+    rounding: every row of it sums to zero within
+    ``slack * nnz_i * eps * sum_j |A_ij|`` (the rounding error of the sum
+    itself).  A matrix that is merely close to singular, such as a Neumann
+    Laplacian plus ``1e-10 I``, has no null space and is solved as it is.
+
+    Parameters
+    ----------
+    A : scipy.sparse.csr_matrix or None
+        Canonical CSR (sorted, no explicit zeros); None (a matrix-free
+        operator) returns None.
+    device : torch device of the returned projector.
+    slack : float
+        Multiple of the rounding bound allowed.
+
+    Returns
+    -------
+    ConstantNullSpace or None
     """
-    A = matrix_form(op) if A is None else A
-    if A is None:
+    if A is None or A.shape[0] == 0:
         return None
-    active = np.diff(A.indptr) > 0
-    rowsum = np.abs(np.asarray(A.sum(axis=1)).ravel())
-    zero_sum = active & (rowsum <= tol * np.abs(A.diagonal()))
+    eps = np.finfo(A.dtype).eps if np.issubdtype(A.dtype, np.inexact) else np.finfo(np.float64).eps
+    nnz_row = np.diff(A.indptr)
+    active = nnz_row > 0
+    rowsum, abssum = row_sums(A.indptr, A.data)
+    zero_sum = active & (rowsum <= slack * nnz_row * eps * abssum)
     if not zero_sum.any():
         return None
-    ncomp, comp = scipy.sparse.csgraph.connected_components(A, directed=False)
+    pattern = scipy.sparse.csr_matrix((np.ones(A.nnz, dtype=np.int8), A.indices, A.indptr), shape=A.shape)
+    ncomp, comp = scipy.sparse.csgraph.connected_components(pattern, directed=False)
     # a component is regular if any of its rows has a nonzero row sum (Dirichlet contact)
     regular = np.zeros(ncomp, dtype=bool)
     regular[comp[active & ~zero_sum]] = True
@@ -99,4 +101,4 @@ def detect_constant_nullspace(op: Operator, *, tol: float = 1e-10,
     relabel[singular] = np.arange(int(singular.sum()))
     labels = relabel[comp]
     labels[~active] = -1
-    return ConstantNullSpace(labels, device=op.device)
+    return ConstantNullSpace(labels, device=device)

@@ -21,7 +21,7 @@ round trip.
 Examples
 --------
 >>> import numpy as np, pyamg
->>> from krylearn.solvers.krylov import cg
+>>> from krylearn.solvers import cg
 >>> from krylearn.solvers.preconditioners import make_preconditioner
 >>> A = pyamg.gallery.poisson((32, 32), format="csr")
 >>> M = make_preconditioner("ic0", A)
@@ -37,12 +37,14 @@ import time
 import warnings
 
 import numpy as np
+import pyamg
 import scipy.sparse
 import torch
 
-from ..operators.base import Operator, as_operator
-
+from ..operators.base import Operator
+from ..operators.convert import as_operator
 from . import _relax_kernels as K
+from .inputs import canonical_csr
 
 #: Names accepted by :func:`make_preconditioner`.
 PRECONDITIONERS = ("jacobi", "ic", "ic0", "ssor", "amg")
@@ -78,21 +80,41 @@ class Preconditioner(Operator):
         return f"<{type(self).__name__} n={self.shape[0]} dtype={self.dtype} device={self.device} setup={self.setup_seconds:.3g}s>"
 
 
-def _operator(A) -> Operator:
+def _operator(A, csr=None, *, real: bool = False, matrix: bool = True, what: str = "this preconditioner"):
+    """``(op, csr, empty)`` for ``A``: a square operator on vectors, its canonical CSR (given or built)
+    and the mask of its identically zero rows.  ``csr`` is None only for a matrix-free ``A`` when
+    ``matrix`` is False."""
     op = as_operator(A, name="A")
     if not op.is_square or len(op.ishape) != 1:
         raise ValueError(f"A must be a square operator on vectors (ishape (n,)), got {op.oshape}x{op.ishape}")
-    if op.dtype.is_complex:
-        raise TypeError(f"A must be real for this preconditioner, got dtype {op.dtype}")
-    return op
+    if real and op.dtype.is_complex:
+        raise TypeError(f"A must be real for {what}, got dtype {op.dtype}")
+    if csr is None:
+        csr = canonical_csr(op)
+    if csr is None:
+        if matrix:
+            raise TypeError(
+                f"A must have a matrix form for {what}: a scipy sparse matrix, an array, a SparseMatrix or an "
+                f"operator implementing to_sparse(); {type(op).__name__} does not")
+        return op, None, None
+    return op, csr, np.diff(csr.indptr) == 0
+
+
+_NP = {torch.float32: np.float32, torch.float64: np.float64, torch.complex64: np.complex64,
+       torch.complex128: np.complex128}
 
 
 def _np_dtype(dtype: torch.dtype):
-    return np.float32 if dtype == torch.float32 else np.float64
+    return _NP[dtype]
 
 
 def _work_dtype(op: Operator) -> torch.dtype:
-    return op.dtype if op.dtype in (torch.float32, torch.float64) else torch.float64
+    return op.dtype if op.dtype in _NP else torch.float64
+
+
+def _double(op: Operator) -> torch.dtype:
+    """float64, or complex128 for a complex ``op``: the precision of preconditioners whose work is cheap."""
+    return torch.complex128 if op.dtype.is_complex else torch.float64
 
 
 def _torch_csr(M: scipy.sparse.csr_matrix, dtype, device) -> torch.Tensor:
@@ -173,14 +195,13 @@ class IC0Preconditioner(_TriangularPairPreconditioner):
 
     name = "ic0"
 
-    def __init__(self, A, *, pivot_tol: float = 1e-12, backend: str = "auto"):
+    def __init__(self, A, *, pivot_tol: float = 1e-12, backend: str = "auto", csr=None):
         t0 = time.perf_counter()
-        op = _operator(A)
+        op, csr, empty = _operator(A, csr, real=True, what="IC(0)")
         if not isinstance(pivot_tol, numbers.Real) or not 0 <= pivot_tol < 1:
             raise ValueError(f"pivot_tol must be a number in [0, 1), got {pivot_tol!r}")
         dtype = _work_dtype(op)
         super().__init__(op.shape[0], dtype, op.device)
-        csr, empty = K.matrix_form(op)
         csr = csr.astype(np.float64)
         diag = csr.diagonal()
         K.check_diagonal(diag, empty, positive=True)
@@ -220,15 +241,14 @@ class SSORPreconditioner(_TriangularPairPreconditioner):
 
     name = "ssor"
 
-    def __init__(self, A, omega: float = 1.0, *, backend: str = "auto"):
+    def __init__(self, A, omega: float = 1.0, *, backend: str = "auto", csr=None):
         t0 = time.perf_counter()
-        op = _operator(A)
+        op, csr, empty = _operator(A, csr, what="SSOR")
         omega = _check_omega(omega)
         dtype = _work_dtype(op)
         super().__init__(op.shape[0], dtype, op.device)
-        csr, empty = K.matrix_form(op)
         csr = csr.astype(_np_dtype(dtype))
-        diag = csr.diagonal().astype(np.float64)
+        diag = csr.diagonal().real.astype(np.float64)
         K.check_diagonal(diag, empty, positive=True)  # an SPD preconditioner needs D > 0
         # rows of an identically zero row act as the identity: x_i = w (2-w) r_i / d_i
         diag[empty] = omega * (2.0 - omega)
@@ -265,20 +285,23 @@ class JacobiPreconditioner(Preconditioner):
 
     name = "jacobi"
 
-    def __init__(self, A):
+    def __init__(self, A, *, csr=None):
         t0 = time.perf_counter()
-        op = _operator(A)
-        dtype = _work_dtype(op)
+        op, csr, empty = _operator(A, csr, matrix=False)
+        dtype = _double(op)  # a diagonal costs nothing to keep exact; solves in any precision cast to it
         super().__init__(op.shape[0], dtype, op.device)
-        try:
-            csr, empty = K.matrix_form(op)
-            diag = csr.diagonal().astype(np.float64)
+        if csr is not None:
+            diag = csr.diagonal()
             K.check_diagonal(diag, empty)
             inv = np.where(empty, 1.0, 1.0 / np.where(empty, 1.0, diag))
             self.inv_diag = torch.from_numpy(inv).to(self.device, dtype)
-        except TypeError:
+        else:
             # matrix-free operator: its diagonal; zero entries are taken as empty rows
-            d = op.diagonal().to(self.device, dtype)
+            try:
+                d = op.diagonal().reshape(-1).to(self.device, dtype)
+            except NotImplementedError:
+                raise TypeError(f"A ({type(op).__name__}) has neither a stored matrix nor a diagonal(): Jacobi "
+                                "needs one of them; use method='cg' with your own M") from None
             empty = d == 0
             self.inv_diag = torch.where(empty, torch.ones_like(d), 1.0 / torch.where(empty, torch.ones_like(d), d))
             empty = empty.cpu().numpy()
@@ -308,17 +331,15 @@ class AMGPreconditioner(Preconditioner):
 
     name = "amg"
 
-    def __init__(self, A, *, cycle: str = "V", **pyamg_options):
-        import pyamg
-
+    def __init__(self, A, *, cycle: str = "V", csr=None, **pyamg_options):
         t0 = time.perf_counter()
-        op = _operator(A)
-        dtype = _work_dtype(op)
+        op, csr, empty = _operator(A, csr, what="AMG")
+        dtype = _double(op)  # pyamg computes in double precision
         super().__init__(op.shape[0], dtype, op.device)
         if cycle not in ("V", "W", "F"):
             raise ValueError(f"cycle must be 'V', 'W' or 'F', got {cycle!r}")
-        csr, empty = K.matrix_form(op)
-        csr = csr.astype(np.float64)
+        self._np = np.complex128 if csr.dtype.kind == "c" or dtype.is_complex else np.float64
+        csr = csr.astype(self._np)
         K.check_diagonal(csr.diagonal(), empty)
         active = ~empty
         self.active = active
@@ -344,7 +365,7 @@ class AMGPreconditioner(Preconditioner):
 
     def _solve(self, x):
         xs = x if self._all else x[:, self._index]
-        xn = xs.detach().to("cpu", torch.float64).numpy()
+        xn = xs.detach().to("cpu", torch.complex128 if self._np == np.complex128 else torch.float64).numpy()
         z = np.empty_like(xn)
         for i in range(xn.shape[0]):
             z[i] = self._M.matvec(np.ascontiguousarray(xn[i]))
@@ -363,7 +384,7 @@ def _check_omega(omega) -> float:
     return float(omega)
 
 
-def jacobi_preconditioner(A) -> Operator:
+def jacobi_preconditioner(A, *, csr=None) -> Operator:
     """Diagonal (Jacobi) preconditioner ``M^-1 = D^-1``.
 
     Parameters
@@ -384,10 +405,10 @@ def jacobi_preconditioner(A) -> Operator:
     ValueError
         A nonzero row has a zero diagonal.
     """
-    return JacobiPreconditioner(A)
+    return JacobiPreconditioner(A, csr=csr)
 
 
-def ic0_preconditioner(A, *, pivot_tol: float = 1e-12, backend: str = "auto") -> Operator:
+def ic0_preconditioner(A, *, pivot_tol: float = 1e-12, backend: str = "auto", csr=None) -> Operator:
     """Incomplete Cholesky IC(0) preconditioner ``M = L L^T``.
 
     ``L`` has the sparsity pattern of ``tril(A)`` and satisfies
@@ -419,10 +440,10 @@ def ic0_preconditioner(A, *, pivot_tol: float = 1e-12, backend: str = "auto") ->
     TypeError
         ``A`` has no matrix form, or is complex.
     """
-    return IC0Preconditioner(A, pivot_tol=pivot_tol, backend=backend)
+    return IC0Preconditioner(A, pivot_tol=pivot_tol, backend=backend, csr=csr)
 
 
-def ssor_preconditioner(A, omega: float = 1.0, *, backend: str = "auto") -> Operator:
+def ssor_preconditioner(A, omega: float = 1.0, *, backend: str = "auto", csr=None) -> Operator:
     """SSOR preconditioner ``M = (D/w + L) (D/w)^-1 (D/w + U) / (2 - w)``.
 
     ``L``/``U`` are the strict lower/upper triangles of ``A``.  For symmetric
@@ -441,7 +462,7 @@ def ssor_preconditioner(A, omega: float = 1.0, *, backend: str = "auto") -> Oper
     -------
     SSORPreconditioner
     """
-    return SSORPreconditioner(A, omega, backend=backend)
+    return SSORPreconditioner(A, omega, backend=backend, csr=csr)
 
 
 def amg_preconditioner(A, **pyamg_options) -> Operator:
@@ -471,7 +492,7 @@ def amg_preconditioner(A, **pyamg_options) -> Operator:
     return AMGPreconditioner(A, **pyamg_options)
 
 
-def make_preconditioner(name: str, A, **options) -> Operator:
+def make_preconditioner(name: str, A, *, csr=None, **options) -> Operator:
     """Build a preconditioner by name.
 
     Parameters
@@ -479,6 +500,8 @@ def make_preconditioner(name: str, A, **options) -> Operator:
     name : {"jacobi", "ic", "ic0", "ssor", "amg"}
         ``"ic"`` is an alias of ``"ic0"``.
     A : the matrix (see the individual constructors)
+    csr : scipy.sparse.csr_matrix, optional
+        ``A``'s canonical CSR form when the caller already has it (built otherwise).
     **options
         Passed to the constructor (``omega`` for SSOR, pyamg options for AMG, ...).
 
@@ -493,12 +516,12 @@ def make_preconditioner(name: str, A, **options) -> Operator:
     if key == "jacobi":
         if options:
             raise TypeError(f"jacobi_preconditioner takes no options, got {sorted(options)}")
-        return jacobi_preconditioner(A)
+        return jacobi_preconditioner(A, csr=csr)
     if key in ("ic", "ic0"):
-        return ic0_preconditioner(A, **options)
+        return ic0_preconditioner(A, csr=csr, **options)
     if key == "ssor":
-        return ssor_preconditioner(A, **options)
-    return amg_preconditioner(A, **options)
+        return ssor_preconditioner(A, csr=csr, **options)
+    return AMGPreconditioner(A, csr=csr, **options)
 
 
 __all__ = [

@@ -1,6 +1,8 @@
-"""Stationary relaxation solvers: SOR, SSOR, Gauss–Seidel and (damped) Jacobi.
+"""Stationary relaxation methods: SOR, SSOR, Gauss–Seidel and (damped) Jacobi.
 
-Every solver returns a :class:`~krylearn.solvers.result.SolveResult` with the
+The functions are :func:`krylearn.solvers.sor`, :func:`~krylearn.solvers.ssor`,
+:func:`~krylearn.solvers.gauss_seidel` and :func:`~krylearn.solvers.jacobi`
+(or ``krylearn.solve(A, b, method="sor", omega=...)``).  Every solver returns a :class:`~krylearn.solvers.result.SolveResult` with the
 relative residual ``||b - A x|| / ||b||`` recorded after every iteration (the
 initial one first) and stops as soon as ``||b - A x|| <= max(rtol ||b||, atol)``.
 ``reason`` is ``"converged"``, ``"zero_rhs"``, ``"maxiter"``, ``"nonfinite"``
@@ -40,9 +42,10 @@ import scipy.sparse
 import torch
 
 from ..operators.sparse import SparseMatrix
-
 from . import _relax_kernels as K
-from ._common import make_result, prepare
+from .base import IterativeMethod
+from .driver import Stepper
+from .krylov import check_empty_rows
 from .result import SolveResult
 
 #: Default iteration limit of every relaxation solver.
@@ -146,6 +149,10 @@ class _Multicolor:
         self.r[ii] = self.b[ii] - self.A._apply(self.x[ii])
         return torch.linalg.vector_norm(self.r[ii], dim=1).cpu().double().numpy()
 
+    def replace(self, idx, r_true):
+        ii = torch.as_tensor(idx, dtype=torch.long, device=self.x.device)
+        self.r[ii] = r_true[ii]
+
     def step(self, idx):
         full = len(idx) == self.x.shape[0]
         if full:
@@ -195,214 +202,247 @@ class _Jacobi:
         return torch.linalg.vector_norm(r, dim=1).cpu().double().numpy()
 
 
-# ------------------------------------------------------------------- driver
-def _iterate(sys_, engine, *, method, callback, setup_seconds, info) -> SolveResult:
-    """The shared loop: one ``engine.step`` per iteration, each system with its own stopping."""
-    t0 = time.perf_counter()
-    k = sys_.k
-    x, b = sys_.x0.contiguous(), sys_.b.contiguous()
-    bnorm = sys_.bnorm.detach().cpu().double().numpy()
-    tol = sys_.tol.detach().cpu().double().numpy()
-    zero = bnorm == 0
-    if zero.any():
-        x[torch.from_numpy(np.nonzero(zero)[0]).to(x.device)] = 0
-    scale = np.where(bnorm > 0, bnorm, 1.0)
-    rnorm = engine.start(x, b)
-    r0 = rnorm.copy()
-    history = [torch.from_numpy(rnorm / scale)]
-    iterations = np.zeros(k, dtype=np.int64)
-    reasons = ["maxiter"] * k
-    active = np.ones(k, dtype=bool)
-    for i in range(k):
-        if zero[i]:
-            reasons[i], active[i] = "zero_rhs", False
-        elif rnorm[i] <= tol[i]:
-            reasons[i], active[i] = "converged", False
-    refreshes = 0
-    it = 0
-    while active.any() and it < sys_.maxiter:
-        it += 1
-        idx = np.nonzero(active)[0]
-        rn = engine.step(idx)
-        if engine.incremental:
-            check = (rn <= tol[idx]) | (not it % REFRESH_EVERY)
-            if check.any():
-                rn[check] = engine.residual(idx[check])
-                refreshes += int(check.sum())
-        rnorm[idx] = rn
-        iterations[idx] += 1
-        history.append(torch.from_numpy(rnorm / scale))
-        for i, v in zip(idx, rn):
-            if not np.isfinite(v):
-                reasons[i], active[i] = "nonfinite", False
-            elif v <= tol[i]:
-                reasons[i], active[i] = "converged", False
-            elif v > DIVERGENCE_FACTOR * r0[i]:
-                reasons[i], active[i] = "diverged", False
-        if callback is not None:
-            callback(x.reshape(sys_.shape))
-    info = dict(info)
-    info["sweeps"] = int(iterations.sum()) * engine.passes
-    info["residual_refreshes"] = refreshes
-    return make_result(sys_, x, history, iterations, reasons, method=method, setup_seconds=setup_seconds,
-                       solve_seconds=time.perf_counter() - t0, info=info)
+# ------------------------------------------------------------------ stepper
+class RelaxationStepper(Stepper):
+    """A relaxation engine as a driver :class:`~krylearn.solvers.driver.Stepper`.
+
+    The lexicographic and Jacobi engines compute the true residual with every
+    sweep; the multicolour engine updates it incrementally, recomputes it
+    every :data:`REFRESH_EVERY` sweeps, and the driver confirms it before
+    declaring convergence.
+    """
+
+    divergence = DIVERGENCE_FACTOR
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.exact_residual = not engine.incremental
+        self.matvecs = 0
+        self.refreshes = 0
+        self.sweeps = 0
+
+    def start(self, x, r, b):
+        self.k = x.shape[0]
+        self.engine.start(x, b)
+        self.count = 0
+
+    def step(self, active):
+        idx = np.nonzero(active.numpy())[0]
+        rn = self.engine.step(idx)
+        self.count += 1
+        self.sweeps += len(idx) * self.engine.passes
+        if self.engine.incremental and not self.count % REFRESH_EVERY:
+            rn = self.engine.residual(idx)
+            self.refreshes += len(idx)
+        out = np.full(self.k, np.nan)
+        out[idx] = rn
+        return torch.from_numpy(out), {}
+
+    def replace(self, rows, r_true):
+        self.engine.replace(np.nonzero(rows.numpy())[0], r_true)
+        self.refreshes += int(rows.sum())
+
+    def info(self):
+        return {"sweeps": self.sweeps, "residual_refreshes": self.refreshes}
 
 
-def _check_omega(omega, lo_open=True, hi=2.0, hi_open=True, name="omega") -> float:
-    ok = isinstance(omega, numbers.Real) and np.isfinite(omega) and omega > 0 and (omega < hi if hi_open else omega <= hi)
+# ------------------------------------------------------------------ methods
+def _check_omega(omega, hi=2.0, hi_open=True, name="omega") -> float:
+    ok = (isinstance(omega, numbers.Real) and not isinstance(omega, bool) and np.isfinite(omega) and omega > 0
+          and (omega < hi if hi_open else omega <= hi))
     if not ok:
         rng = f"(0, {hi:g})" if hi_open else f"(0, {hi:g}]"
         raise ValueError(f"{name} must be a real number in {rng}, got {omega!r}")
     return float(omega)
 
 
-def _matrix(sys_):
-    csr, empty = K.matrix_form(sys_.op)
-    if sys_.op.dtype.is_complex:
-        csr = csr.astype(np.complex128 if sys_.op.dtype == torch.complex128 else np.complex64)
-    else:
-        csr = csr.astype(np.float32 if sys_.op.dtype == torch.float32 else np.float64)
-    K.check_diagonal(csr.diagonal(), empty)
-    return csr, empty
+def _typed(csr, dtype: torch.dtype):
+    """``csr`` in the numpy equivalent of ``dtype``."""
+    np_dtype = {torch.float32: np.float32, torch.complex64: np.complex64,
+                torch.complex128: np.complex128}.get(dtype, np.float64)
+    return csr.astype(np_dtype, copy=False)
 
 
-def sor(A, b, x0=None, *, omega=1.0, rtol=1e-6, atol=0.0, maxiter=None, callback=None, ordering=None,
-        sweep="forward", _method="sor") -> SolveResult:
-    """Solve ``A x = b`` by successive over-relaxation.
+class SORMethod(IterativeMethod):
+    """Successive over-relaxation; see :func:`sor`.  Also ``"ssor"`` and ``"gauss-seidel"``.
 
-    Parameters
-    ----------
-    A : Operator with ``to_sparse()``, scipy sparse matrix or array, (n, n)
-        Nonzero diagonal on every nonzero row; identically zero rows are left
-        untouched.  Converges for symmetric positive definite ``A`` and any
-        ``0 < omega < 2``.
-    b : numpy.ndarray or torch.Tensor, (n,) or (k, n)
-        Right-hand side(s); each of the ``k`` systems stops on its own.
-    x0 : same type and shape as ``b``, optional
-        Initial guess (default zeros).
-    omega : float in (0, 2)
-        Relaxation factor (1: Gauss–Seidel).
-    rtol, atol : float
-        Stop when ``||b - A x|| <= max(rtol ||b||, atol)``, checked after every
-        iteration.
-    maxiter : int, optional
-        Iteration limit (default 10 000); an iteration is one sweep, or a
-        forward plus a backward sweep for ``sweep="symmetric"``.
-    callback : callable, optional
-        ``callback(xk)`` after every iteration (a torch tensor shaped like ``b``).
-    ordering : {"lexicographic", "multicolor"}, optional
-        Default: ``"lexicographic"`` on CPU, ``"multicolor"`` on CUDA.
-    sweep : {"forward", "backward", "symmetric"}
-
-    Returns
-    -------
-    SolveResult
-        ``info`` holds ``omega``, ``ordering``, ``sweep``, ``sweeps`` (one-
-        directional passes over the matrix, summed over the systems),
-        ``colors`` (multicolour) and ``residual_refreshes``.
-
-    Raises
-    ------
-    ValueError
-        ``omega`` outside (0, 2); unknown ``ordering``/``sweep``; a zero
-        diagonal on a nonzero row; shape mismatches (see ``prepare``).
-    TypeError
-        ``A`` has no matrix form.
-
-    Examples
-    --------
-    >>> import numpy as np, pyamg
-    >>> from krylearn.solvers.relaxation import sor
-    >>> A = pyamg.gallery.poisson((16, 16), format="csr")
-    >>> res = sor(A, np.ones(256), omega=1.7, rtol=1e-8)
-    >>> bool(res.converged), res.reason
-    (True, 'converged')
+    Setup checks the diagonal; the engines (lexicographic or multicolour) are
+    built per working dtype on first use.  ``update(omega=...)`` changes
+    omega without any setup.
     """
-    t0 = time.perf_counter()
-    omega = _check_omega(omega)
-    if sweep not in _SWEEPS:
-        raise ValueError(f"sweep must be one of {_SWEEPS}, got {sweep!r}")
-    sys_ = prepare(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, default_maxiter=lambda n: DEFAULT_MAXITER)
-    if ordering is None:
-        ordering = "lexicographic" if sys_.op.device.type == "cpu" else "multicolor"
-    if ordering not in _ORDERINGS:
-        raise ValueError(f"ordering must be one of {_ORDERINGS} or None, got {ordering!r}")
-    csr, empty = _matrix(sys_)
-    info = {"omega": omega, "ordering": ordering, "sweep": sweep, "empty_rows": int(empty.sum())}
-    if ordering == "lexicographic":
-        engine = _Lexicographic(csr, empty, omega, sweep, sys_.op.device)
-        if sys_.op.device.type != "cpu":
-            info["ordering"] = "lexicographic (cpu round trip)"
-    else:
-        engine = _Multicolor(csr, empty, omega, sweep, sys_.op.device, sys_.op.dtype)
-        info["colors"] = engine.ncolors
-    return _iterate(sys_, engine, method=_method, callback=callback,
-                    setup_seconds=time.perf_counter() - t0, info=info)
+
+    name = "sor"
+    options = {"omega": 1.0, "ordering": None, "sweep": "forward"}
+    fixed: dict = {}
+
+    def __init__(self, op, csr, **options):
+        for key in self.fixed:
+            if key in options:
+                raise TypeError(f"{self.name} fixes {key}={self.fixed[key]!r}; use method='sor' to choose it")
+        super().__init__(op, csr, **options)
+        self.opts.update(self.fixed)
+        if csr is None:
+            raise TypeError(f"A must have a matrix form for {self.name}: a scipy sparse matrix, an array, a "
+                            f"SparseMatrix or an operator implementing to_sparse(); {type(op).__name__} does not")
+        self.omega = _check_omega(self.opts["omega"])
+        if self.opts["sweep"] not in _SWEEPS:
+            raise ValueError(f"sweep must be one of {_SWEEPS}, got {self.opts['sweep']!r}")
+        ordering = self.opts["ordering"]
+        if ordering is None:
+            ordering = "lexicographic" if op.device.type == "cpu" else "multicolor"
+        if ordering not in _ORDERINGS:
+            raise ValueError(f"ordering must be one of {_ORDERINGS} or None, got {ordering!r}")
+        self.ordering = ordering
+        K.check_diagonal(csr.diagonal(), self.empty)
+        self._engines = {}
+
+    def update_options(self, **options) -> bool:
+        """Apply option changes that need no new setup (``omega``); False if a full setup is needed."""
+        if set(options) - {"omega"}:
+            return False
+        if "omega" in options:
+            self.omega = _check_omega(options["omega"])
+            self.opts["omega"] = self.omega
+            for e in self._engines.values():
+                e.omega = self.omega
+        return True
+
+    def default_maxiter(self, n):
+        return DEFAULT_MAXITER
+
+    def _engine(self, dtype):
+        if dtype not in self._engines:
+            csr = _typed(self.csr, dtype)
+            sweep = self.opts["sweep"]
+            if self.ordering == "lexicographic":
+                self._engines[dtype] = _Lexicographic(csr, self.empty, self.omega, sweep, self.op.device)
+            else:
+                self._engines[dtype] = _Multicolor(csr, self.empty, self.omega, sweep, self.op.device, dtype)
+        return self._engines[dtype]
+
+    def stepper(self, op, rhs):
+        return RelaxationStepper(self._engine(op.dtype))
+
+    def info(self):
+        out = {"omega": self.omega, "ordering": self.ordering, "sweep": self.opts["sweep"],
+               "empty_rows": int(self.empty.sum())}
+        if self.ordering == "lexicographic" and self.op.device.type != "cpu":
+            out["ordering"] = "lexicographic (cpu round trip)"
+        colors = [e.ncolors for e in self._engines.values() if hasattr(e, "ncolors")]
+        if colors:
+            out["colors"] = colors[0]
+        return out
+
+    def preconditioner(self):
+        """One sweep (forward, or symmetric for ssor) from zero, as a linear map."""
+        def apply(r):
+            e = self._engine(r.dtype)
+            x = torch.zeros_like(r)
+            e.start(x, r)
+            e.step(np.arange(r.shape[0]))
+            return x
+        return apply
+
+    def fast_solve(self, b, x0, rtol, atol, maxiter) -> SolveResult | None:
+        """One right-hand side on the CPU in one compiled loop (same contract and iterates as the driver)."""
+        if not (self.ordering == "lexicographic" and self.opts["sweep"] != "backward"
+                and self.op.device.type == "cpu" and isinstance(b, np.ndarray)
+                and b.ndim == 1 and b.dtype == np.float64 and self.op.dtype == torch.float64
+                and (x0 is None or (isinstance(x0, np.ndarray) and x0.shape == b.shape))):
+            return None
+        if b.shape != (self.op.shape[0],) or not np.all(np.isfinite(b)):
+            return None  # the general path raises the right error
+        t0 = time.perf_counter()
+        e = self._engine(torch.float64)
+        amax = float(np.max(np.abs(b))) if b.size else 0.0
+        s = np.ldexp(1.0, -np.frexp(amax)[1]) if amax > 0 else 1.0
+        bs = b * s
+        x = np.zeros_like(bs) if x0 is None else np.asarray(x0, dtype=np.float64) * s
+        if not np.all(np.isfinite(x)):
+            return None
+        check_empty_rows(self.empty, bs)
+        bnorm = float(np.linalg.norm(bs))
+        tol = max(rtol * bnorm, atol * s)
+        info = {**self.info(), "residual_refreshes": 0, "fast_path": True, "_method": self.name}
+        hist = np.empty(maxiter + 1)
+        if bnorm == 0:
+            return _fast_result(np.zeros_like(b), 0, "zero_rhs", np.zeros(1), info, 0.0, t0)
+        r0 = np.sqrt(K.residual_norm2(e.indptr, e.indices, e.data, x, bs))
+        hist[0] = r0
+        if r0 <= tol:
+            info["true_residual"] = r0 / bnorm
+            return _fast_result(x / s, 0, "converged", hist[:1] / bnorm, info, 0, t0)
+        it, code = K.sor_solve(e.indptr, e.indices, e.data, e.dinv, e.first, e.last, x, bs, self.omega, tol, r0,
+                               maxiter, self.opts["sweep"] == "symmetric", DIVERGENCE_FACTOR, hist)
+        h = hist[: it + 1] / bnorm
+        if not np.isfinite(h[-1]):
+            h[-1] = h[-2]
+        info["sweeps"] = int(it) * e.passes
+        info["true_residual"] = float(hist[it] / bnorm)
+        return _fast_result(x / s, int(it), ("maxiter", "converged", "nonfinite", "diverged")[code], h, info,
+                            0, t0)
 
 
-def ssor(A, b, x0=None, *, omega=1.0, rtol=1e-6, atol=0.0, maxiter=None, callback=None,
-         ordering=None) -> SolveResult:
-    """Symmetric SOR: each iteration is a forward then a backward SOR sweep.
-
-    Parameters and result as in :func:`sor` (``info["sweeps"]`` counts two per
-    iteration).  One iteration from ``x = 0`` equals applying
-    :func:`~krylearn.solvers.preconditioners.ssor_preconditioner` to ``b``.
-    """
-    return sor(A, b, x0, omega=omega, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback,
-               ordering=ordering, sweep="symmetric", _method="ssor")
+def _fast_result(x, it, reason, hist, info, _unused, t0) -> SolveResult:
+    return SolveResult(x, reason in ("converged", "zero_rhs"), it, hist, reason, 0.0, time.perf_counter() - t0,
+                       info.pop("_method", ""), info)
 
 
-def gauss_seidel(A, b, x0=None, *, rtol=1e-6, atol=0.0, maxiter=None, callback=None, ordering=None,
-                 sweep="forward") -> SolveResult:
-    """Gauss–Seidel: :func:`sor` with ``omega = 1``."""
-    return sor(A, b, x0, omega=1.0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback,
-               ordering=ordering, sweep=sweep, _method="gauss_seidel")
+class _SSORMethod(SORMethod):
+    name = "ssor"
+    fixed = {"sweep": "symmetric"}
 
 
-def jacobi(A, b, x0=None, *, omega=1.0, rtol=1e-6, atol=0.0, maxiter=None, callback=None) -> SolveResult:
-    """(Damped) Jacobi iteration ``x <- x + w D^-1 (b - A x)``.
-
-    Parameters
-    ----------
-    A : Operator, scipy sparse matrix or array, (n, n)
-        Nonzero diagonal on every nonzero row (identically zero rows are left
-        untouched).  A matrix-free operator without ``to_sparse()`` works too
-        (its ``diagonal()`` is used; zero entries count as empty rows).
-    b, x0, rtol, atol, maxiter, callback
-        As in :func:`sor` (one iteration = one matrix product).
-    omega : float in (0, 1]
-        Damping.  Restricted to ``(0, 1]``: that is where Jacobi converges for
-        every strictly (or irreducibly) diagonally dominant matrix and every
-        SPD matrix with ``lambda_max(D^-1 A) < 2`` (e.g. Laplacians);
-        over-relaxed Jacobi diverges on them.  ``2/3`` is the classical
-        smoothing choice.
-
-    Returns
-    -------
-    SolveResult
-        ``info["sweeps"]`` counts matrix products (one per iteration and system).
-
-    Raises
-    ------
-    ValueError
-        ``omega`` outside ``(0, 1]``; a zero diagonal on a nonzero row.
-    """
-    t0 = time.perf_counter()
-    omega = _check_omega(omega, hi=1.0, hi_open=False)
-    sys_ = prepare(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, default_maxiter=lambda n: DEFAULT_MAXITER)
-    op = sys_.op
-    try:
-        csr, empty = _matrix(sys_)
-        diag = torch.from_numpy(csr.diagonal()).to(op.device, op.dtype)
-        empty_t = torch.from_numpy(empty).to(op.device)
-    except TypeError:
-        diag = op.diagonal().to(op.device, op.dtype).reshape(-1)
-        empty_t = diag == 0
-    inv = torch.where(empty_t, torch.zeros_like(diag), 1.0 / torch.where(empty_t, torch.ones_like(diag), diag))
-    engine = _Jacobi(op, inv, omega)
-    info = {"omega": omega, "empty_rows": int(empty_t.sum().item())}
-    return _iterate(sys_, engine, method="jacobi", callback=callback,
-                    setup_seconds=time.perf_counter() - t0, info=info)
+class _GaussSeidelMethod(SORMethod):
+    name = "gauss-seidel"
+    fixed = {"omega": 1.0}
 
 
-__all__ = ["sor", "ssor", "gauss_seidel", "jacobi", "DEFAULT_MAXITER"]
+class JacobiMethod(IterativeMethod):
+    """(Damped) Jacobi; see :func:`jacobi`.  Works on matrix-free operators through their ``diagonal()``."""
+
+    name = "jacobi"
+    options = {"omega": 1.0}
+
+    def __init__(self, op, csr, **options):
+        super().__init__(op, csr, **options)
+        self.omega = _check_omega(self.opts["omega"], hi=1.0, hi_open=False)
+        if csr is not None:
+            diag = csr.diagonal()
+            K.check_diagonal(diag, self.empty)
+            self.diag = torch.from_numpy(diag)
+            self.empty_t = torch.from_numpy(self.empty)
+        else:
+            self.diag = op.diagonal().reshape(-1).cpu()
+            self.empty_t = self.diag == 0
+        self.inv = torch.where(self.empty_t, torch.zeros_like(self.diag),
+                               1.0 / torch.where(self.empty_t, torch.ones_like(self.diag), self.diag))
+
+    def update_options(self, **options) -> bool:
+        if set(options) - {"omega"}:
+            return False
+        if "omega" in options:
+            self.omega = _check_omega(options["omega"], hi=1.0, hi_open=False)
+        return True
+
+    def default_maxiter(self, n):
+        return DEFAULT_MAXITER
+
+    def stepper(self, op, rhs):
+        return RelaxationStepper(_Jacobi(op, self.inv.to(op.device, op.dtype), self.omega))
+
+    def preconditioner(self):
+        return lambda r: r * (self.omega * self.inv.to(r.device, r.dtype))
+
+    def info(self):
+        return {"omega": self.omega, "empty_rows": int(self.empty_t.sum())}
+
+
+#: The relaxation methods by name.
+RELAXATION_CLASSES = {"sor": SORMethod, "ssor": _SSORMethod, "gauss-seidel": _GaussSeidelMethod,
+                      "jacobi": JacobiMethod}
+
+
+
+__all__ = ["SORMethod", "JacobiMethod", "RelaxationStepper", "RELAXATION_CLASSES", "DEFAULT_MAXITER",
+           "DIVERGENCE_FACTOR"]

@@ -16,6 +16,9 @@ REASONS = (
     "indefinite",  # p.Ap <= 0 (or z.r <= 0): A or M is not SPD
     "nonfinite",  # NaN/Inf appeared in the iterate or residual
     "diverged",  # residual grew beyond 1e10 x its initial value (relaxation)
+    "stagnated",  # the true residual stopped improving above the tolerance
+    "unreachable",  # the tolerance lies below the rounding floor of the working precision
+    "least_squares",  # singular, inconsistent: x is the minimum-norm least-squares solution, which misses the rule
 )
 
 
@@ -28,8 +31,9 @@ class SolveResult:
     x : numpy.ndarray or torch.Tensor, shape (n,) or (k, n)
         Approximate solution; same array type, shape and dtype as ``b``.
     converged : bool or numpy.ndarray of bool, shape (k,)
-        Whether the stopping rule ``||r|| <= max(rtol*||b||, atol)`` was met
-        (per system for a batched right-hand side).
+        Whether the stopping rule ``||b - A x|| <= max(rtol*||b||, atol)``
+        holds for the returned ``x`` and the caller's ``b`` (checked on the
+        true residual, per system for a batched right-hand side).
     iterations : int or numpy.ndarray of int, shape (k,)
         Iterations taken (per system for a batched right-hand side).
     residuals : numpy.ndarray, shape (iterations+1,) or (max_iterations+1, k)
@@ -44,8 +48,10 @@ class SolveResult:
     method : str
         Name of the method that produced the result.
     info : dict
-        Method-specific extras, e.g. ``null_space`` (number of constant
-        null-space components projected out), ``matvecs``.
+        Method-specific extras, e.g. ``true_residual`` (final relative true
+        residual), ``null_space`` (number of constant null-space components
+        projected out) and ``inconsistency`` (share of ``b`` in them, which
+        no ``x`` can match), ``matvecs``.
     """
 
     x: Any

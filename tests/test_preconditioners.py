@@ -10,7 +10,7 @@ import torch
 from krylearn.operators.base import Operator
 from krylearn.operators.stencil import PoissonGrid
 from krylearn.solvers import _relax_kernels as K
-from krylearn.solvers.krylov import cg
+from krylearn.solvers import cg
 from krylearn.solvers.preconditioners import (
     amg_preconditioner,
     ic0_preconditioner,
@@ -18,7 +18,7 @@ from krylearn.solvers.preconditioners import (
     make_preconditioner,
     ssor_preconditioner,
 )
-from krylearn.solvers.relaxation import ssor
+from krylearn.solvers import ssor
 from _problems import full_grid, poisson, rhs
 
 NAMES = ["jacobi", "ic0", "ssor", "amg"]

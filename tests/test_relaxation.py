@@ -8,7 +8,7 @@ import torch
 from krylearn.operators.sparse import SparseMatrix
 from krylearn.operators.stencil import PoissonGrid
 from krylearn.solvers import _relax_kernels as K
-from krylearn.solvers.relaxation import gauss_seidel, jacobi, sor, ssor
+from krylearn.solvers import gauss_seidel, jacobi, sor, ssor
 from _problems import full_grid, poisson, rhs
 
 
@@ -60,7 +60,7 @@ def test_optimal_omega_beats_gauss_seidel():
     assert gs.converged and so.converged
     assert below_tol(A, b, gs, 1e-6) and below_tol(A, b, so, 1e-6)
     assert so.iterations * 5 < gs.iterations
-    assert gs.method == "gauss_seidel" and so.method == "sor"
+    assert gs.method == "gauss-seidel" and so.method == "sor"
     assert len(so.residuals) == so.iterations + 1
 
 

@@ -1,4 +1,4 @@
-"""scipy's iterative-solver test suite, adapted to ``krylearn.solve`` (issue 12, section 2).
+"""scipy's iterative-solver test suite, adapted to ``krylearn.solve``.
 
 scipy holds its Krylov solvers to ``scipy/sparse/linalg/_isolve/tests/
 test_iterative.py``; this module holds ``cg``, ``pcg-jacobi`` and ``pcg-amg``
@@ -14,10 +14,6 @@ true residual of the system the user gave meets scipy's stopping rule,
 on the user's matrix).  On matrices where scipy expects CG to fail
 (indefinite, nonsymmetric, non-Hermitian) krylearn must raise a ``ValueError``
 or return ``converged=False`` with a reason; a correct answer is also fine.
-
-Cases that fail on the current solver core carry a strict ``xfail`` naming the
-defect (the ``raises=`` type pins how it fails today); an unexpected pass fails
-the run, which is the signal to delete the marker.
 """
 
 from __future__ import annotations
@@ -55,50 +51,14 @@ METHODS = ("cg", "pcg-jacobi", "pcg-amg")
 PRECONDITIONED = ("pcg-jacobi", "pcg-amg")
 STOP_REASONS = {"indefinite", "maxiter", "breakdown", "nonfinite", "stagnated", "diverged"}
 
-# --- Defects of the current solver core: one line each, with how they fail today. ---
-LINOP_M = ("M as a scipy LinearOperator or pyamg preconditioner is applied to a (k, n) batch: "
-           "ValueError 'dimension mismatch: (n, n), (1, n)'")
-ARRAY_M = ("M as a dense array or scipy sparse matrix is rejected: TypeError 'M must be a krylearn "
-           "Operator or a callable on (k, n) tensors'")
-LINOP_A = ("A as a scipy LinearOperator (or any object with shape/matvec) is rejected: TypeError 'A must "
-           "be a krylearn Operator, scipy sparse matrix, numpy array, torch tensor or sigpy Linop'")
-COMPLEX_PC = ("complex Hermitian A is rejected by the Jacobi/AMG preconditioner: TypeError 'A must be "
-              "real for this preconditioner, got dtype torch.complex128' (complex64 likewise)")
-X0_MB = "x0='Mb' is rejected: TypeError 'x0 must be a numpy array or torch tensor, got str'"
-INF_TOL = "rtol/atol = inf is rejected: ValueError 'rtol must be a finite number >= 0, got inf'"
-COLUMN_B = "b of shape (n, 1) is rejected: ValueError 'b must have shape (n,) or (k, n) ..., got (n, 1)'"
-NUMPY_CALLBACK = "callback(xk) receives a torch.Tensor although A and b were numpy"
-ZERO_RHS_X0 = ("b = 0 with x0 = ones (atol = 0) reports converged with x != 0 (max |x| 3e-16 to 9e-16), "
-               "so ||A x|| > 0 = max(rtol*||b||, atol); scipy returns x = 0 exactly")
+def params(items, argnames=1):
+    """``pytest.param`` per ``(id, values)``."""
+    return [pytest.param(*(values if argnames > 1 else (values,)), id=pid) for pid, values in items]
 
 
-def xfail(reason: str, raises):
-    return pytest.mark.xfail(strict=True, reason=reason, raises=raises)
-
-
-def params(items, known=None, argnames=1):
-    """``pytest.param`` per ``(id, values)``; an id in ``known`` gets its strict xfail mark."""
-    known = known or {}
-    out = []
-    for pid, values in items:
-        values = values if argnames > 1 else (values,)
-        out.append(pytest.param(*values, id=pid, marks=[known[pid]] if pid in known else []))
-    return out
-
-
-def case_method_params(cases, methods=METHODS, extra=None, complex_fails=True):
-    """(case, method) params, ids ``"<case>-<method>"``; ``extra`` maps ids to known failures.
-
-    With ``complex_fails``, complex cases with a Jacobi/AMG preconditioner are known failures.
-    """
-    known = dict(extra or {})
-    items = []
-    for case, method in itertools.product(cases, methods):
-        pid = f"{case.name}-{method}"
-        items.append((pid, (case, method)))
-        if complex_fails and np.iscomplexobj(case.A) and method in PRECONDITIONED and pid not in known:
-            known[pid] = xfail(COMPLEX_PC, TypeError)
-    return params(items, known, argnames=2)
+def case_method_params(cases, methods=METHODS):
+    """(case, method) params, ids ``"<case>-<method>"``."""
+    return params([(f"{c.name}-{m}", (c, m)) for c, m in itertools.product(cases, methods)], argnames=2)
 
 
 # --- scipy's test_convergence: SPD cases converge, the others must not claim success ---
@@ -132,10 +92,7 @@ def test_converges_in_single_precision(case, method):
     assert_meets_rule(case.A, b, res.x, case.rtol)
 
 
-@pytest.mark.parametrize("case, method", case_method_params(
-    non_spd_cases(), extra={f"{n}-{m}": xfail(COMPLEX_PC, TypeError)
-                            for n in ("rand-cmplx-herm", "rand-cmplx-herm-F") for m in PRECONDITIONED},
-    complex_fails=False))
+@pytest.mark.parametrize("case, method", case_method_params(non_spd_cases()))
 def test_no_false_success_off_spd(case, method):
     """scipy skips CG here; krylearn must refuse, stop with a reason, or be right."""
     try:
@@ -174,8 +131,7 @@ def test_maxiter_one(case, method):
         assert res.reason == "maxiter"
 
 
-@pytest.mark.parametrize("method", params([(m, m) for m in METHODS],
-                                          {m: xfail(NUMPY_CALLBACK, AssertionError) for m in METHODS}))
+@pytest.mark.parametrize("method", params([(m, m) for m in METHODS]))
 def test_callback_gets_numpy_for_numpy_input(method):
     A = poisson1d().toarray()
     b = np.arange(A.shape[0], dtype=np.float64)
@@ -222,16 +178,14 @@ def _identity_operator(case):
                           dtype=np.result_type(case.A.dtype, np.float64))
 
 
-@pytest.mark.parametrize("case", params([(c.name, c) for c in spd_cases()],
-                                        {c.name: xfail(LINOP_M, ValueError) for c in spd_cases()}))
+@pytest.mark.parametrize("case", params([(c.name, c) for c in spd_cases()]))
 def test_identity_preconditioner(case):
     res = krylearn.solve(case.A, case.b, method="cg", M=_identity_operator(case), x0=0 * case.b, rtol=1e-8)
     assert_converged(res)
     assert_meets_rule(case.A, case.b, res.x, 1e-8)
 
 
-@pytest.mark.parametrize("case", params([(c.name, c) for c in spd_cases()],
-                                        {c.name: xfail(LINOP_A, TypeError) for c in spd_cases()}))
+@pytest.mark.parametrize("case", params([(c.name, c) for c in spd_cases()]))
 def test_linear_operator_A(case):
     res = krylearn.solve(aslinearoperator(case.A), case.b, method="cg", x0=0 * case.b, rtol=1e-8)
     assert_converged(res)
@@ -249,8 +203,7 @@ def _counting_operator(A, count):
 
 @pytest.mark.parametrize("name, wrap_A", params(
     [(f"{n}-{w}", (n, w)) for n in ("poisson1d", "poisson2d") for w in ("LinearOperator", "sparse")],
-    {**{f"{n}-LinearOperator": xfail(LINOP_A, TypeError) for n in ("poisson1d", "poisson2d")},
-     **{f"{n}-sparse": xfail(LINOP_M, ValueError) for n in ("poisson1d", "poisson2d")}}, argnames=2))
+    argnames=2))
 def test_exact_inverse_preconditioner(name, wrap_A):
     """M = A^-1: CG is done in one step (scipy allows 3 matrix-vector products in all)."""
     A = poisson1d() if name == "poisson1d" else poisson2d()
@@ -283,10 +236,7 @@ def _preconditioner(form, A):
 
 @pytest.mark.parametrize("form", params(
     [(f, f) for f in ("LinearOperator", "aslinearoperator", "dense", "sparse-array", "sparse-matrix",
-                      "pyamg", "krylearn-Operator")],
-    {"LinearOperator": xfail(LINOP_M, ValueError), "aslinearoperator": xfail(LINOP_M, ValueError),
-     "pyamg": xfail(LINOP_M, ValueError), "dense": xfail(ARRAY_M, TypeError),
-     "sparse-array": xfail(ARRAY_M, TypeError), "sparse-matrix": xfail(ARRAY_M, TypeError)}))
+                      "pyamg", "krylearn-Operator")]))
 def test_preconditioner_forms(form):
     """M in every form scipy's cg takes is applied: same iterations as scipy with that M."""
     A = scaled_poisson()
@@ -314,18 +264,12 @@ def _tolerance_pairs(with_inf: bool):
 
 
 def _atol_params():
-    items, known = [], {}
+    items = []
     for method, scale in [("cg", None), ("cg", 1e-6), ("cg", 1e6), ("pcg-jacobi", None), ("pcg-amg", None)]:
         for tols in ("finite", "inf"):
             pid = f"{method}-M{'none' if scale is None else f'{scale:g}'}-{tols}"
             items.append((pid, (method, scale, tols == "inf")))
-            if scale is not None and tols == "inf":  # the tolerance check comes first
-                known[pid] = xfail(f"{INF_TOL}; and {ARRAY_M}", ValueError)
-            elif scale is not None:
-                known[pid] = xfail(ARRAY_M, TypeError)
-            elif tols == "inf":
-                known[pid] = xfail(INF_TOL, ValueError)
-    return params(items, known, argnames=3)
+    return params(items, argnames=3)
 
 
 @pytest.mark.parametrize("method, M_scale, with_inf", _atol_params())
@@ -352,8 +296,7 @@ def test_zero_rhs(method):
             assert np.array_equal(res.x, np.zeros(10))
 
 
-@pytest.mark.parametrize("method", params([(m, m) for m in METHODS],
-                                          {m: xfail(ZERO_RHS_X0, AssertionError) for m in METHODS}))
+@pytest.mark.parametrize("method", params([(m, m) for m in METHODS]))
 def test_zero_rhs_with_nonzero_x0(method):
     """With ``b = 0`` and ``atol = 0`` only ``x = 0`` meets the rule; scipy returns it, converged."""
     A, b = zero_rhs_problem()
@@ -363,8 +306,7 @@ def test_zero_rhs_with_nonzero_x0(method):
         assert np.array_equal(res.x, np.zeros(10)), np.abs(res.x).max()
 
 
-@pytest.mark.parametrize("method", params([(m, m) for m in METHODS],
-                                          {m: xfail(INF_TOL, ValueError) for m in METHODS}))
+@pytest.mark.parametrize("method", params([(m, m) for m in METHODS]))
 def test_zero_rhs_infinite_rtol(method):
     A, b = zero_rhs_problem()
     res = krylearn.solve(A, b, method=method, rtol=np.inf)
@@ -388,7 +330,7 @@ def test_x0_working(method):
 
 
 @pytest.mark.parametrize("case, method", case_method_params(
-    spd_cases(), extra={f"{c.name}-{m}": xfail(X0_MB, TypeError) for c in spd_cases() for m in METHODS}))
+    spd_cases()))
 def test_x0_equals_Mb(case, method):
     x0 = "Mb"
     res = krylearn.solve(case.A, case.b, method=method, x0=x0, rtol=1e-8)
@@ -441,8 +383,7 @@ def test_rtol_is_relative_for_tiny_b(method):
 # --- breakdowns (scipy's GMRES defective-preconditioner/matrix tests, for CG) ---
 
 
-@pytest.mark.parametrize("form", params([("krylearn-Operator", "krylearn-Operator"), ("dense", "dense")],
-                                        {"dense": xfail(ARRAY_M, TypeError)}))
+@pytest.mark.parametrize("form", params([("krylearn-Operator", "krylearn-Operator"), ("dense", "dense")]))
 def test_singular_preconditioner_no_nan_no_false_success(form):
     A = np.diag([2.0, 3.0, 4.0])
     b = np.array([0.0, 1.0, 1.0])
@@ -481,9 +422,7 @@ def _complex_systems():
 
 
 @pytest.mark.parametrize("method, system", params(
-    [(f"{m}-{s}", (m, s)) for m in METHODS for s in ("poisson1d-as-complex", "hpd-complex-b")],
-    {f"{m}-{s}": xfail(COMPLEX_PC, TypeError) for m in PRECONDITIONED
-     for s in ("poisson1d-as-complex", "hpd-complex-b")}, argnames=2))
+    [(f"{m}-{s}", (m, s)) for m in METHODS for s in ("poisson1d-as-complex", "hpd-complex-b")], argnames=2))
 def test_complex_hermitian(method, system):
     A, b, A_real, b_real = _complex_systems()[system]
     res = krylearn.solve(A, b, method=method, rtol=1e-12)
@@ -526,8 +465,7 @@ class _DuckOperator:
 
 
 @pytest.mark.parametrize("kind", params(
-    [("LinearOperator", "LinearOperator"), ("duck", "duck")],
-    {"LinearOperator": xfail(LINOP_A, TypeError), "duck": xfail(LINOP_A, TypeError)}))
+    [("LinearOperator", "LinearOperator"), ("duck", "duck")]))
 def test_matrix_free_A_with_cg(kind):
     A = scaled_poisson()
     b = np.arange(A.shape[0], dtype=np.float64)
@@ -553,8 +491,7 @@ def test_linear_operator_A_with_a_built_preconditioner(method):
     assert_meets_rule(A, b, res.x, 1e-8)
 
 
-@pytest.mark.parametrize("method", params([(m, m) for m in METHODS],
-                                          {m: xfail(COLUMN_B, ValueError) for m in METHODS}))
+@pytest.mark.parametrize("method", params([(m, m) for m in METHODS]))
 def test_column_rhs(method):
     """``b`` of shape ``(n, 1)``, as scipy accepts; ``x`` comes back in ``b``'s shape."""
     A = scaled_poisson()

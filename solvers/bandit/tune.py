@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inputs import check_maxiter, check_tolerances
+from ..solver import available_methods
 from ._solve import OMEGA_METHODS, make_path
 from .base import Tuner, check_context, check_grid, check_omega_grid
 
@@ -73,8 +75,6 @@ def _check_solver(solver, parameter) -> None:
         raise ValueError(f"parameter must be a non-empty string, got {parameter!r}")
     if callable(solver):
         return
-    from ..api import available_methods
-
     names = available_methods()
     if not isinstance(solver, str) or solver not in names:
         raise ValueError(f"solver must be one of {names} or a callable, got {solver!r}")
@@ -93,9 +93,8 @@ def _check_values(grid, solver, parameter, name="grid") -> None:
 
 
 def _check_common(rtol, atol, maxiter, warm_start) -> None:
-    from .._common import check_tolerances
-
-    check_tolerances(rtol, atol, maxiter)
+    check_tolerances(rtol, atol)
+    check_maxiter(maxiter)
     if not isinstance(warm_start, (bool, np.bool_)):
         raise TypeError(f"warm_start must be a bool, got {type(warm_start).__name__}")
 

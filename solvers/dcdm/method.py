@@ -5,6 +5,6 @@ from ..registry import Method
 METHOD = Method(
     name="dcdm",
     summary="deep conjugate direction method: a CNN proposes search directions for SPD Poisson systems",
-    solvers={"dcdm": "solve:dcdm", "dcdm-pure": "solve:dcdm_pure"},
+    solvers={"dcdm": "solve:DCDM", "dcdm-pure": "solve:DCDMPure"},
     network="model:DCDMNet",
 )

@@ -1,15 +1,18 @@
-"""The deep conjugate direction method (Kaneda et al., ICML 2023).
+"""The deep conjugate direction method (Kaneda et al., ICML 2023) as a krylearn solver method.
 
 Each iteration feeds the normalised residual ``r/||r||`` to a CNN ``f``,
 A-orthogonalises ``q = f(r/||r||)`` against the last ``history`` search
 directions and takes the exact line-search step ``alpha = q.r / q.Aq``.  The
 network only has to be right up to scale: the line search fixes it.
 
-Beyond the authors' code:
+:class:`DCDM` is the setup (grid, flags, network, Jacobi diagonal, null
+space), :class:`DCDMStepper` one iteration; the shared driver
+(:mod:`krylearn.solvers.driver`) owns the stopping rule and confirms
+convergence on the true residual.  Beyond the authors' code:
 
 * the outer loop runs in fp64 while the network runs in fp32;
 * the residual is updated by recurrence and the true residual is recomputed
-  every ``refresh`` steps and before convergence is declared;
+  every ``refresh`` steps (and by the driver before convergence is declared);
 * a safeguard replaces a network direction that is non-finite, (nearly)
   orthogonal to the residual, or not A-positive, with the Jacobi-preconditioned
   residual for that step; and when the residual has not halved within
@@ -25,6 +28,7 @@ Beyond the authors' code:
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import deque
 
@@ -32,54 +36,278 @@ import numpy as np
 import torch
 
 from ...operators.stencil import FLUID, PoissonGrid, flags_from_matrix
-
-from .._common import initial_status, make_result, prepare, relative
-from ..nullspace import detect_constant_nullspace, matrix_form
-from ..result import SolveResult
+from ..base import IterativeMethod
+from ..driver import Stepper
+from ..nullspace import detect_constant_nullspace
+from ..solver import Solver
 from .pretrained import default_model_name, load_model
 
-__all__ = ["dcdm", "dcdm_pure"]
+__all__ = ["DCDM", "DCDMStepper", "dcdm", "dcdm_pure"]
 
 
 def _dot(a, b):
     return (a * b).sum(dim=1)
 
 
-def _grid_and_flags(op, grid_shape, flags, n, csr):
-    inner = getattr(op, "op", op)  # prepare() wraps multi-dimensional operators
-    if isinstance(inner, PoissonGrid):
-        if grid_shape is not None and tuple(grid_shape) != tuple(inner.grid_shape):
-            raise ValueError(f"grid_shape {tuple(grid_shape)} does not match the PoissonGrid's "
-                             f"{tuple(inner.grid_shape)}")
-        return tuple(inner.grid_shape), inner.flags.cpu().numpy() if isinstance(inner.flags, torch.Tensor) \
-            else np.asarray(inner.flags)
-    if grid_shape is None:
-        raise ValueError("grid_shape is required for DCDM on a matrix: pass grid_shape=(ny, nx) or (nz, ny, nx) "
-                         "(rows are the grid cells in C order)")
-    try:
-        grid = tuple(int(s) for s in grid_shape)
-    except TypeError:
-        raise TypeError(f"grid_shape must be a tuple of ints, got {grid_shape!r}") from None
+def _check_grid(grid_shape, n: int) -> tuple:
+    if isinstance(grid_shape, (str, bytes)) or not hasattr(grid_shape, "__len__"):
+        raise TypeError(f"grid_shape must be a tuple of ints, got {grid_shape!r}")
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in grid_shape):
+        raise ValueError(f"grid_shape must hold whole numbers of cells, got {tuple(grid_shape)!r}")
+    grid = tuple(int(s) for s in grid_shape)
     if len(grid) not in (2, 3) or min(grid) < 1:
         raise ValueError(f"grid_shape must be (ny, nx) or (nz, ny, nx) with positive sides, got {grid}")
     if math.prod(grid) != n:
         raise ValueError(f"grid_shape {grid} has {math.prod(grid)} cells but A has {n} rows")
+    return grid
+
+
+def _grid_and_flags(op, grid_shape, flags, n, csr):
+    inner = getattr(op, "op", op)  # a multi-dimensional operator comes wrapped flat
+    if isinstance(inner, PoissonGrid):
+        if grid_shape is not None and tuple(grid_shape) != tuple(inner.grid_shape):
+            raise ValueError(f"grid_shape {tuple(grid_shape)} does not match the PoissonGrid's "
+                             f"{tuple(inner.grid_shape)}")
+        f = inner.flags
+        return tuple(inner.grid_shape), f.cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
+    if grid_shape is None:
+        raise ValueError("grid_shape is required for DCDM on a matrix: pass grid_shape=(ny, nx) or (nz, ny, nx) "
+                         "(rows are the grid cells in C order)")
+    grid = _check_grid(grid_shape, n)
     if flags is None:
         if csr is None:
             raise ValueError("flags is required for a matrix-free operator (its fluid cells cannot be read off a matrix)")
-        flags = flags_from_matrix(csr, grid)
-    else:
-        flags = np.asarray(flags.cpu() if isinstance(flags, torch.Tensor) else flags)
-        if flags.size != n:
-            raise ValueError(f"flags must have one entry per grid cell ({n}), got shape {flags.shape}")
-        flags = flags.reshape(grid)
-    return grid, flags
+        return grid, flags_from_matrix(csr, grid)
+    arr = np.asarray(flags.cpu() if isinstance(flags, torch.Tensor) else flags)
+    if arr.size != n or arr.ndim == 0:
+        raise ValueError(f"flags must be an array with one entry per grid cell ({n}), got shape {arr.shape}")
+    if arr.dtype.kind not in "iub":
+        raise TypeError(f"flags must hold integer cell types (FLUID = 0), got dtype {arr.dtype}")
+    return grid, arr.reshape(grid)
+
+
+def _positive_int(name: str, v, lo: int) -> int:
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+class DCDM(IterativeMethod):
+    """DCDM's setup: grid and flags, the network, the Jacobi diagonal and the null space.
+
+    Options as in :func:`dcdm`.
+    """
+
+    name = "dcdm"
+    dtype = torch.float64
+    options = {"model": None, "grid_shape": None, "flags": None, "history": 20, "refresh": 50,
+               "fallback": "jacobi", "cos_tol": 1e-6, "patience": 50, "smoother": 1,
+               "net_dtype": torch.float32}
+
+    def __init__(self, op, csr, **options):
+        super().__init__(op, csr, **options)
+        o = self.opts
+        for name, lo in (("history", 1), ("refresh", 1), ("patience", 1), ("smoother", 0)):
+            o[name] = _positive_int(name, o[name], lo)
+        if o["fallback"] not in ("jacobi", "residual"):
+            raise ValueError(f"fallback must be 'jacobi' or 'residual', got {o['fallback']!r}")
+        if not (isinstance(o["cos_tol"], numbers.Real) and 0 <= o["cos_tol"] < 1):
+            raise ValueError(f"cos_tol must be in [0, 1), got {o['cos_tol']!r}")
+        if op.dtype.is_complex:
+            raise TypeError("DCDM solves real SPD systems; got a complex matrix")
+        n = op.shape[0]
+        dev = op.device
+        self.grid, flag_arr = _grid_and_flags(op, o["grid_shape"], o["flags"], n, csr)
+        fluid = torch.as_tensor(np.asarray(flag_arr).reshape(self.grid) == FLUID, device=dev)
+        name = o["model"] if o["model"] is not None else default_model_name(len(self.grid))
+        self.net, card = load_model(name, device=dev)
+        if self.net.dim != len(self.grid):
+            raise ValueError(f"model is {self.net.dim}-D but the grid {self.grid} is {len(self.grid)}-D")
+        self.model_name = card.get("name", str(o["model"]) if o["model"] is not None else name)
+        self.fluid_net = fluid.to(o["net_dtype"])
+        self.fluid_vec = fluid.reshape(-1).to(torch.float64)
+        self.dinv = None
+        if o["fallback"] == "jacobi":
+            diag = op.diagonal().reshape(-1).to(device=dev, dtype=torch.float64)
+            self.dinv = torch.where(diag != 0, 1.0 / torch.where(diag != 0, diag, torch.ones_like(diag)),
+                                    torch.zeros_like(diag))
+        self.nullspace = detect_constant_nullspace(csr, device=dev)
+
+    def default_maxiter(self, n):
+        return max(1000, n // 10)
+
+    def check_rhs(self, rhs):
+        if rhs.b.is_complex():
+            raise TypeError("DCDM solves real SPD systems; got complex data")
+        super().check_rhs(rhs)
+
+    def stepper(self, op, rhs):
+        return DCDMStepper(self, op._apply)
+
+    def info(self):
+        return {"model": self.model_name, "history": self.opts["history"], "grid_shape": self.grid,
+                "null_space": self.nullspace.count if self.nullspace is not None else 0}
+
+
+class DCDMStepper(Stepper):
+    """One DCDM iteration (network direction, safeguards, smoothing steps) for every active system."""
+
+    def __init__(self, method: DCDM, apply_A):
+        self.m = method
+        self.o = method.opts
+        self.apply_A = apply_A
+        self.ns = method.nullspace
+        self.matvecs = 0
+        self.net_seconds = 0.0
+
+    def start(self, x, r, b):
+        self.x, self.r, self.b = x, r, b
+        k, dev = x.shape[0], x.device
+        self.k = k
+        self.rnorm = torch.linalg.vector_norm(r, dim=1)
+        self.fallbacks = torch.zeros(k, dtype=torch.int64)
+        self.smoother_steps = torch.zeros(k, dtype=torch.int64)
+        self.switched_at = [None] * k
+        self.pcg = torch.zeros(k, dtype=torch.bool, device=dev)  # rows that gave up on the network
+        self.pcg_started = torch.zeros_like(self.pcg)
+        self.anchor = self.rnorm.clone()  # residual the next halving is measured from
+        self.since = torch.zeros(k, dtype=torch.int64, device=dev)
+        self.p_prev = torch.zeros_like(r)
+        self.rz_prev = torch.ones(k, dtype=r.dtype, device=dev)
+        self.dirs: deque = deque(maxlen=self.o["history"])
+        self.it = 0
+
+    def _orthogonalize(self, q):
+        for p_j, Ap_j, pAp_j in self.dirs:
+            q = q - (_dot(q, Ap_j) / pAp_j).unsqueeze(1) * p_j
+        if self.ns is not None:
+            self.ns.project(q)
+        return q
+
+    def _precondition(self, v):
+        z = v * self.m.dinv if self.m.dinv is not None else v * self.m.fluid_vec
+        if self.ns is not None:
+            self.ns.project(z)
+        return z
+
+    def _network(self, use_net, z):
+        r, rnorm = self.r, self.rnorm
+        scale = torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm)).unsqueeze(1)
+        tn = time.perf_counter()
+        with torch.no_grad():
+            q = self.m.net((r / scale).to(self.o["net_dtype"]).reshape((self.k,) + self.m.grid), self.m.fluid_net)
+        q = q.reshape(self.k, -1).to(torch.float64)
+        self.net_seconds += time.perf_counter() - tn
+        bad = use_net & ~torch.isfinite(q).all(dim=1)
+        return self._orthogonalize(torch.where(bad.unsqueeze(1), z, q)), bad
+
+    def _direction(self, act):
+        """The search direction of every row: network, or Jacobi-PCG for rows that gave up on it."""
+        use_net = act & ~self.pcg
+        z = self._precondition(self.r)
+        if use_net.any():
+            q, bad = self._network(use_net, z)
+        else:
+            q, bad = z, torch.zeros_like(use_net)
+        rz = _dot(self.r, z)
+        fresh = self.pcg & ~self.pcg_started
+        beta = torch.where(self.pcg & ~fresh, rz / self.rz_prev, torch.zeros_like(rz)).unsqueeze(1)
+        q = torch.where(self.pcg.unsqueeze(1), z + beta * self.p_prev, q)
+        q = torch.where(act.unsqueeze(1), q, torch.zeros_like(q))  # finished systems take no step
+        return q, z, rz, use_net, bad
+
+    def _safeguard(self, q, z, use_net, bad):
+        """Replace weak network directions (non-finite curvature, not A-positive, orthogonal to r)."""
+        Aq = self.apply_A(q)
+        self.matvecs += 1
+        qAq, qr = _dot(q, Aq), _dot(q, self.r)
+        qn = torch.linalg.vector_norm(q, dim=1)
+        weak = use_net & ~bad & (~torch.isfinite(qAq) | (qAq <= 0) | (qr.abs() <= self.o["cos_tol"] * qn * self.rnorm))
+        if weak.any():
+            qf = self._orthogonalize(z)
+            Aqf = self.apply_A(qf)
+            self.matvecs += 1
+            w = weak.unsqueeze(1)
+            q, Aq = torch.where(w, qf, q), torch.where(w, Aqf, Aq)
+            qAq, qr = torch.where(weak, _dot(qf, Aqf), qAq), torch.where(weak, _dot(qf, self.r), qr)
+        return q, Aq, qAq, qr, weak
+
+    def _smooth(self, active_dev):
+        """Conjugate Jacobi steps after the network's step (``smoother`` of them)."""
+        for _ in range(self.o["smoother"]):
+            act = active_dev & ~self.pcg
+            if not act.any():
+                break
+            zs = self._orthogonalize(self._precondition(self.r))
+            Azs = self.apply_A(zs)
+            self.matvecs += 1
+            zAz, zr = _dot(zs, Azs), _dot(zs, self.r)
+            ok = act & torch.isfinite(zAz) & (zAz > 0)
+            zs = torch.where(ok.unsqueeze(1), zs, torch.zeros_like(zs))
+            Azs = torch.where(ok.unsqueeze(1), Azs, torch.zeros_like(Azs))
+            safe = torch.where(ok, zAz, torch.ones_like(zAz))
+            a = torch.where(ok, zr / safe, torch.zeros_like(zr)).unsqueeze(1)
+            self.x.addcmul_(a, zs)
+            self.r.addcmul_(a, Azs, value=-1)
+            self.dirs.append((zs, Azs, safe))
+            self.smoother_steps += ok.cpu().long()
+
+    def step(self, active):
+        self.it += 1
+        act = active.to(self.x.device)
+        q, z, rz, use_net, bad = self._direction(act)
+        q, Aq, qAq, qr, weak = self._safeguard(q, z, use_net, bad)
+        self.fallbacks += ((bad | weak | self.pcg) & act).cpu().long()
+        flags = {"nonfinite": (act & ~torch.isfinite(qAq)).cpu(),
+                 "indefinite": (act & torch.isfinite(qAq) & (qAq < 0)).cpu(),
+                 "breakdown": (act & ((qAq == 0) | (qr == 0))).cpu()}
+        ok = act & torch.isfinite(qAq) & (qAq > 0) & (qr != 0)
+        safe = torch.where(ok, qAq, torch.ones_like(qAq))
+        alpha = torch.where(ok, qr / safe, torch.zeros_like(qr)).unsqueeze(1)
+        self.x.addcmul_(alpha, torch.where(ok.unsqueeze(1), q, torch.zeros_like(q)))
+        self.r.addcmul_(alpha, torch.where(ok.unsqueeze(1), Aq, torch.zeros_like(Aq)), value=-1)
+        self.dirs.append((q, Aq, safe))
+        self.p_prev = torch.where(self.pcg.unsqueeze(1), q, self.p_prev)
+        self.pcg_started = self.pcg_started | self.pcg
+        self.rz_prev = torch.where(self.pcg, torch.where(rz != 0, rz, torch.ones_like(rz)), self.rz_prev)
+        self._smooth(ok)
+        if self.it % self.o["refresh"] == 0:
+            self.r.copy_(torch.where(ok.unsqueeze(1), self.b - self.apply_A(self.x), self.r))
+            self.matvecs += 1
+        if self.ns is not None:
+            self.ns.project(self.r)
+        self.rnorm = torch.linalg.vector_norm(self.r, dim=1)
+        self._watch_stagnation(ok)
+        return self.rnorm, flags
+
+    def _watch_stagnation(self, ok):
+        """A row whose residual has not halved within ``patience`` steps continues as Jacobi-PCG."""
+        halved = self.rnorm <= 0.5 * self.anchor
+        self.anchor = torch.where(halved, self.rnorm, self.anchor)
+        self.since = torch.where(halved, torch.zeros_like(self.since), self.since + 1)
+        give_up = ~self.pcg & (self.since >= self.o["patience"]) & ok
+        if give_up.any():
+            for i in torch.nonzero(give_up).flatten().tolist():
+                self.switched_at[i] = self.it
+            self.pcg = self.pcg | give_up
+
+    def replace(self, rows, r_true):
+        m = rows.to(self.r.device)
+        self.r.copy_(torch.where(m.unsqueeze(1), r_true, self.r))
+        self.rnorm = torch.linalg.vector_norm(self.r, dim=1)
+
+    def info(self):
+        one = self.k == 1
+        return {"fallback_steps": int(self.fallbacks[0]) if one else self.fallbacks.tolist(),
+                "switched_to_pcg_at": self.switched_at[0] if one else self.switched_at,
+                "smoother_steps": int(self.smoother_steps[0]) if one else self.smoother_steps.tolist(),
+                "network_seconds": self.net_seconds}
 
 
 def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float = 1e-6,
          atol: float = 0.0, maxiter: int | None = None, history: int = 20, refresh: int = 50,
          fallback: str = "jacobi", cos_tol: float = 1e-6, patience: int = 50, smoother: int = 1,
-         net_dtype: torch.dtype = torch.float32, callback=None) -> SolveResult:
+         net_dtype: torch.dtype = torch.float32, callback=None):
     """Solve the SPD system ``A x = b`` with the deep conjugate direction method.
 
     Parameters
@@ -109,7 +337,7 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
         Previous directions each new one is A-orthogonalised against.  The
         paper uses 2; with 2 our trained networks stall near 1e-2..1e-3
         (the directions lose conjugacy), with 20 they converge (measured in
-        the README), at ``2 * history`` stored vectors per system.
+        the benchmarks), at ``2 * history`` stored vectors per system.
     refresh : int
         Recompute the true residual every ``refresh`` iterations.
     fallback : {"jacobi", "residual"}
@@ -122,9 +350,7 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
         from its current iterate (``info["switched_to_pcg_at"]``).
     smoother : int
         Conjugate Jacobi-preconditioned steps after each network step (0:
-        the paper's method, also registered as ``method="dcdm-pure"``).  They
-        damp the error the network handles worst, at one SpMV each; without
-        them our 2D network stalled on the 512^2 obstacle frame (README).
+        the paper's method, also registered as ``method="dcdm-pure"``).
     net_dtype : torch.dtype
         Network precision (float32; bfloat16 on GPU).
     callback : callable, optional
@@ -134,7 +360,7 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
     -------
     SolveResult
         ``info`` holds ``fallback_steps`` (per system), ``network_seconds``,
-        ``model`` and ``history``; ``reason`` as for :func:`~krylearn.solvers.krylov.cg`.
+        ``model`` and ``history``; ``reason`` as for :func:`krylearn.solvers.cg`.
 
     Examples
     --------
@@ -145,191 +371,20 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
     >>> res.converged
     True
     """
-    t_setup = time.perf_counter()
-    for name, v, lo in (("history", history, 1), ("refresh", refresh, 1), ("patience", patience, 1),
-                        ("smoother", smoother, 0)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    if fallback not in ("jacobi", "residual"):
-        raise ValueError(f"fallback must be 'jacobi' or 'residual', got {fallback!r}")
-    if not (isinstance(cos_tol, (int, float)) and 0 <= cos_tol < 1):
-        raise ValueError(f"cos_tol must be in [0, 1), got {cos_tol!r}")
-    sys_ = prepare(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter,
-                   default_maxiter=lambda n: max(1000, n // 10), dtype=torch.float64)
-    if sys_.b.is_complex():
-        raise TypeError("DCDM solves real SPD systems; got complex data")
-    op, k, n, dev = sys_.op, sys_.k, sys_.n, sys_.op.device
-    csr = matrix_form(op)  # built once: flags and the null-space check both read it
-    grid, flag_arr = _grid_and_flags(op, grid_shape, flags, n, csr)
-    fluid = torch.as_tensor(np.asarray(flag_arr).reshape(grid) == FLUID, device=dev)
-    net, card = load_model(model if model is not None else default_model_name(len(grid)), device=dev)
-    if net.dim != len(grid):
-        raise ValueError(f"model is {net.dim}-D but the grid {grid} is {len(grid)}-D")
-    fluid_net = fluid.to(net_dtype)
-    fluid_vec = fluid.reshape(-1).to(torch.float64)
-    diag = op.diagonal().reshape(-1).to(torch.float64) if fallback == "jacobi" else None
-    dinv = None
-    if diag is not None:
-        dinv = torch.where(diag > 0, 1.0 / torch.where(diag > 0, diag, torch.ones_like(diag)),
-                           torch.zeros_like(diag))
-    ns = detect_constant_nullspace(op, A=csr)
-    bvec = ns.project(sys_.b.clone()) if ns is not None else sys_.b
-    apply_A, tol = op._apply, sys_.tol
-    setup_seconds = time.perf_counter() - t_setup
-
-    t0 = time.perf_counter()
-    net_seconds = 0.0
-    x = sys_.x0
-    nonzero_x0 = bool(x.any())
-    r = bvec - apply_A(x) if nonzero_x0 else bvec.clone()
-    rnorm = torch.linalg.vector_norm(r, dim=1)
-    hist = [relative(rnorm, sys_)]
-    iterations = torch.zeros(k, dtype=torch.int64)
-    reasons, active = initial_status(sys_, x, rnorm)
-    fallbacks = torch.zeros(k, dtype=torch.int64)
-    smoother_steps = torch.zeros(k, dtype=torch.int64)
-    switched_at = [None] * k
-    pcg = torch.zeros(k, dtype=torch.bool, device=dev)  # rows that gave up on the network
-    pcg_started = torch.zeros_like(pcg)
-    anchor = rnorm.clone()  # residual the next halving is measured from
-    since = torch.zeros(k, dtype=torch.int64, device=dev)
-    p_prev = torch.zeros_like(r)
-    rz_prev = torch.ones(k, dtype=r.dtype, device=dev)
-    dirs: deque = deque(maxlen=history)
-    matvecs = int(nonzero_x0)
-
-    def stop(mask, why):
-        for i in torch.nonzero(mask & active).flatten().tolist():
-            reasons[i] = why
-        active.copy_(active & ~mask)
-
-    def orthogonalize(q):
-        for p_j, Ap_j, pAp_j in dirs:
-            q = q - (_dot(q, Ap_j) / pAp_j).unsqueeze(1) * p_j
-        if ns is not None:
-            ns.project(q)
-        return q
-
-    def precondition(v):
-        z = v * dinv if dinv is not None else v * fluid_vec
-        if ns is not None:
-            ns.project(z)
-        return z
-
-    it = 0
-    while active.any() and it < sys_.maxiter:
-        it += 1
-        act = active.to(dev)
-        use_net = act & ~pcg
-        z = precondition(r)
-        if use_net.any():
-            scale = torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm)).unsqueeze(1)
-            tn = time.perf_counter()
-            with torch.no_grad():
-                q = net((r / scale).to(net_dtype).reshape((k,) + grid), fluid_net)
-            q = q.reshape(k, n).to(torch.float64)
-            net_seconds += time.perf_counter() - tn
-            bad = use_net & ~torch.isfinite(q).all(dim=1)
-            q = torch.where(bad.unsqueeze(1), z, q)
-            q = orthogonalize(q)
-        else:
-            bad = torch.zeros_like(use_net)
-            q = z
-        # rows that gave up on the network run Jacobi-PCG from where they are
-        rz = _dot(r, z)
-        fresh = pcg & ~pcg_started
-        beta = torch.where(pcg & ~fresh, rz / rz_prev, torch.zeros_like(rz)).unsqueeze(1)
-        q = torch.where(pcg.unsqueeze(1), z + beta * p_prev, q)
-        q = torch.where(act.unsqueeze(1), q, torch.zeros_like(q))  # finished systems take no step
-        Aq = apply_A(q)
-        matvecs += 1
-        qAq, qr = _dot(q, Aq), _dot(q, r)
-        qn = torch.linalg.vector_norm(q, dim=1)
-        weak = use_net & ~bad & (~torch.isfinite(qAq) | (qAq <= 0) | (qr.abs() <= cos_tol * qn * rnorm))
-        if weak.any():
-            qf = orthogonalize(z)
-            Aqf = apply_A(qf)
-            matvecs += 1
-            w = weak.unsqueeze(1)
-            q, Aq = torch.where(w, qf, q), torch.where(w, Aqf, Aq)
-            qAq, qr = torch.where(weak, _dot(qf, Aqf), qAq), torch.where(weak, _dot(qf, r), qr)
-        fallbacks += ((bad | weak | pcg) & act).cpu().long()
-        stop(~torch.isfinite(qAq).cpu(), "nonfinite")
-        stop((qAq < 0).cpu(), "indefinite")
-        stop(((qAq == 0) | (qr == 0)).cpu(), "breakdown")
-        act = active.to(dev)
-        safe = torch.where(act & (qAq > 0), qAq, torch.ones_like(qAq))
-        alpha = torch.where(act, qr / safe, torch.zeros_like(qr)).unsqueeze(1)
-        x.addcmul_(alpha, q)
-        r.addcmul_(alpha, Aq, value=-1)
-        dirs.append((q, Aq, safe))
-        p_prev = torch.where(pcg.unsqueeze(1), q, p_prev)
-        pcg_started = pcg_started | pcg
-        rz_prev = torch.where(pcg, torch.where(rz != 0, rz, torch.ones_like(rz)), rz_prev)
-        for _ in range(smoother):  # conjugate Jacobi steps after the network's step
-            act = active.to(dev) & ~pcg
-            if not act.any():
-                break
-            zs = orthogonalize(precondition(r))
-            Azs = apply_A(zs)
-            matvecs += 1
-            zAz, zr = _dot(zs, Azs), _dot(zs, r)
-            ok = act & torch.isfinite(zAz) & (zAz > 0)
-            zs = torch.where(ok.unsqueeze(1), zs, torch.zeros_like(zs))
-            Azs = torch.where(ok.unsqueeze(1), Azs, torch.zeros_like(Azs))
-            safe_s = torch.where(ok, zAz, torch.ones_like(zAz))
-            a_s = torch.where(ok, zr / safe_s, torch.zeros_like(zr)).unsqueeze(1)
-            x.addcmul_(a_s, zs)
-            r.addcmul_(a_s, Azs, value=-1)
-            dirs.append((zs, Azs, safe_s))
-            smoother_steps += ok.cpu().long()
-        if it % refresh == 0:
-            r = bvec - apply_A(x)
-            matvecs += 1
-        if ns is not None:
-            ns.project(r)
-        rnorm = torch.linalg.vector_norm(r, dim=1)
-        iterations += active.long()
-        stop(~torch.isfinite(rnorm).cpu(), "nonfinite")
-        done = (rnorm <= tol) & active.to(dev)
-        if done.any():  # confirm on the true residual before stopping
-            r = bvec - apply_A(x)
-            matvecs += 1
-            if ns is not None:
-                ns.project(r)
-            rnorm = torch.linalg.vector_norm(r, dim=1)
-            stop((rnorm <= tol).cpu(), "converged")
-        hist.append(torch.where(active.to(dev) | done, relative(rnorm, sys_), hist[-1]))
-        # stagnation: the residual has not halved within `patience` steps -> PCG from here on
-        halved = rnorm <= 0.5 * anchor
-        anchor = torch.where(halved, rnorm, anchor)
-        since = torch.where(halved, torch.zeros_like(since), since + 1)
-        give_up = ~pcg & (since >= patience) & active.to(dev)
-        if give_up.any():
-            for i in torch.nonzero(give_up).flatten().tolist():
-                switched_at[i] = it
-            pcg = pcg | give_up
-        if callback is not None:
-            callback(x.reshape(sys_.shape))
-    if ns is not None:
-        ns.project(x)
-    solve_seconds = time.perf_counter() - t0
-    info = {
-        "fallback_steps": fallbacks.tolist() if sys_.batched else int(fallbacks[0]),
-        "switched_to_pcg_at": switched_at if sys_.batched else switched_at[0],
-        "smoother_steps": smoother_steps.tolist() if sys_.batched else int(smoother_steps[0]),
-        "network_seconds": net_seconds,
-        "matvecs": matvecs,
-        "model": card.get("name", str(model) if model is not None else default_model_name(len(grid))),
-        "history": history,
-        "grid_shape": grid,
-        "null_space": ns.count if ns is not None else 0,
-    }
-    return make_result(sys_, x, hist, iterations.numpy(), reasons, method="dcdm",
-                       setup_seconds=setup_seconds, solve_seconds=solve_seconds, info=info)
+    S = Solver(A, "dcdm", rtol=rtol, atol=atol, maxiter=maxiter, model=model, grid_shape=grid_shape,
+               flags=flags, history=history, refresh=refresh, fallback=fallback, cos_tol=cos_tol,
+               patience=patience, smoother=smoother, net_dtype=net_dtype)
+    return S.solve(b, x0, callback=callback)
 
 
-def dcdm_pure(A, b, x0=None, **options) -> SolveResult:
+class DCDMPure(DCDM):
+    """:class:`DCDM` without smoothing steps by default: every direction comes from the network."""
+
+    name = "dcdm-pure"
+    options = {**DCDM.options, "smoother": 0}
+
+
+def dcdm_pure(A, b, x0=None, **options):
     """:func:`dcdm` without smoothing steps (``smoother=0``): every direction comes from the network."""
     options.setdefault("smoother", 0)
     res = dcdm(A, b, x0, **options)
