@@ -82,6 +82,8 @@ def check_readable(path) -> tuple[str, os.stat_result]:
                               "accessible to this user)") from None
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(f"expected a file, got a folder: {path!r}")
+    if not stat.S_ISREG(st.st_mode):
+        return path, st  # a pipe or device: reading a probe byte would consume it
     try:
         with open(path, "rb") as fh:
             fh.read(1)

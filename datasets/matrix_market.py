@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,15 +98,23 @@ def _open_text(path: str):
     return open(path, "rb")
 
 
-def _line(fh) -> bytes:
-    """The next line (at most ``_LINE_LIMIT`` bytes kept; the rest of a longer line is skipped)."""
+def _line(fh) -> tuple[bytes, int]:
+    """The next line and the bytes it took; at most ``_LINE_LIMIT`` bytes of a longer line are kept.
+
+    A longer line is consumed in pieces (never held whole) and what is kept
+    of it ends with a newline, so the lines kept can be replayed.
+    """
     line = fh.readline(_LINE_LIMIT)
+    consumed = len(line)
     if line and not line.endswith(b"\n"):
-        while True:  # a longer line: consume it in pieces, never all at once
-            rest = fh.readline(_LINE_LIMIT)
-            if not rest or rest.endswith(b"\n"):
+        rest = fh.readline(_LINE_LIMIT)
+        while rest:
+            consumed += len(rest)
+            if rest.endswith(b"\n"):
+                line += b"\n"
                 break
-    return line
+            rest = fh.readline(_LINE_LIMIT)
+    return line, consumed
 
 
 def _banner(path: str, line: bytes) -> tuple[str, str, str]:
@@ -149,6 +159,29 @@ def _array_entries(path, fmt, symmetry, rows, cols, lineno) -> int:
     return rows * (rows - 1) // 2 if symmetry == "skew-symmetric" else rows * (rows + 1) // 2
 
 
+def _parse_header(path: str, fh) -> tuple[MtxHeader, bytes]:
+    """The header read from the open binary stream ``fh``, and its lines as read (to replay them)."""
+    try:
+        first, consumed = _line(fh)
+        fmt, field, symmetry = _banner(path, first)
+        kept, lineno = [first], 1
+        while True:
+            line, n = _line(fh)
+            lineno += 1
+            consumed += n
+            kept.append(line)
+            if not line:
+                raise FormatError("ends before the size line", path=path, key=f"line {lineno}")
+            text = line.decode("ascii", "replace").strip()
+            if text and not text.startswith("%"):
+                break
+    except (OSError, EOFError) as e:  # a damaged .gz / .bz2 stream
+        raise FormatError(f"unreadable compressed stream ({e})", path=path) from None
+    rows, cols, nnz = _size_line(path, text, fmt, lineno)
+    entries = nnz if fmt == "coordinate" else _array_entries(path, fmt, symmetry, rows, cols, lineno)
+    return MtxHeader(fmt, field, symmetry, rows, cols, entries, consumed, lineno), b"".join(kept)
+
+
 def read_mtx_header(path) -> MtxHeader:
     """Parse a Matrix Market header (banner, comment lines, size line) without reading the entries.
 
@@ -169,29 +202,32 @@ def read_mtx_header(path) -> MtxHeader:
         A missing or malformed banner or size line (naming the line).
     """
     path, _ = check_readable(path)
-    try:
-        with _open_text(path) as fh:
-            first = _line(fh)
-            fmt, field, symmetry = _banner(path, first)
-            consumed, lineno = len(first), 1
-            while True:
-                line = _line(fh)
-                lineno += 1
-                consumed += len(line)
-                if not line:
-                    raise FormatError("ends before the size line", path=path, key=f"line {lineno}")
-                text = line.decode("ascii", "replace").strip()
-                if text and not text.startswith("%"):
-                    break
-    except (OSError, EOFError) as e:  # a damaged .gz / .bz2 stream
-        raise FormatError(f"unreadable compressed stream ({e})", path=path) from None
-    rows, cols, nnz = _size_line(path, text, fmt, lineno)
-    entries = nnz if fmt == "coordinate" else _array_entries(path, fmt, symmetry, rows, cols, lineno)
-    return MtxHeader(fmt, field, symmetry, rows, cols, entries, consumed, lineno)
+    with _open_text(path) as fh:
+        return _parse_header(path, fh)[0]
 
 
-def _check_size(path: str, header: MtxHeader, size: int, compressed: bool, dense: bool, max_entries) -> None:
-    if not compressed and header.min_data_bytes() > size - header.header_bytes:
+class _Replay(io.RawIOBase):
+    """The bytes already read from a stream (``head``), then the rest of the stream."""
+
+    def __init__(self, head: bytes, stream):
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _check_size(path: str, header: MtxHeader, size: int | None, dense: bool, max_entries) -> None:
+    """Refuse a header the file's ``size`` bytes cannot hold (None: unknown) or that needs over ``max_entries`` values."""
+    if size is not None and header.min_data_bytes() > size - header.header_bytes:
         raise FormatError(
             f"declares {header.entries} entries ({header.rows} x {header.cols} {header.format}), which need at "
             f"least {header.min_data_bytes()} bytes, but only {size - header.header_bytes} bytes follow its "
@@ -218,15 +254,19 @@ def _check_limit(max_entries):
 def _mmread(path, max_entries, *, dense: bool = False):
     _check_limit(max_entries)
     path, st = check_readable(path)
-    header = read_mtx_header(path)
-    compressed = path.lower().endswith((".gz", ".bz2"))
-    _check_size(path, header, st.st_size, compressed, dense, max_entries)
-    try:
-        M = scipy.io.mmread(path)
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except (ValueError, OSError, IndexError, TypeError, RuntimeError, OverflowError, UnicodeDecodeError) as e:
-        raise FormatError(f"malformed Matrix Market data: {e}", path=path) from None
+    regular = stat.S_ISREG(st.st_mode)
+    size = st.st_size if regular and not path.lower().endswith((".gz", ".bz2")) else None
+    with _open_text(path) as fh:
+        header, head = _parse_header(path, fh)
+        _check_size(path, header, size, dense, max_entries)
+        # a pipe cannot be reopened: hand scipy the header read so far, then the rest of the stream
+        source = path if regular else io.BufferedReader(_Replay(head, fh))
+        try:
+            M = scipy.io.mmread(source)
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except (ValueError, OSError, IndexError, TypeError, RuntimeError, OverflowError, UnicodeDecodeError) as e:
+            raise FormatError(f"malformed Matrix Market data: {e}", path=path) from None
     values = M.data if scipy.sparse.issparse(M) else np.asarray(M)
     if values.dtype.kind not in "iufcb":
         raise FormatError(f"unsupported value type {values.dtype}", path=path)

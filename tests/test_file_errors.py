@@ -185,3 +185,28 @@ def test_nifti_reader_names_the_argument_and_what_is_wrong(tmp_path):
         mni152_volume(tmp_path)
     with pytest.raises(FileNotFoundError, match="path: no such file"):
         mni152_volume(tmp_path / "missing.nii.gz")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_mtx_from_a_pipe_is_read_once(tmp_path):
+    import threading
+
+    text = "%%MatrixMarket matrix coordinate real general\n% a comment\n2 2 2\n1 1 3.0\n2 2 4.0\n"
+    fifo = tmp_path / "A.mtx"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(text))
+    writer.start()
+    try:
+        A = read_mtx(fifo)  # no size check on a pipe, but the header is parsed and replayed to the reader
+    finally:
+        writer.join(timeout=10)
+    np.testing.assert_array_equal(A.toarray(), [[3.0, 0.0], [0.0, 4.0]])
+
+
+def test_mtx_with_a_long_comment_line(tmp_path):
+    path = tmp_path / "long.mtx"
+    path.write_text(BANNER + "%" + "x" * 10_000 + "\n2 2 1\n2 1 5.0\n")
+    header = read_mtx_header(path)
+    assert (header.rows, header.cols, header.entries, header.size_line) == (2, 2, 1, 3)
+    assert header.header_bytes == len(BANNER) + 10_002 + len("2 2 1\n")
+    np.testing.assert_array_equal(read_mtx(path).toarray(), [[0.0, 0.0], [5.0, 0.0]])
