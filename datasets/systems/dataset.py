@@ -79,8 +79,10 @@ class SystemsDataset(torch.utils.data.Dataset):
         if self._file is None or self._pid != pid:
             # A handle inherited through fork belongs to the parent: drop it, open our own.
             f = SystemsFile(self.path)
+            expected = getattr(self, "_fingerprint", None)  # None: unpickled from a version without it
             try:
-                f.check_unchanged(self._fingerprint, reader="SystemsDataset")
+                if expected is not None:
+                    f.check_unchanged(expected, reader="SystemsDataset")
             except BaseException:
                 f.close()
                 raise
