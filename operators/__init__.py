@@ -1,6 +1,6 @@
 """Linear operators: the abstraction every krylearn solver works on."""
 
-from .base import Compose, Dense, Diagonal, Identity, Operator, Scaled, Sum, aslinearoperator
+from .base import Compose, Dense, Diagonal, FunctionOperator, Identity, Operator, Scaled, Sum, aslinearoperator
 from .convert import as_operator
 from .interop import ScipyOperator, from_sigpy, to_sigpy
 from .sparse import SparseMatrix
@@ -14,6 +14,7 @@ __all__ = [
     "Identity",
     "Diagonal",
     "Dense",
+    "FunctionOperator",
     "SparseMatrix",
     "PoissonGrid",
     "Laplacian",

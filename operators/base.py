@@ -394,6 +394,41 @@ class Dense(Operator):
         return Dense(self.M.to(device=device, dtype=dtype))
 
 
+class FunctionOperator(Operator):
+    """A self-adjoint linear map given as a function on ``(B, *shape)`` tensors (no adjoint of its own).
+
+    For Krylov solves of systems that exist only as code, e.g. ``v -> v + g A^H A v``.
+
+    Parameters
+    ----------
+    fn : callable
+        ``(B, *shape) -> (B, *shape)``, linear.
+    shape : tuple of int
+    dtype : torch.dtype
+    device : torch.device or str
+    hermitian : bool
+        Whether ``fn`` is self-adjoint (then ``.H`` is itself).
+    """
+
+    def __init__(self, fn, shape, dtype=torch.float64, device="cpu", hermitian: bool = True):
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.hermitian = hermitian
+        super().__init__(shape, shape, dtype, device)
+
+    def _apply(self, x):
+        return self.fn(x)
+
+    def _adjoint(self):
+        if self.hermitian:
+            return self
+        raise NotImplementedError("this FunctionOperator was not declared hermitian and has no adjoint")
+
+    def _to(self, device, dtype):
+        return FunctionOperator(self.fn, self.ishape, dtype, device, self.hermitian)
+
+
 # ----------------------------------------------------------------- helpers
 def _as_tensor(a, name: str) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
@@ -460,5 +495,6 @@ __all__: Sequence[str] = [
     "Identity",
     "Diagonal",
     "Dense",
+    "FunctionOperator",
     "aslinearoperator",
 ]

@@ -16,17 +16,18 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from ..operators.base import Dense, Operator
+from ..operators.base import Dense, FunctionOperator, Operator
 from ..operators.convert import as_operator
 from ..operators.sparse import SparseMatrix
 from . import _cg_kernels as K2
 from .base import IterativeMethod
-from .driver import Stepper
+from .driver import Stepper, iterate
+from .inputs import Flattened, prepare_rhs
 from .nullspace import ConstantNullSpace, detect_constant_nullspace
 from .preconditioners import make_preconditioner
 from .result import SolveResult
 
-__all__ = ["CGStepper", "CGMethod", "PCG_CLASSES", "as_preconditioner", "check_hermitian"]
+__all__ = ["CGStepper", "CGMethod", "PCG_CLASSES", "as_preconditioner", "check_hermitian", "cg_batch"]
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -314,3 +315,35 @@ def check_empty_rows(empty: np.ndarray | None, b: np.ndarray) -> None:
 #: The PCG methods by name.
 PCG_CLASSES = {"pcg-jacobi": _pcg_class("jacobi"), "pcg-ic": _pcg_class("ic0"),
                "pcg-ssor": _pcg_class("ssor", _PCGSSOR), "pcg-amg": _pcg_class("amg")}
+
+
+def cg_batch(apply, b: torch.Tensor, x0: torch.Tensor | None = None, *, maxiter: int, rtol: float = 0.0,
+             atol: float = 0.0, method: str = "cg"):
+    """CG on ``k`` independent Hermitian positive (semi-)definite systems given as a function, no setup.
+
+    The shared driver runs it (stopping rule, true-residual confirmation,
+    scaling, reasons), so every CG in the package, including the fixed-step
+    data-consistency CG of the DDS samplers, obeys one contract.
+
+    Parameters
+    ----------
+    apply : callable
+        ``v -> A v`` on tensors shaped like ``b``, linear, Hermitian PSD per row.
+    b : torch.Tensor, (k, *shape)
+        Row ``i`` is system ``i``'s right-hand side (real or complex).
+    x0 : torch.Tensor, like ``b``, optional
+    maxiter : int
+    rtol, atol : float
+        Stopping rule ``||b_i - A x_i|| <= max(rtol ||b_i||, atol)`` per row
+        (``rtol = atol = 0``: run ``maxiter`` steps, stopping only rows whose
+        residual vanishes or stagnates at rounding level).
+
+    Returns
+    -------
+    SolveResult
+        ``x`` shaped like ``b``; per-row ``converged``/``reason``/``iterations``.
+    """
+    op = FunctionOperator(apply, tuple(b.shape[1:]), b.dtype, b.device)
+    flat = Flattened(op)
+    rhs = prepare_rhs(flat, b, x0, rtol=rtol, atol=atol, dtype=b.dtype, original=op)
+    return iterate(flat, rhs, CGStepper(flat._apply), maxiter=maxiter, method=method)
