@@ -205,8 +205,7 @@ def _resolve_prior(prior, kind, device, needed: bool):
     """``(prior for run_method or None, info dict, note or None)``; a missing prior is a note, not an error."""
     from ..pipelines.reconstruct import resolve_prior
     from ..solvers.dds import available_priors
-    from ..solvers.dds.prior import WEIGHTS_DIR
-    from ..solvers.weights import weights_path
+    from ..solvers.learned import find_weights
 
     if not needed:
         return None, None, None
@@ -215,7 +214,7 @@ def _resolve_prior(prior, kind, device, needed: bool):
                             f"(shipped priors: {', '.join(available_priors()) or 'none'})")
     if isinstance(prior, (str, os.PathLike)):
         try:
-            weights_path(prior, WEIGHTS_DIR)
+            find_weights(prior, "dds")
         except ValueError:
             shipped = ", ".join(available_priors()) or "none"
             return None, None, (
@@ -469,7 +468,7 @@ def setup(kind: str, *, methods, allowed, prior, dds_nfe, dps_nfe, dps_count, tu
     :func:`run_method`), ``prior_info``, ``prior_requested``, ``skipped``
     (method -> reason), ``notes``.
     """
-    from ..solvers.training import pick_device
+    from ..solvers.learned import pick_device
 
     methods = _methods(methods, allowed)
     cfg = {"kind": kind, "dds_nfe": _nfes(dds_nfe, "dds_nfe"), "dps_nfe": check_int("dps_nfe", dps_nfe, 1),

@@ -139,7 +139,7 @@ def machine() -> dict:
 
     import torch
 
-    from ..solvers.training import cpu_name
+    from ..solvers.learned import cpu_name
 
     cpu = cpu_name()
     return {

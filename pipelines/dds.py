@@ -40,8 +40,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..utils.atomic import atomic_path, atomic_write_text
+from ..problems.brain import BAND_GAP, BANDS, BrainAugment, brain_slices, complex_brain_slices, field_of_view
+from ..problems.phantoms import random_phantom
+from ..problems.simulate import write_ct_testset, write_mri_testset
+from ..solvers.dds import UNet, evaluate_loss, train_diffusion
+from ..solvers.learned import check_writable, hardware, pick_device, plot_losses, save_pretrained, seed_everything
+from ..solvers.learned.weights import weights_stem
+from ..utils.atomic import atomic_write_text
 from ..utils.checks import check_int, check_real
 
 __all__ = ["PRIOR_DEFAULTS", "make_data", "prior_data", "train_prior"]
@@ -68,11 +75,6 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
 
 
-def _stem(out) -> Path:
-    p = Path(out)
-    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-
-
 def prior_data(kind: str, split: str = "train", size: int | None = None, *, seed: int = 0, ellipses: int = 0,
                volume=None):
     """The images a prior trains or validates on.
@@ -84,15 +86,11 @@ def prior_data(kind: str, split: str = "train", size: int | None = None, *, seed
         random phase from ``seed``); ``ct``: float32 ``(n, 1, size, size)``
         in [0, 1].  ``z``: the MNI152 axial index per image (-1: phantom).
     """
-    from ..problems.brain import brain_slices, complex_brain_slices
-
     _kind(kind)
     size = PRIOR_DEFAULTS[kind]["size"] if size is None else check_int("size", size, 8)
     if kind == "mri":
         return complex_brain_slices(split, size, seed=seed, ellipses=ellipses, volume=volume, return_index=True)
     if ellipses:
-        from ..problems.phantoms import random_phantom
-
         x, z = brain_slices(split, size, volume=volume, return_index=True)
         rng = np.random.default_rng(seed)
         ph = np.stack([np.clip(random_phantom(size, count=10, seed=rng, oversample=2), 0, 1)
@@ -102,148 +100,63 @@ def prior_data(kind: str, split: str = "train", size: int | None = None, *, seed
     return x[:, None], z
 
 
-def _plot(losses, log_every, val0, val1, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    steps = np.arange(1, len(losses) + 1)
-    ax.semilogy(steps, losses, color="0.8", lw=0.5, label="training loss (per step)")
-    w = max(1, min(log_every, len(losses)))
-    if len(losses) >= w:
-        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.semilogy(steps[w - 1:], smooth, color="C0", label=f"training loss ({w}-step mean)")
-    if val0 is not None:
-        ax.axhline(val0, color="C3", ls=":", label=f"val, untrained ({val0:.3g})")
-    if val1 is not None:
-        ax.axhline(val1, color="C2", ls="--", label=f"val, EMA weights ({val1:.3g})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("denoising loss  mean (eps_hat - eps)^2")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: int | None = None, base: int | None = None,
-                channel_mult=None, batch_size: int | None = None, lr: float = 2e-4, ema_decay: float = 0.999,
-                warmup: int = 100, seed: int = 0, ellipses: int = 0, augment: bool = True, checkpoint=None,
-                checkpoint_every: int = 250, resume: bool = True, progress: bool = True, device=None,
-                command: str | None = None, name: str | None = None, half: bool = False, volume=None,
-                val_repeats: int = 8, log_every: int = 50, max_seconds: float | None = None,
-                return_model: bool = False):
-    """Train a DDS diffusion prior on brain slices; write weights, card, log and plot.
-
-    Parameters
-    ----------
-    kind : {"mri", "ct"}
-        2-channel complex MRI prior or 1-channel CT prior.
-    out : str or Path, optional
-        Weights stem (``out.safetensors``, ``out.json``, ``out-log.json``,
-        ``out-loss.png``; folder created).  ``None`` writes nothing.
-    steps : int, optional
-        Optimiser steps (a resumed run continues up to ``steps``); default
-        from :data:`PRIOR_DEFAULTS`.
-    size, base, channel_mult, batch_size :
-        Image side, UNet base width and per-level multipliers, global batch;
-        defaults in :data:`PRIOR_DEFAULTS` (``size`` must be a multiple of
-        ``2 ** (len(channel_mult) - 1)``).
-    lr, ema_decay, warmup :
-        Adam learning rate (linear warm-up over ``warmup`` steps) and EMA decay.
-    seed : int
-        Weights' initialisation, batches, noise, augmentation, training phases.
-    ellipses : int
-        Add this many random-ellipse phantoms to the training set.
-    augment : bool
-        Apply :class:`~krylearn.problems.brain.BrainAugment` to every batch.
-    checkpoint : str or Path, optional
-        Default ``<out>-checkpoint.pt`` when ``out`` is given; written every
-        ``checkpoint_every`` steps; ``resume`` continues from it.
-    device : optional
-        Default CUDA when available; ``torchrun`` runs DDP (one device per rank).
-    command : str, optional
-        Recorded in the card (default: this process's ``sys.argv``).
-    name : str, optional
-        Card name (default ``out``'s file name, else ``dds-<kind>``).
-    half : bool
-        Store float16 weights.
-    volume : path or array, optional
-        Train on another brain volume than the MNI152 template.
-    val_repeats : int
-        Noise draws per validation image for the held-out loss.
-    max_seconds : float, optional
-        Wall-time budget of the training loop: stop at the first step past it
-        (the card records the steps done).  A resumed run gets a new budget.
-    return_model : bool
-        Return ``(card, ema_model)``.
-
-    Returns
-    -------
-    dict
-        The card (``{}`` on ranks other than 0).
-    """
-    import torch
-
-    from ..problems.brain import BAND_GAP, BANDS, BrainAugment, field_of_view
-    from ..solvers.dds import UNet, evaluate_loss, save_prior, train_diffusion
-    from ..solvers.training import hardware, pick_device, seed_everything
-
-    kind = _kind(kind)
+def _settings(kind, size, base, channel_mult, batch_size, steps, seed, ellipses, val_repeats, lr, max_minutes,
+              max_seconds) -> dict:
+    """The run's network, data and budget settings with :data:`PRIOR_DEFAULTS` filled in, checked."""
+    if max_minutes is not None and max_seconds is not None:
+        raise ValueError("give max_minutes or max_seconds, not both")
     d = PRIOR_DEFAULTS[kind]
-    size = d["size"] if size is None else check_int("size", size, 8)
-    base = d["base"] if base is None else check_int("base", base, 1)
-    batch_size = d["batch_size"] if batch_size is None else check_int("batch_size", batch_size, 1)
-    mult = tuple(d["channel_mult"] if channel_mult is None else channel_mult)
-    steps = d["steps"] if steps is None else check_int("steps", steps, 1)
-    seed = check_int("seed", seed, 0)
-    ellipses = check_int("ellipses", ellipses, 0)
-    val_repeats = check_int("val_repeats", val_repeats, 1)
+    out = {"size": d["size"] if size is None else check_int("size", size, 8),
+           "base": d["base"] if base is None else check_int("base", base, 1),
+           "batch_size": d["batch_size"] if batch_size is None else check_int("batch_size", batch_size, 1),
+           "mult": tuple(d["channel_mult"] if channel_mult is None else channel_mult),
+           "steps": d["steps"] if steps is None else check_int("steps", steps, 1),
+           "seed": check_int("seed", seed, 0), "ellipses": check_int("ellipses", ellipses, 0),
+           "val_repeats": check_int("val_repeats", val_repeats, 1),
+           "max_seconds": max_seconds if max_minutes is None else 60.0 * max_minutes}
     check_real("lr", lr, positive=True)
-    m = 2 ** (len(mult) - 1)
-    if size % m:
-        raise ValueError(f"size={size} must be a multiple of {m} for channel_mult={mult}")
+    m = 2 ** (len(out["mult"]) - 1)
+    if out["size"] % m:
+        raise ValueError(f"size={out['size']} must be a multiple of {m} for channel_mult={out['mult']}")
+    return out
 
-    t_data = time.perf_counter()
-    x_train, z_train = prior_data(kind, "train", size, seed=seed, ellipses=ellipses, volume=volume)
-    x_val, z_val = prior_data(kind, "val", size, seed=VAL_SEED, volume=volume)
-    data_seconds = time.perf_counter() - t_data
-    aug = BrainAugment(phase=kind == "mri") if augment else None
 
-    channels = 2 if kind == "mri" else 1
-    seed_everything(seed)  # the initial weights depend on the seed only
-    net = UNet(in_channels=channels, base_channels=base, channel_mult=mult)
-    rank = _rank()
+def _images(kind: str, st: dict, volume):
+    """``(x_train, z_train, x_val, z_val, seconds)``: the training and validation images and their slices."""
+    t0 = time.perf_counter()
+    x_train, z_train = prior_data(kind, "train", st["size"], seed=st["seed"], ellipses=st["ellipses"], volume=volume)
+    x_val, z_val = prior_data(kind, "val", st["size"], seed=VAL_SEED, volume=volume)
+    return x_train, z_train, x_val, z_val, time.perf_counter() - t0
+
+
+def _untrained(kind: str, st: dict, x_val, device, rank: int):
+    """``(fresh UNet from the seed, device, its val loss on rank 0 else None)``."""
+    seed_everything(st["seed"])  # the initial weights depend on the seed only
+    net = UNet(in_channels=2 if kind == "mri" else 1, base_channels=st["base"], channel_mult=st["mult"])
     dev = pick_device(device)
-    val_initial = None
-    if rank == 0:
-        net.to(dev)
-        val_initial = evaluate_loss(net, x_val, seed=seed, repeats=val_repeats)
-
-    stem = _stem(out) if out is not None else None
-    if stem is not None and rank == 0:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None and stem is not None:
-        checkpoint = stem.with_name(stem.name + "-checkpoint.pt")
-    live_log = stem.with_name(stem.name + "-log.jsonl") if stem is not None else None
-    result = train_diffusion(net, x_train, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
-                             warmup=warmup, augment=aug, seed=seed, checkpoint=checkpoint,
-                             checkpoint_every=checkpoint_every, resume=resume, device=device, progress=progress,
-                             log=live_log, log_every=log_every, max_seconds=max_seconds)
     if rank != 0:
-        return ({}, result["model"]) if return_model else {}
-    ema = result["model"]
-    val_final = evaluate_loss(ema, x_val, seed=seed, repeats=val_repeats)
-    losses = [float(v) for v in result["losses"]]
-    history = [{"step": k, "loss": float(np.mean(losses[k - log_every:k]))}
-               for k in range(log_every, len(losses) + 1, log_every)]
+        return net, dev, None
+    net.to(dev)
+    return net, dev, evaluate_loss(net, x_val, seed=st["seed"], repeats=st["val_repeats"])
 
-    name = name or (stem.name if stem is not None else f"dds-{kind}")
+
+def _outputs(out, checkpoint, rank: int):
+    """``(weights stem or None, checkpoint path or None, live log path or None)``; the folder checked on rank 0."""
+    stem = weights_stem(out) if out is not None else None
+    if stem is None:
+        return None, checkpoint, None
+    if rank == 0:
+        check_writable(stem.parent, "out")
+    if checkpoint is None:
+        checkpoint = stem.with_name(stem.name + "-checkpoint.pt")
+    return stem, checkpoint, stem.with_name(stem.name + "-log.jsonl")
+
+
+def _card(*, kind, name, command, volume, st, z_train, z_val, aug, data_seconds, result, dev, ema, losses,
+          val_initial, val_final, lr, warmup, ema_decay, half) -> dict:
     is_mni = volume is None
+    ellipses, size, seed, steps, val_repeats = st["ellipses"], st["size"], st["seed"], st["steps"], st["val_repeats"]
+    batch_size, max_seconds = st["batch_size"], st["max_seconds"]
     card = {
         "name": name,
         "modality": kind,
@@ -294,14 +207,102 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    return card
+
+
+def _write_outputs(stem: Path, ema, card: dict, losses: list, log_every: int, val_initial, val_final, half: bool,
+                   title: str) -> None:
+    history = [{"step": k, "loss": float(np.mean(losses[k - log_every:k]))}
+               for k in range(log_every, len(losses) + 1, log_every)]
+    save_pretrained(ema, card, stem, half=half)
+    atomic_write_text(stem.with_name(stem.name + "-log.json"),
+                      json.dumps({"card": card, "history": history}, indent=1) + "\n")
+    records = [{"step": k + 1, "loss": v, "val": None} for k, v in enumerate(losses)]
+    plot_losses(records, stem.with_name(stem.name + "-loss.png"), title=title, unit="step", smooth=log_every,
+                ylabel="denoising loss  mean (eps_hat - eps)^2",
+                lines={"val, untrained": val_initial, "val, EMA weights": val_final})
+    live_log = stem.with_name(stem.name + "-log.jsonl")
+    if live_log.exists():
+        live_log.unlink()  # superseded by -log.json
+
+
+def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: int | None = None,
+                base: int | None = None, channel_mult=None, batch_size: int | None = None, lr: float = 2e-4,
+                ema_decay: float = 0.999, warmup: int = 100, seed: int = 0, ellipses: int = 0, augment: bool = True,
+                checkpoint=None, checkpoint_every: int = 250, resume: bool = True, progress: bool = True, device=None,
+                command: str | None = None, name: str | None = None, half: bool = False, volume=None,
+                val_repeats: int = 8, log_every: int = 50, max_minutes: float | None = None,
+                max_seconds: float | None = None, return_model: bool = False):
+    """Train a DDS diffusion prior on brain slices; write weights, card, log and plot.
+
+    Parameters
+    ----------
+    kind : {"mri", "ct"}
+        2-channel complex MRI prior or 1-channel CT prior.
+    out : str or Path, optional
+        Weights stem (``out.safetensors``, ``out.json``, ``out-log.json``,
+        ``out-loss.png``; folder created).  ``None`` writes nothing.
+    steps : int, optional
+        Optimiser steps (a resumed run continues up to ``steps``); default
+        from :data:`PRIOR_DEFAULTS`.
+    size, base, channel_mult, batch_size :
+        Image side, UNet base width and per-level multipliers, global batch;
+        defaults in :data:`PRIOR_DEFAULTS` (``size`` must be a multiple of
+        ``2 ** (len(channel_mult) - 1)``).
+    lr, ema_decay, warmup :
+        Adam learning rate (linear warm-up over ``warmup`` steps) and EMA decay.
+    seed : int
+        Weights' initialisation, batches, noise, augmentation, training phases.
+    ellipses : int
+        Add this many random-ellipse phantoms to the training set.
+    augment : bool
+        Apply :class:`~krylearn.problems.brain.BrainAugment` to every batch.
+    checkpoint : str or Path, optional
+        Default ``<out>-checkpoint.pt`` when ``out`` is given; written every
+        ``checkpoint_every`` steps; ``resume`` continues from it.
+    device : optional
+        Default CUDA when available; ``torchrun`` runs DDP (one device per rank).
+    command, name : str, optional
+        Recorded in the card (default: this process's ``sys.argv``; ``out``'s
+        file name, else ``dds-<kind>``).
+    half : bool
+        Store float16 weights.
+    volume : path or array, optional
+        Train on another brain volume than the MNI152 template.
+    val_repeats : int
+        Noise draws per validation image for the held-out loss.
+    max_minutes : float, optional
+        Wall-time budget of the training loop: stop at the first step past it
+        (the card records the steps done).  A resumed run gets a new budget.
+    max_seconds : float, optional
+        The same budget in seconds (for existing callers; give at most one).
+    return_model : bool
+        Return ``(card, ema_model)`` instead of the card (``{}`` on ranks other than 0).
+    """
+    kind = _kind(kind)
+    st = _settings(kind, size, base, channel_mult, batch_size, steps, seed, ellipses, val_repeats, lr, max_minutes,
+                   max_seconds)
+    rank = _rank()
+    stem, checkpoint, live_log = _outputs(out, checkpoint, rank)
+    x_train, z_train, x_val, z_val, data_seconds = _images(kind, st, volume)
+    aug = BrainAugment(phase=kind == "mri") if augment else None
+    net, dev, val_initial = _untrained(kind, st, x_val, device, rank)
+    result = train_diffusion(net, x_train, steps=st["steps"], batch_size=st["batch_size"], lr=lr, ema_decay=ema_decay,
+                             warmup=warmup, augment=aug, seed=st["seed"], checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, resume=resume, device=device, progress=progress,
+                             log=live_log, log_every=log_every, max_seconds=st["max_seconds"])
+    if rank != 0:
+        return ({}, result["model"]) if return_model else {}
+    ema, losses = result["model"], [float(v) for v in result["losses"]]
+    val_final = evaluate_loss(ema, x_val, seed=st["seed"], repeats=st["val_repeats"])
+    card = _card(kind=kind, name=name or (stem.name if stem is not None else f"dds-{kind}"), command=command,
+                 volume=volume, st=st, z_train=z_train, z_val=z_val, aug=aug, data_seconds=data_seconds,
+                 result=result, dev=dev, ema=ema, losses=losses, val_initial=val_initial, val_final=val_final, lr=lr,
+                 warmup=warmup, ema_decay=ema_decay, half=half)
     if stem is not None:
-        save_prior(ema, card, stem, half=half)
-        atomic_write_text(stem.with_name(stem.name + "-log.json"),
-                          json.dumps({"card": card, "history": history}, indent=1) + "\n")
-        _plot(losses, log_every, val_initial, val_final, stem.with_name(stem.name + "-loss.png"),
-              f"{name}: {kind} prior, {size}x{size}, base {base}, {result['steps']} steps")
-        if live_log is not None and live_log.exists():
-            live_log.unlink()  # superseded by -log.json
+        _write_outputs(stem, ema, card, losses, log_every, val_initial, val_final, half,
+                       f"{card['name']}: {kind} prior, {st['size']}x{st['size']}, base {st['base']}, "
+                       f"{result['steps']} steps")
     return (card, ema) if return_model else card
 
 
@@ -328,8 +329,6 @@ def make_data(kind: str, out, *, split: str = "test", size: int | None = None, s
     -------
     str, the path written.
     """
-    from ..problems.simulate import write_ct_testset, write_mri_testset
-
     kind = _kind(kind)
     size = PRIOR_DEFAULTS[kind]["size"] if size is None else size
     if kind == "mri":

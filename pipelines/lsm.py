@@ -36,12 +36,22 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import h5py
 import numpy as np
+import scipy.io
+import torch
 
-from ..utils.atomic import atomic_path, atomic_write_text
+from ..datasets.pde_formats import DarcyData, detect_darcy_format, read_darcy
+from ..solvers.learned import (check_writable, hardware, load_pretrained, pick_device, plot_losses, save_pretrained,
+                               seed_everything)
+from ..solvers.learned.weights import weights_stem
+from ..solvers.lsm import KINDS, NormalizedOperator, build_network, predict, train_operator
+from ..utils.atomic import atomic_write_text
 from ..utils.checks import check_int
+from ..utils.errors import FormatError
 
 __all__ = ["DEFAULT_CONFIGS", "count_samples", "evaluate", "resolve_model", "train"]
 
@@ -72,11 +82,6 @@ def count_samples(path) -> int:
     Raises ``FormatError`` for files :func:`~krylearn.datasets.pde_formats.read_darcy`
     does not read.
     """
-    import h5py
-
-    from ..utils.errors import FormatError
-    from ..datasets.pde_formats import detect_darcy_format
-
     path = os.fspath(path)
     fmt = detect_darcy_format(path)
     try:
@@ -90,8 +95,6 @@ def count_samples(path) -> int:
                 if "coeff" not in f or not hasattr(f["coeff"], "shape") or len(f["coeff"].shape) != 3:
                     raise FormatError("missing or not a 3-D dataset", path=path, key="coeff")
                 return int(f["coeff"].shape[-1])  # MATLAB column-major: (s2, s1, N)
-        import scipy.io
-
         info = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
     except OSError as e:
         raise FormatError(f"unreadable file ({e})", path=path) from None
@@ -101,8 +104,6 @@ def count_samples(path) -> int:
 
 
 def _read(path, start: int, count: int, sub: int):
-    from ..datasets.pde_formats import read_darcy
-
     return read_darcy(path, start=start, count=count, sub=sub)
 
 
@@ -126,48 +127,15 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
 
 
-def _stem(out) -> Path:
-    p = Path(out)
-    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-
-
-def _plot_losses(history: list, best_epoch: int, path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    ax.semilogy(epochs, [r["train"] for r in history], label="train (mean over the epoch)")
-    if any(r["val"] is not None for r in history):
-        ax.semilogy(epochs, [r["val"] if r["val"] is not None else np.nan for r in history], label="validation")
-        ax.axvline(best_epoch, color="gray", ls=":", lw=1, label=f"kept epoch {best_epoch}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("relative L2 error")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
 def resolve_model(model, device=None):
     """A :class:`~krylearn.solvers.lsm.NormalizedOperator` from a shipped name, a weights path or an object."""
-    import torch
-
-    from ..solvers.lsm import NormalizedOperator, load_pretrained
-    from ..solvers.training import pick_device
-
     if isinstance(model, NormalizedOperator):
         return model if device is None else model.to(pick_device(device))
     if isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a name, a weights path or a NormalizedOperator, got {type(model).__name__}")
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a name, a weights path or a NormalizedOperator, got {type(model).__name__}")
-    return load_pretrained(model, device=pick_device(device))
+    return load_pretrained(model, method="lsm", device=pick_device(device)).net
 
 
 def _per_sample_rel_l2(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -178,6 +146,44 @@ def _per_sample_rel_l2(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ evaluate
+def _check_resample(resample) -> None:
+    if isinstance(resample, str):
+        if resample != "native":
+            raise ValueError(f"resample must be True, False or 'native', got {resample!r}")
+    elif not isinstance(resample, (bool, np.bool_)):
+        raise TypeError(f"resample must be True, False or 'native', got {resample!r}")
+
+
+def _eval_samples(data, start, count, sub):
+    """``(DarcyData, file, start, count)`` for :func:`evaluate`'s ``data`` argument."""
+    if isinstance(data, DarcyData):
+        start = data.start if start == 0 else check_int("start", start, 0)
+        return data, data.path, start, len(data)
+    file = _check_file("data", data)
+    start = check_int("start", start, 0)
+    if count is not None:
+        count = check_int("count", count, 1)
+    n_file = count_samples(file)
+    if count is None:
+        count = n_file - start
+    if start + count > n_file or count < 1:
+        raise ValueError(f"start + count = {start} + {count} exceeds the {n_file} samples of data ({file!r})")
+    return _read(file, start, count, sub), file, start, count
+
+
+def _timed_predict(predictor, a, batch_size: int, dev, resample) -> tuple[np.ndarray, float]:
+    """Predictions for ``a`` and the seconds they took, after one warm-up batch."""
+    flag = resample is True
+    with warnings.catch_warnings():
+        if resample == "native":
+            warnings.simplefilter("ignore", UserWarning)
+        predict(a[:min(batch_size, len(a))], model=predictor, batch_size=batch_size, device=dev,
+                resample=flag)  # warm-up
+        t0 = time.perf_counter()
+        pred = predict(a, model=predictor, batch_size=batch_size, device=dev, resample=flag)
+        return pred, time.perf_counter() - t0
+
+
 def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int = 1, batch_size: int = 20,
              resample=False, device=None, return_predictions: bool = False) -> dict:
     """Relative L2 error and inference time of a trained operator on samples of a Darcy file.
@@ -216,32 +222,10 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
         ``model_resolution`` (training grid), ``resample``, ``file``,
         ``start``, ``count``, ``sub``, ``device``.
     """
-    from ..datasets.pde_formats import DarcyData
-    from ..solvers.lsm import predict
-
-    if isinstance(resample, str):
-        if resample != "native":
-            raise ValueError(f"resample must be True, False or 'native', got {resample!r}")
-    elif not isinstance(resample, (bool, np.bool_)):
-        raise TypeError(f"resample must be True, False or 'native', got {resample!r}")
+    _check_resample(resample)
     batch_size = check_int("batch_size", batch_size, 1)
     sub = check_int("sub", sub, 1)
-    if isinstance(data, DarcyData):
-        d = data
-        file = d.path
-        start = d.start if start == 0 else check_int("start", start, 0)
-        count = len(d)
-    else:
-        file = _check_file("data", data)
-        start = check_int("start", start, 0)
-        if count is not None:
-            count = check_int("count", count, 1)
-        n_file = count_samples(file)
-        if count is None:
-            count = n_file - start
-        if start + count > n_file or count < 1:
-            raise ValueError(f"start + count = {start} + {count} exceeds the {n_file} samples of data ({file!r})")
-        d = _read(file, start, count, sub)
+    d, file, start, count = _eval_samples(data, start, count, sub)
     predictor = resolve_model(model, device)
     dev = next(predictor.parameters()).device
     res, train_res = tuple(d.resolution), predictor.resolution
@@ -251,17 +235,7 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
                          "(predict on the training grid, interpolate back) or resample='native'")
     if not len(d):
         raise ValueError("data holds no samples")
-    flag = resample is True
-    import warnings
-
-    with warnings.catch_warnings():
-        if resample == "native":
-            warnings.simplefilter("ignore", UserWarning)
-        predict(d.a[:min(batch_size, len(d))], model=predictor, batch_size=batch_size, device=dev,
-                resample=flag)  # warm-up
-        t0 = time.perf_counter()
-        pred = predict(d.a, model=predictor, batch_size=batch_size, device=dev, resample=flag)
-        seconds = time.perf_counter() - t0
+    pred, seconds = _timed_predict(predictor, d.a, batch_size, dev, resample)
     pred = np.asarray(pred, dtype=np.float32).reshape(d.u.shape)
     rel = _per_sample_rel_l2(pred, d.u)
     out = {"rel_l2_mean": float(rel.mean()), "rel_l2_median": float(np.median(rel)), "rel_l2_max": float(rel.max()),
@@ -276,72 +250,7 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
 
 
 # ------------------------------------------------------------------ train
-def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, ntrain: int = 1000,
-          nval: int = 100, ntest: int = 200, config: dict | None = None, epochs: int = 501,
-          batch_size: int = 20, lr: float = 5e-4, weight_decay: float = 1e-4, step_size: int = 100,
-          gamma: float = 0.5, seed: int = 0, checkpoint=None, resume: bool = True, device=None, out=None,
-          name: str | None = None, half: bool = False, progress: bool = True, command: str | None = None,
-          return_model: bool = False):
-    """Train an operator on Darcy files and write its weights, card, log and loss plot.
-
-    Parameters
-    ----------
-    kind : {"lsm", "fno", "unet"}
-    data_train : str or Path
-        Darcy file with at least ``ntrain + nval`` samples (``+ ntest`` when
-        ``data_test`` is None).
-    data_test : str or Path, optional
-        File whose first ``ntest`` samples are the test set (same grid after ``sub``).
-    sub : int
-        Spatial subsampling ``[::sub, ::sub]`` applied to both files.
-    ntrain, nval, ntest : int
-        Split sizes (see the module docstring); ``nval = 0`` keeps the last epoch.
-    config : dict, optional
-        Network options overriding :data:`DEFAULT_CONFIGS` ``[kind]``.
-    epochs, batch_size, lr, weight_decay, step_size, gamma, seed :
-        The paper's recipe: 501, 20, 5e-4, 1e-4, StepLR(100, 0.5), 0.
-    checkpoint : str or Path, optional
-        Resumable checkpoint, written every epoch (atomic); ``resume`` picks it up.
-    device : optional
-        Default CUDA when available; ``torchrun`` runs DDP (see ``train_operator``).
-    out : str or Path, optional
-        Weights stem: ``out.safetensors``, ``out.json``, ``out-log.json``,
-        ``out-loss.png`` (folder created).  ``None`` writes nothing.
-    name : str, optional
-        Card name (default: ``out``'s file name, else ``"<kind>-darcy"``).
-    half : bool
-        Store the weights in float16 (the card's test metric is the float32 one).
-    progress : bool
-        Progress bars.
-    command : str, optional
-        Recorded in the card (default: this process's ``sys.argv``).
-    return_model : bool
-        Return ``(card, predictor)`` instead of the card.
-
-    Returns
-    -------
-    dict
-        The card (``{}`` on ranks other than 0 under DDP): ``name``, ``kind``,
-        ``config``, ``command``, ``data`` (train/val/test files and index
-        ranges, ``resolution``, the generator's provenance), ``seed``,
-        ``seconds`` (training wall time), ``hardware``, ``parameters``,
-        ``metrics`` (``best_val_rel_l2``, ``best_epoch``, ``test_rel_l2``
-        (mean) with median/max, ``train_rel_l2_last_epoch``), ``epochs``,
-        ``training`` (the hyper-parameters).
-
-    Raises
-    ------
-    ValueError
-        Unknown ``kind``; ``ntrain + nval`` (or ``+ ntest``) beyond
-        ``data_train``; ``ntest`` beyond ``data_test``; grids that differ
-        between the files.
-    """
-    import torch
-
-    from ..solvers.lsm import build_network, save_pretrained, train_operator
-    from ..solvers.lsm.train import KINDS
-    from ..solvers.training import hardware, seed_everything
-
+def _check_train_args(kind, data_train, data_test, sub, ntrain, nval, ntest, seed, config):
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     if data_train is None:
@@ -349,14 +258,15 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     data_train = _check_file("data_train", data_train)
     if data_test is not None:
         data_test = _check_file("data_test", data_test)
-    sub = check_int("sub", sub, 1)
-    ntrain = check_int("ntrain", ntrain, 2)  # the normalisers need two samples
-    nval = check_int("nval", nval, 0)
-    ntest = check_int("ntest", ntest, 1)
-    seed = check_int("seed", seed, 0)
     if config is not None and not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    # ntrain >= 2: the normalisers need two samples
+    return (data_train, data_test, check_int("sub", sub, 1), check_int("ntrain", ntrain, 2),
+            check_int("nval", nval, 0), check_int("ntest", ntest, 1), check_int("seed", seed, 0))
 
+
+def _test_split(data_train, data_test, ntrain, nval, ntest) -> tuple[str, int, str]:
+    """``(test file, first test sample, origin)``; ``ValueError`` when the files are too short."""
     n_file = count_samples(data_train)
     if ntrain + nval > n_file:
         raise ValueError(f"ntrain + nval = {ntrain} + {nval} exceeds the {n_file} samples of data_train "
@@ -366,51 +276,50 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
             raise ValueError(f"ntest = {ntest}: without data_test the test samples follow train + val, but "
                              f"data_train ({data_train!r}) holds {n_file} samples, not ntrain + nval + ntest = "
                              f"{ntrain + nval + ntest}; lower ntest/ntrain/nval or pass data_test")
-        test_file, test_start = data_train, ntrain + nval
-        test_origin = "data_train: the samples after train + val"
-    else:
-        n_test_file = count_samples(data_test)
-        if ntest > n_test_file:
-            raise ValueError(f"ntest = {ntest} exceeds the {n_test_file} samples of data_test ({data_test!r})")
-        test_file, test_start = data_test, 0
-        test_origin = "data_test: its first ntest samples"
+        return data_train, ntrain + nval, "data_train: the samples after train + val"
+    n_test_file = count_samples(data_test)
+    if ntest > n_test_file:
+        raise ValueError(f"ntest = {ntest} exceeds the {n_test_file} samples of data_test ({data_test!r})")
+    return data_test, 0, "data_test: its first ntest samples"
 
+
+def _out_stem(out) -> tuple[Path | None, int]:
+    """``(weights stem or None, rank)``; the stem's folder is checked writable on rank 0."""
+    stem, rank = (weights_stem(out) if out is not None else None), _rank()
+    if stem is not None and rank == 0:
+        check_writable(stem.parent, "out")
+    return stem, rank
+
+
+def _read_splits(data_train, test_file, test_start, ntrain, nval, ntest, sub):
+    """``(train + val samples, test samples, seconds)``; ``ValueError`` when their grids differ."""
     t_read = time.perf_counter()
     d = _read(data_train, 0, ntrain + nval, sub)
     dt = _read(test_file, test_start, ntest, sub)
-    read_seconds = time.perf_counter() - t_read
     if dt.resolution != d.resolution:
         raise ValueError(f"data_test has a {dt.resolution[0]}x{dt.resolution[1]} grid at sub={sub}, data_train "
                          f"{d.resolution[0]}x{d.resolution[1]}: the files must share a grid")
-    a_tr, u_tr = d.a[:ntrain], d.u[:ntrain]
-    a_va, u_va = (d.a[ntrain:], d.u[ntrain:]) if nval else (None, None)
+    return d, dt, time.perf_counter() - t_read
 
-    full_config = {**DEFAULT_CONFIGS[kind], **(config or {})}
-    seed_everything(seed)  # the initial weights depend on the seed only
+
+def _fresh_network(kind: str, config: dict | None, seed: int):
+    """A new network of ``kind`` (initial weights from ``seed`` only) and its parameter count."""
+    seed_everything(seed)
     try:
-        net = build_network(kind, full_config)
+        net = build_network(kind, {**DEFAULT_CONFIGS[kind], **(config or {})})
     except TypeError as e:
         raise ValueError(f"config: {e}") from None
-    n_params = int(sum(p.numel() for p in net.parameters()))
+    return net, int(sum(p.numel() for p in net.parameters()))
 
-    stem = _stem(out) if out is not None else None
-    rank = _rank()
-    if stem is not None and rank == 0:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-    live_log = stem.with_name(stem.name + "-log.jsonl") if stem is not None else None
-    result = train_operator(net, a_tr, u_tr, a_va, u_va, epochs=epochs, batch_size=batch_size, lr=lr,
-                            weight_decay=weight_decay, step_size=step_size, gamma=gamma, seed=seed,
-                            checkpoint=checkpoint, resume=resume, device=device, progress=progress, log=live_log)
-    if rank != 0:
-        return ({}, result["predictor"]) if return_model else {}
-    predictor = result["predictor"]
+
+def _card(*, kind, name, predictor, command, d, dt, splits, sub, seed, result, read_seconds, n_params, train_args,
+          half) -> dict:
+    """The weight card, with the test metric of the kept weights measured on ``dt``."""
+    data_train, ntrain, nval, test_file, test_start, ntest, test_origin = splits
+    batch_size, lr, weight_decay, step_size, gamma = train_args
     dev = next(predictor.parameters()).device
     test = evaluate(predictor, dt, batch_size=batch_size, device=dev)
-
-    name = name or (stem.name if stem is not None else f"{kind}-darcy")
-    history = [{"epoch": i + 1, "train": t, "val": v, "lr": r}
-               for i, (t, v, r) in enumerate(zip(result["train_loss"], result["val_loss"], result["lr"]))]
-    card = {
+    return {
         "name": name,
         "kind": kind,
         "paper": "Wu et al., Solving High-Dimensional PDEs with Latent Spectral Models, ICML 2023",
@@ -450,12 +359,99 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _write_outputs(stem: Path, predictor, card: dict, result: dict, live_log: Path, half: bool, title: str) -> None:
+    history = [{"epoch": i + 1, "train": t, "val": v, "lr": r}
+               for i, (t, v, r) in enumerate(zip(result["train_loss"], result["val_loss"], result["lr"]))]
+    save_pretrained(predictor, card, stem, half=half)
+    atomic_write_text(stem.with_name(stem.name + "-log.json"),
+                      json.dumps({"card": card, "history": history}, indent=1) + "\n")
+    records = [{"epoch": h["epoch"], "loss": h["train"], "val": h["val"]} for h in history]
+    plot_losses(records, stem.with_name(stem.name + "-loss.png"), title=title, unit="epoch",
+                ylabel="relative L2 error", best=result["best_epoch"] if any(h["val"] is not None for h in history)
+                else None)
+    if live_log.exists():
+        live_log.unlink()  # superseded by -log.json
+
+
+def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, ntrain: int = 1000,
+          nval: int = 100, ntest: int = 200, config: dict | None = None, epochs: int = 501,
+          batch_size: int = 20, lr: float = 5e-4, weight_decay: float = 1e-4, step_size: int = 100,
+          gamma: float = 0.5, seed: int = 0, checkpoint=None, resume: bool = True, device=None, out=None,
+          name: str | None = None, half: bool = False, progress: bool = True, command: str | None = None,
+          return_model: bool = False, max_minutes: float | None = None):
+    """Train an operator on Darcy files and write its weights, card, log and loss plot.
+
+    Parameters
+    ----------
+    kind : {"lsm", "fno", "unet"}
+    data_train : str or Path
+        Darcy file with at least ``ntrain + nval`` samples (``+ ntest`` when
+        ``data_test`` is None).
+    data_test : str or Path, optional
+        File whose first ``ntest`` samples are the test set (same grid after ``sub``).
+    sub : int
+        Spatial subsampling ``[::sub, ::sub]`` applied to both files.
+    ntrain, nval, ntest : int
+        Split sizes (see the module docstring); ``nval = 0`` keeps the last epoch.
+    config : dict, optional
+        Network options overriding :data:`DEFAULT_CONFIGS` ``[kind]``.
+    epochs, batch_size, lr, weight_decay, step_size, gamma, seed :
+        The paper's recipe: 501, 20, 5e-4, 1e-4, StepLR(100, 0.5), 0.
+    checkpoint : str or Path, optional
+        Resumable checkpoint, written every epoch (atomic); ``resume`` picks it up.
+    device : optional
+        Default CUDA when available; ``torchrun`` runs DDP (see ``train_operator``).
+    out : str or Path, optional
+        Weights stem: ``out.safetensors``, ``out.json``, ``out-log.json``,
+        ``out-loss.png`` (folder created).  ``None`` writes nothing.
+    name, command : str, optional
+        Recorded in the card (default: ``out``'s file name, else
+        ``"<kind>-darcy"``; this process's ``sys.argv``).
+    half : bool
+        Store float16 weights (the card's test metric is the float32 one).
+    progress : bool
+    return_model : bool
+        Return ``(card, predictor)`` instead of the card.
+    max_minutes : float, optional
+        Wall-time budget of the training loop: stop (and save) after the
+        first epoch past it; the card records the epochs done.
+
+    Returns
+    -------
+    dict
+        The card (``{}`` on ranks other than 0 under DDP): name, kind, config,
+        command, data (files, index ranges, resolution, provenance), seed,
+        seconds, hardware, parameters, metrics (best validation and test
+        relative L2), epochs, training (the hyper-parameters).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kind``; splits beyond the files' samples; grids that differ
+        between the files.
+    """
+    data_train, data_test, sub, ntrain, nval, ntest, seed = _check_train_args(
+        kind, data_train, data_test, sub, ntrain, nval, ntest, seed, config)
+    test_file, test_start, test_origin = _test_split(data_train, data_test, ntrain, nval, ntest)
+    stem, rank = _out_stem(out)
+    d, dt, read_seconds = _read_splits(data_train, test_file, test_start, ntrain, nval, ntest, sub)
+    net, n_params = _fresh_network(kind, config, seed)
+    live_log = stem.with_name(stem.name + "-log.jsonl") if stem is not None else None
+    result = train_operator(net, d.a[:ntrain], d.u[:ntrain], *((d.a[ntrain:], d.u[ntrain:]) if nval else ()),
+                            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                            step_size=step_size, gamma=gamma, seed=seed, checkpoint=checkpoint, resume=resume,
+                            device=device, progress=progress, log=live_log, max_minutes=max_minutes)
+    if rank != 0:
+        return ({}, result["predictor"]) if return_model else {}
+    predictor = result["predictor"]
+    name = name or (stem.name if stem is not None else f"{kind}-darcy")
+    card = _card(kind=kind, name=name, predictor=predictor, command=command, d=d, dt=dt,
+                 splits=(data_train, ntrain, nval, test_file, test_start, ntest, test_origin), sub=sub, seed=seed,
+                 result=result, read_seconds=read_seconds, n_params=n_params,
+                 train_args=(batch_size, lr, weight_decay, step_size, gamma), half=half)
     if stem is not None:
-        save_pretrained(predictor, None, card, stem, half=half)
-        atomic_write_text(stem.with_name(stem.name + "-log.json"),
-                          json.dumps({"card": card, "history": history}, indent=1) + "\n")
-        _plot_losses(history, result["best_epoch"], stem.with_name(stem.name + "-loss.png"),
-                     f"{name}: {kind}, {d.resolution[0]}x{d.resolution[1]}, {ntrain} training samples")
-        if live_log is not None and live_log.exists():
-            live_log.unlink()  # superseded by -log.json
+        _write_outputs(stem, predictor, card, result, live_log, half,
+                       f"{name}: {kind}, {d.resolution[0]}x{d.resolution[1]}, {ntrain} training samples")
     return (card, predictor) if return_model else card

@@ -551,7 +551,7 @@ def reconstruct_mri(input, out, method: str = "dds", nfe=None, prior="dds-mri", 
 
     from ..datasets.fastmri import read_kspace, write_reconstruction
     from ..operators.mri import SenseOperator, acceleration
-    from ..solvers.training import pick_device
+    from ..solvers.learned import pick_device
 
     _check_method("mri", method)
     nfe = _check_nfe(method, nfe)
@@ -670,7 +670,7 @@ def reconstruct_ct(input, out, method: str = "dds", nfe=None, prior="dds-ct", se
     """
     from ..datasets.fastmri import read_ct, write_reconstruction
     from ..operators.ct import ParallelBeamProjector
-    from ..solvers.training import pick_device
+    from ..solvers.learned import pick_device
 
     _check_method("ct", method)
     nfe = _check_nfe(method, nfe)

@@ -10,10 +10,10 @@ import torch
 import krylearn
 from krylearn.utils.errors import FormatError
 from krylearn.operators.stencil import FLUID, PoissonGrid
-from krylearn.solvers.dcdm import DCDMNet, available_models, dcdm, load_model
+from krylearn.solvers.dcdm import DCDMNet, dcdm, load_model
 from krylearn.solvers.dcdm.ritz import RitzSampler, lanczos_ritz
 from krylearn.solvers.dcdm.train import TrainingSystem, dcdm_loss, train_dcdm
-from krylearn.solvers.weights import save_weights
+from krylearn.solvers.learned import available, save_weights
 
 from _problems import full_grid, rhs
 
@@ -143,7 +143,7 @@ def test_bad_arguments_named(smoke2d):
 
 # ------------------------------------------------------- shipped weights
 def test_shipped_models_listed():
-    assert {"dcdm-2d", "dcdm-3d"} <= set(available_models())
+    assert {"dcdm-2d", "dcdm-3d"} <= set(available("dcdm"))
     for name in ("dcdm-2d", "dcdm-3d"):
         net, card = load_model(name)
         for key in ("command", "data", "hardware", "seconds", "metrics", "config"):

@@ -39,7 +39,7 @@ from krylearn.solvers.dds import (
     train_diffusion,
     tweedie,
 )
-from krylearn.solvers.dds.sampler import _dz, _dzt
+from krylearn.solvers.dds.volume import _dz, _dzt
 from krylearn.solvers.dds.schedule import q_sample
 
 

@@ -242,7 +242,7 @@ def saved(tmp_path):
     out = train_operator(tiny_lsm(levels=3), a[:16], u[:16], a[16:], u[16:], epochs=2, batch_size=8,
                          progress=False)
     path = tmp_path / "weights" / "toy-lsm"
-    save_pretrained(out["predictor"], None, {"data": "synthetic periodic Poisson 16x16"}, path)
+    save_pretrained(out["predictor"], {"data": "synthetic periodic Poisson 16x16"}, path)
     return out["predictor"], path, a
 
 
@@ -250,7 +250,7 @@ def test_save_load_predict_round_trip(saved):
     trained, path, a = saved
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["kind"] == "lsm" and card["config"]["width"] == 8 and card["resolution"] == [16, 16]
-    loaded = load_pretrained(path)
+    loaded = load_pretrained(path).net
     s1, s2 = trained.state_dict(), loaded.state_dict()
     assert all(torch.equal(s1[k].cpu(), s2[k]) for k in s1)
     with torch.no_grad():

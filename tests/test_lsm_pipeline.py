@@ -99,7 +99,7 @@ def test_separate_test_file_and_another_kind(darcy_file, tmp_path):
     assert card["data"]["val"] is None and card["metrics"]["best_val_rel_l2"] is None
     ev = evaluate(tmp_path / "fno", test_file)
     assert ev["rel_l2_mean"] == pytest.approx(card["metrics"]["test_rel_l2"], rel=1e-6)
-    assert load_pretrained(tmp_path / "fno").kind == "fno"
+    assert load_pretrained(tmp_path / "fno").net.kind == "fno"
 
 
 def test_bad_arguments_name_themselves(trained, darcy_file, tmp_path):

@@ -1,11 +1,13 @@
 """DCDM: the deep conjugate direction method (Kaneda et al., ICML 2023).
 
 ``krylearn.solve(A, b, method="dcdm", model="dcdm-2d", grid_shape=(ny, nx))``
-runs :func:`dcdm` with shipped weights; :mod:`.train` trains new ones.
+runs :func:`dcdm` with shipped weights; :func:`~.train.train_dcdm` trains new
+ones (``krylearn train dcdm``); weights load with
+``krylearn.solvers.learned.load_pretrained`` like every learned method's.
 """
 
 from .model import DCDMNet
-from .pretrained import available_models, load_model, save_model
+from .pretrained import load_model
 from .solve import dcdm
 
-__all__ = ["DCDMNet", "dcdm", "load_model", "save_model", "available_models"]
+__all__ = ["DCDMNet", "dcdm", "load_model"]

@@ -7,12 +7,15 @@ after one exact line-search step from zero,
 
 averaged over the batch: no reference solutions are needed, and the scale of
 ``q`` does not matter.  Right-hand sides come from :class:`RitzSampler`.
+
+:class:`DCDMTask` is this recipe for the shared
+:class:`~krylearn.solvers.learned.Trainer` (one round = one optimiser step);
+:func:`train_dcdm` runs it.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +26,11 @@ import torch
 from ...operators.sparse import SparseMatrix
 from ...operators.stencil import FLUID
 
-from ..training import (cleanup_distributed, load_checkpoint, run_fingerprint, save_checkpoint, seed_everything,
-                        setup_distributed)
+from ..learned import Trainer, TrainTask, digest
 from .model import DCDMNet
 from .ritz import RitzSampler
 
-__all__ = ["TrainingSystem", "dcdm_loss", "train_dcdm"]
+__all__ = ["TrainingSystem", "DCDMTask", "dcdm_loss", "train_dcdm"]
 
 
 @dataclass
@@ -88,21 +90,94 @@ def dcdm_loss(net: torch.nn.Module, b: torch.Tensor, fluid: torch.Tensor, op, gr
     return (res * res).sum(dim=1).mean()
 
 
-def _prepare(system: TrainingSystem, device, seed: int, val: int):
-    op = SparseMatrix(system.A.astype(np.float32)).to(device)
-    fluid = torch.as_tensor(np.asarray(system.flags).reshape(system.grid_shape) == FLUID,
-                            dtype=torch.float32, device=device)
-    sampler = RitzSampler(system.vectors, seed=seed, device=device)
-    val_b = RitzSampler(system.vectors, seed=seed + 7919, device=device).sample(val)
-    return op, fluid, sampler, val_b
+class DCDMTask(TrainTask):
+    """DCDM training for the :class:`~krylearn.solvers.learned.Trainer`: one round is one Adam step.
+
+    Batches cycle through ``systems`` (system ``k % len(systems)`` at step
+    ``k``); the right-hand sides of system ``i`` on rank ``r`` come from a
+    :class:`RitzSampler` seeded ``seed + 1000 r + 17 i``, the validation ones
+    (``val_size`` per system, fixed) from one seeded 7919 higher.  The
+    validation value is the mean of :func:`dcdm_loss` over the systems.
+    """
+
+    unit = "step"
+    desc = "training DCDM"
+
+    def __init__(self, systems, *, config: dict, batch: int, lr: float, schedule: str, steps: int, seed: int,
+                 val_size: int, net: DCDMNet | None = None):
+        self.systems, self.config, self.batch, self.lr = systems, config, batch, lr
+        self.schedule, self.steps, self.seed, self.val_size, self.net = schedule, steps, seed, val_size, net
+        self.init = None if net is None else digest(list(net.state_dict().values()))
+
+    def setup(self) -> DCDMNet:
+        dev = self.dist.device
+        model = self.net if self.net is not None else DCDMNet(**self.config)
+        self.prepared = []
+        for i, s in enumerate(self.systems):
+            seed = self.seed + 1000 * self.dist.rank + 17 * i
+            op = SparseMatrix(s.A.astype(np.float32)).to(dev)
+            fluid = torch.as_tensor(np.asarray(s.flags).reshape(s.grid_shape) == FLUID, dtype=torch.float32,
+                                    device=dev)
+            val_b = RitzSampler(s.vectors, seed=seed + 7919, device=dev).sample(self.val_size)
+            self.prepared.append((op, fluid, RitzSampler(s.vectors, seed=seed, device=dev), val_b))
+        return model.to(dev)
+
+    def make_optimizer(self, model):
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        sched = None
+        if self.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.steps, eta_min=self.lr / 10)
+        return opt, sched
+
+    def settings(self) -> dict:
+        return {"batch": self.batch, "schedule": self.schedule, "val_size": self.val_size,
+                "cosine_steps": self.steps if self.schedule == "cosine" else None,
+                "world_size": self.dist.world_size, "init": self.init}
+
+    def data(self):
+        return [(s.A, np.asarray(s.flags), s.vectors, list(s.grid_shape)) for s in self.systems]
+
+    def batches(self, round: int):
+        i = round % len(self.systems)
+        yield i, self.prepared[i][2].sample(self.batch)
+
+    def loss(self, module, batch) -> torch.Tensor:
+        i, b = batch
+        op, fluid, _, _ = self.prepared[i]
+        return dcdm_loss(module, b, fluid, op, self.systems[i].grid_shape)
+
+    def validate(self, model) -> float:
+        return float(np.mean([dcdm_loss(model, vb, fl, op, s.grid_shape).item()
+                              for (op, fl, _, vb), s in zip(self.prepared, self.systems)]))
+
+    def state_dict(self) -> dict:
+        return {"samplers": [p[2].state() for p in self.prepared]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for p, s in zip(self.prepared, state.get("samplers", [])):
+            p[2].set_state(s)
+
+
+def _check_args(systems, schedule, **ints) -> int:
+    if not systems:
+        raise ValueError("systems must hold at least one TrainingSystem")
+    dims = {len(s.grid_shape) for s in systems}
+    if len(dims) != 1:
+        raise ValueError(f"all training grids must have the same dimension, got {sorted(dims)}")
+    for name, v in ints.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    return dims.pop()
 
 
 def train_dcdm(systems: list[TrainingSystem], *, config: dict | None = None, steps: int = 1000,
                batch: int = 10, lr: float = 1e-4, schedule: str = "constant", seed: int = 0, out=None,
-               checkpoint_every: int = 50,
-               val_every: int = 50, val_size: int = 16, resume: bool = True, device=None,
-               progress: bool = True, net: DCDMNet | None = None) -> dict:
-    """Train a :class:`DCDMNet` on the Ritz right-hand sides of ``systems``.
+               checkpoint_every: int = 50, val_every: int = 50, val_size: int = 16, resume: bool = True,
+               device=None, progress: bool = True, net: DCDMNet | None = None,
+               max_minutes: float | None = None) -> dict:
+    """Train a :class:`DCDMNet` on the Ritz right-hand sides of ``systems`` (see :class:`DCDMTask`).
 
     Parameters
     ----------
@@ -123,115 +198,36 @@ def train_dcdm(systems: list[TrainingSystem], *, config: dict | None = None, ste
         DDP job draws from ``seed + 1000 r``).
     out : path, optional
         Folder for ``checkpoint.pt`` (every ``checkpoint_every`` steps; the
-        run resumes from it when ``resume``).
+        run resumes from it when ``resume`` and it comes from the same run:
+        same data, network and settings).
     val_every, val_size : int
         Held-out loss on ``val_size`` fixed right-hand sides per system.
     device : str, optional
         Default CUDA when available.
     net : DCDMNet, optional
         Start from this network instead of a fresh one.
+    max_minutes : float, optional
+        Wall-time budget: save and stop at the first step past it.
 
     Returns
     -------
     dict
         ``net`` (the weights with the lowest validation loss, on CPU),
         ``log`` (step, train loss, validation loss, seconds), ``best_step``,
-        ``best_val``, ``final_val``, ``seconds``.
+        ``best_val``, ``final_val``, ``seconds``, ``steps`` (done),
+        ``rank``, ``world_size``.
     """
-    if not systems:
-        raise ValueError("systems must hold at least one TrainingSystem")
-    dims = {len(s.grid_shape) for s in systems}
-    if len(dims) != 1:
-        raise ValueError(f"all training grids must have the same dimension, got {sorted(dims)}")
-    for name, v in (("steps", steps), ("batch", batch), ("checkpoint_every", checkpoint_every),
-                    ("val_every", val_every), ("val_size", val_size)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    dist = setup_distributed(device)
-    dev = dist.device
-    seed_everything(seed)
-    cfg = dict(config or {})
-    cfg["dim"] = dims.pop()
-    model = net if net is not None else DCDMNet(**cfg)
-    model.to(dev).train()
-    ddp = model
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ddp = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
-    sched = None
-    if schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 10)
-    prepared = [_prepare(s, dev, seed + 1000 * dist.rank + 17 * i, val_size) for i, s in enumerate(systems)]
-
-    fingerprint = run_fingerprint(model, batch=batch, lr=lr, schedule=schedule, seed=seed,
-                                  systems=[s.name for s in systems], world_size=dist.world_size)
-    state = {"step": 0, "log": [], "best_val": float("inf"), "best_step": 0, "seconds": 0.0}
-    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ckpt = Path(out) / "checkpoint.pt" if out is not None else None
-    if ckpt is not None and resume and ckpt.is_file():
-        extra = load_checkpoint(ckpt, model=model, optimizer=opt, scheduler=sched, map_location=dev,
-                                fingerprint=fingerprint)
-        state.update({k: extra[k] for k in state if k in extra})
-        best = extra.get("best", best)
-        for (_, _, sampler, _), s in zip(prepared, extra.get("samplers", [])):
-            sampler.set_state(s)
-
-    def validate() -> float:
-        model.eval()
-        with torch.no_grad():
-            vals = [dcdm_loss(model, vb, fl, op, s.grid_shape).item()
-                    for (op, fl, _, vb), s in zip(prepared, systems)]
-        model.train()
-        return float(np.mean(vals))
-
-    def checkpoint():
-        if ckpt is not None and dist.is_main:
-            save_checkpoint(ckpt, model=model, optimizer=opt, scheduler=sched, best=best, fingerprint=fingerprint,
-                            samplers=[p[2].state() for p in prepared], **state)
-
-    bar = None
-    if progress and dist.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=state["step"], desc="training DCDM", unit="step")
-    t0 = time.perf_counter() - state["seconds"]
-    running = []
-    while state["step"] < steps:
-        i = state["step"] % len(systems)
-        op, fluid, sampler, _ = prepared[i]
-        b = sampler.sample(batch)
-        loss = dcdm_loss(ddp, b, fluid, op, systems[i].grid_shape)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        state["step"] += 1
-        running.append(loss.item())
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
-        if state["step"] % val_every == 0 or state["step"] == steps:
-            v = validate()
-            state["seconds"] = time.perf_counter() - t0
-            state["log"].append({"step": state["step"], "train_loss": float(np.mean(running)),
-                                 "val_loss": v, "seconds": state["seconds"]})
-            running = []
-            if v < state["best_val"]:
-                state["best_val"], state["best_step"] = v, state["step"]
-                best = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        if state["step"] % checkpoint_every == 0 or state["step"] == steps:
-            state["seconds"] = time.perf_counter() - t0
-            checkpoint()
-    if bar is not None:
-        bar.close()
-    final_val = state["log"][-1]["val_loss"] if state["log"] else validate()
-    model.load_state_dict(best)
-    cleanup_distributed()
-    return {"net": model.cpu().eval(), "log": state["log"], "best_step": state["best_step"],
-            "best_val": state["best_val"], "final_val": final_val, "seconds": state["seconds"],
-            "rank": dist.rank, "world_size": dist.world_size}
+    dim = _check_args(systems, schedule, steps=steps, batch=batch, checkpoint_every=checkpoint_every,
+                      val_every=val_every, val_size=val_size)
+    task = DCDMTask(systems, config={**(config or {}), "dim": dim}, batch=batch, lr=lr, schedule=schedule,
+                    steps=steps, seed=seed, val_size=val_size, net=net)
+    result = Trainer(task, rounds=steps, seed=seed, device=device,
+                     checkpoint=Path(out) / "checkpoint.pt" if out is not None else None,
+                     checkpoint_every=checkpoint_every, resume=resume, val_every=val_every, log_every=val_every,
+                     max_minutes=max_minutes, progress=progress).fit()
+    log = [{"step": r["step"], "train_loss": r["loss"], "val_loss": r["val"], "seconds": r["seconds"]}
+           for r in result.log]
+    return {"net": result.model.cpu().eval(), "log": log, "best_step": result.best_round,
+            "best_val": result.best_val, "final_val": log[-1]["val_loss"] if log else None,
+            "seconds": result.seconds, "steps": result.rounds, "rank": result.rank,
+            "world_size": result.world_size}

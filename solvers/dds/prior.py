@@ -14,29 +14,23 @@ prior ``x_0 ~ N(mu, Sigma)``: with ``x_t = sqrt(a) x_0 + sqrt(1 - a) eps``
 
 Trained priors are :class:`~krylearn.solvers.dds.unet.UNet` weights in
 ``solvers/dds/weights/NAME.safetensors`` with a JSON card ``NAME.json``
-holding ``config`` (the UNet's constructor arguments) and provenance.
+holding ``config`` (the UNet's constructor arguments) and provenance; they
+load like every learned method's weights,
+``net, card = krylearn.solvers.learned.load_pretrained("dds-mri")``.
+:func:`load_prior`, :func:`save_prior` and :func:`available_priors` are
+thin spellings of that convention kept for existing callers.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
-from ..weights import (
-    list_weights,
-    load_network,
-    save_weights,
-    weights_path,
-)
 
+from ..learned import available, load_pretrained, save_pretrained
 from .schedule import VPSchedule
 from .unet import UNet
 
-__all__ = ["WEIGHTS_DIR", "GaussianDenoiser", "available_priors", "load_prior", "save_prior"]
-
-#: Folder of the shipped priors (package data).
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+__all__ = ["GaussianDenoiser", "available_priors", "load_prior", "save_prior"]
 
 
 def _np(a, name):
@@ -155,41 +149,25 @@ class GaussianDenoiser:
         return (x + self.mean.reshape(1, -1)).reshape((count,) + self.shape)
 
 
-# ---------------------------------------------------------------- trained priors
+# ---------------------------------------------------------------- trained priors (thin spellings)
 def available_priors() -> list[str]:
-    """Names of the shipped priors (e.g. ``"dds-mri"``, ``"dds-ct"`` once trained)."""
-    return list_weights(WEIGHTS_DIR)
+    """Names of the shipped priors: ``available("dds")``."""
+    return available("dds")
 
 
 def load_prior(name_or_path, device="cpu", *, return_card: bool = False):
-    """A trained UNet prior from a shipped name or a weights path.
+    """A trained UNet prior: ``load_pretrained(name_or_path, method="dds")``'s network (and card).
 
-    Parameters
-    ----------
-    name_or_path : str or Path
-        A name from :func:`available_priors` or the stem / ``.safetensors``
-        path of weights written by :func:`save_prior`.
-    device : str or torch.device
-    return_card : bool
-        Also return the card (dict: ``config``, data, normalisation, ...).
-
-    Returns
-    -------
-    UNet (eval mode, float32, gradients off; cached and shared between
-    calls: do not train it), or ``(UNet, card)``.
+    Returns the UNet (eval mode, float32, gradients off; shared between
+    calls: do not train it), or ``(UNet, card)`` with ``return_card``.
     """
-    path = weights_path(name_or_path, WEIGHTS_DIR)
-    net, card = load_network(path, UNet, device)
-    return (net, dict(card)) if return_card else net
+    net, card = load_pretrained(name_or_path, method="dds", device=device)
+    return (net, card) if return_card else net
 
 
 def save_prior(model: UNet, card: dict, path, *, half: bool = False):
-    """Write ``model``'s weights and ``card`` (``config`` and ``kind`` added) to ``path``.
-
-    Returns the ``(weights, card)`` file paths.
-    """
+    """``save_pretrained(model, card, path)`` for a dds :class:`UNet`; returns the two file paths."""
     module = model.module if hasattr(model, "module") else model
     if not isinstance(module, UNet):
         raise TypeError(f"model must be a dds UNet, got {type(module).__name__}")
-    card = {**card, "kind": "dds-unet", "config": module.config}
-    return save_weights(module.state_dict(), card, path, half=half)
+    return save_pretrained(module, card, path, half=half)

@@ -23,7 +23,7 @@ re-runs the data step; see the paper notes: the paper reports that run as
 
 ``kind="uniform"`` spreads ``nfe`` integer steps evenly over ``[0, T - 1]``
 including both ends (``nfe = T`` is the full DDPM chain ``999, ..., 0``); it
-is the grid of :func:`~krylearn.solvers.dds.sampler.dps_sample`.
+is the grid of :func:`~krylearn.solvers.dds.dps_sample`.
 """
 
 from __future__ import annotations

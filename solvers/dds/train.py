@@ -12,34 +12,26 @@ seeded by ``(seed, k, r)``.  So a run resumed from a checkpoint continues
 exactly as the uninterrupted run, and the global batch does not depend on the
 number of processes.  Under ``torchrun`` (``WORLD_SIZE > 1``) the processes
 join a DDP group and each takes every ``W``-th image of the global batch.
+
+:class:`DiffusionTask` states this for the shared
+:class:`~krylearn.solvers.learned.Trainer` (one round = one step; the
+Trainer keeps the EMA and clips the gradients); :func:`train_diffusion` runs it.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import numbers
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ...utils.atomic import atomic_write_text
-from ..training import (
-    cleanup_distributed,
-    load_checkpoint,
-    run_fingerprint,
-    save_checkpoint,
-    seed_everything,
-    setup_distributed,
-)
 from torch import nn
 
+from ..learned import Trainer, TrainTask
 from .schedule import VPSchedule
 
-__all__ = ["as_images", "diffusion_loss", "evaluate_loss", "train_diffusion"]
+__all__ = ["as_images", "diffusion_loss", "evaluate_loss", "DiffusionTask", "train_diffusion"]
 
 
 def as_images(data, name: str = "data", channels: int | None = None) -> torch.Tensor:
@@ -111,17 +103,114 @@ def evaluate_loss(model, data, *, schedule: VPSchedule | None = None, seed: int 
 
 
 def _step_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (FNV-1a style): the generator seed of one step (and rank)."""
     h = 1469598103934665603
     for p in parts:
         h = ((h ^ (int(p) + 0x9E3779B9)) * 1099511628211) % (1 << 63)
     return h
 
 
+class DiffusionTask(TrainTask):
+    """The DDPM objective for the Trainer: one round is one step on a global batch of ``batch_size`` images.
+
+    Step ``k`` draws the batch indices from a generator seeded by
+    ``(seed, k)`` and, on rank ``r``, ``t``, the noise and the augmentation
+    from one seeded by ``(seed, k, r)``; rank ``r`` takes every ``W``-th
+    image of the global batch.
+    """
+
+    unit = "step"
+    desc = "train diffusion"
+
+    def __init__(self, model: nn.Module, x_all: torch.Tensor, *, batch_size: int, lr: float, warmup: int,
+                 augment, schedule: VPSchedule, seed: int):
+        self.model, self.x_all, self.batch_size, self.lr = model, x_all, batch_size, lr
+        self.warmup, self.augment, self.schedule, self.seed = warmup, augment, schedule, seed
+
+    def setup(self) -> nn.Module:
+        dev, world = self.dist.device, self.dist.world_size
+        if self.batch_size < world:
+            raise ValueError(f"batch_size={self.batch_size} is smaller than the {world} processes")
+        self.x_dev = self.x_all.to(dev)
+        self.abar = _abar(self.schedule, dev)
+        return self.model.to(dev)
+
+    def make_optimizer(self, model):
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        warmup = self.warmup
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda k: 1.0 if warmup == 0 else min(1.0, (k + 1) / warmup))
+
+    def settings(self) -> dict:
+        aug = self.augment
+        described = None if aug is None else (aug.config() if hasattr(aug, "config") else
+                                               getattr(aug, "__qualname__", type(aug).__name__))
+        return {"batch_size": self.batch_size, "warmup": self.warmup, "schedule": self.schedule.config(),
+                "augment": described}
+
+    def data(self):
+        return (self.x_all,)
+
+    def batches(self, round: int):
+        dev, rank, world = self.dist.device, self.dist.rank, self.dist.world_size
+        g = torch.Generator().manual_seed(_step_seed(self.seed, round))
+        idx = torch.randint(len(self.x_all), (self.batch_size,), generator=g)[rank::world]
+        gr = torch.Generator().manual_seed(_step_seed(self.seed, round, rank))
+        x0 = self.x_dev[idx.to(dev)]
+        if self.augment is not None:
+            x0 = self.augment(x0, gr)
+            if not isinstance(x0, torch.Tensor) or x0.shape != (len(idx),) + tuple(self.x_all.shape[1:]):
+                raise ValueError("augment must return a tensor of the batch's shape")
+        t = torch.randint(self.schedule.num_timesteps, (len(idx),), generator=gr).to(dev)
+        noise = torch.randn(x0.shape, generator=gr).to(dev)
+        yield x0, t, noise
+
+    def loss(self, module, batch) -> torch.Tensor:
+        x0, t, noise = batch
+        ab = self.abar[t].reshape(-1, 1, 1, 1)
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        return F.mse_loss(module(x_t, t), noise)
+
+
+def _check_args(steps, batch_size, checkpoint_every, log_every, warmup, lr, ema_decay, grad_clip, augment,
+                max_minutes, max_seconds) -> float | None:
+    """``ValueError``/``TypeError`` for a bad argument; returns the budget in minutes (or ``None``)."""
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
+                    ("log_every", log_every)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not isinstance(warmup, numbers.Integral) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    if not (isinstance(lr, numbers.Real) and lr > 0):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not (isinstance(ema_decay, numbers.Real) and 0 <= ema_decay < 1):
+        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay!r}")
+    if grad_clip is not None and not (isinstance(grad_clip, numbers.Real) and grad_clip > 0):
+        raise ValueError(f"grad_clip must be None or > 0, got {grad_clip!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be callable, got {type(augment).__name__}")
+    if max_seconds is not None and not (isinstance(max_seconds, numbers.Real) and max_seconds > 0):
+        raise ValueError(f"max_seconds must be None or > 0, got {max_seconds!r}")
+    if max_seconds is not None and max_minutes is not None:
+        raise ValueError("give max_minutes or max_seconds, not both")
+    return max_minutes if max_seconds is None else max_seconds / 60.0
+
+
+def _training_images(model, data) -> torch.Tensor:
+    """``data`` as training images for ``model`` (channels and size multiple checked)."""
+    x_all = as_images(data, "data", getattr(model, "in_channels", None))
+    m = getattr(model, "size_multiple", 1)
+    if x_all.shape[-1] % m or x_all.shape[-2] % m:
+        raise ValueError(f"data images are {tuple(x_all.shape[-2:])}; the model needs multiples of {m}")
+    return x_all
+
+
 def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16, lr: float = 2e-4,
                     ema_decay: float = 0.999, warmup: int = 100, grad_clip: float | None = 1.0,
                     augment=None, schedule: VPSchedule | None = None, seed: int = 0, checkpoint=None,
                     checkpoint_every: int = 500, resume: bool = True, device=None, progress: bool = True,
-                    log=None, log_every: int = 50, max_seconds: float | None = None) -> dict:
+                    log=None, log_every: int = 50, max_minutes: float | None = None,
+                    max_seconds: float | None = None) -> dict:
     """Train ``model`` (an epsilon-prediction network) on ``data``; return the EMA model and a log.
 
     Parameters
@@ -151,21 +240,22 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
         Written atomically every ``checkpoint_every`` steps and at the end
         (model, EMA, optimizer, scheduler, losses, wall time).
     resume : bool
-        Continue from ``checkpoint`` when it exists (same network and
-        hyper-parameters required; ``steps`` may grow).
+        Continue from ``checkpoint`` when it exists (same network,
+        hyper-parameters and data required; ``steps`` may grow).
     device : optional
         Default CUDA when available (``torchrun``: one device per rank).
     progress : bool
         tqdm bar (main process).
     log : callable or path, optional
-        Called with ``{"step", "loss", "lr"}`` every ``log_every`` steps, or a
-        JSON-lines file of those records rewritten atomically at checkpoints
-        and at the end.
-    max_seconds : float, optional
+        Called with ``{"step", "loss", "lr", ...}`` every ``log_every`` steps,
+        or a JSON-lines file of those records rewritten atomically.
+    max_minutes : float, optional
         Wall-time budget of this call: stop after the first step that ends
         past it (checkpoint and log written), even if fewer than ``steps``
         were done.  With DDP the main process decides and all ranks stop at
         the same step.
+    max_seconds : float, optional
+        The same budget in seconds (for existing callers; give at most one).
 
     Returns
     -------
@@ -176,148 +266,16 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
         ``steps``, ``seconds`` (wall time summed over resumed runs),
         ``world_size``.
     """
-    for name, v in (("steps", steps), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
-                    ("log_every", log_every)):
-        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if not isinstance(warmup, numbers.Integral) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
-    if not (isinstance(lr, numbers.Real) and lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if not (isinstance(ema_decay, numbers.Real) and 0 <= ema_decay < 1):
-        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay!r}")
-    if grad_clip is not None and not (isinstance(grad_clip, numbers.Real) and grad_clip > 0):
-        raise ValueError(f"grad_clip must be None or > 0, got {grad_clip!r}")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be callable, got {type(augment).__name__}")
-    if max_seconds is not None and not (isinstance(max_seconds, numbers.Real) and max_seconds > 0):
-        raise ValueError(f"max_seconds must be None or > 0, got {max_seconds!r}")
-    x_all = as_images(data, "data", getattr(model, "in_channels", None))
-    m = getattr(model, "size_multiple", 1)
-    if x_all.shape[-1] % m or x_all.shape[-2] % m:
-        raise ValueError(f"data images are {tuple(x_all.shape[-2:])}; the model needs multiples of {m}")
-
-    import torch.distributed as tdist
-
-    owned = not (tdist.is_available() and tdist.is_initialized())
-    dist = setup_distributed(device)
-    try:
-        return _loop(model, x_all, dist, steps=int(steps), batch_size=int(batch_size), lr=float(lr),
-                     ema_decay=float(ema_decay), warmup=int(warmup), grad_clip=grad_clip, augment=augment,
-                     schedule=schedule or VPSchedule(), seed=seed, checkpoint=checkpoint,
-                     checkpoint_every=int(checkpoint_every), resume=resume, progress=progress, log=log,
-                     log_every=int(log_every), max_seconds=max_seconds)
-    finally:
-        if owned and dist.enabled:
-            cleanup_distributed()
-
-
-def _loop(model, x_all, dist, *, steps, batch_size, lr, ema_decay, warmup, grad_clip, augment, schedule, seed,
-          checkpoint, checkpoint_every, resume, progress, log, log_every, max_seconds):
-    from tqdm.auto import tqdm
-
-    seed_everything(seed)
-    dev, world, rank = dist.device, dist.world_size, dist.rank
-    if batch_size < world:
-        raise ValueError(f"batch_size={batch_size} is smaller than the {world} processes")
-    model.to(dev).train()
-    ema = copy.deepcopy(model).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: 1.0 if warmup == 0 else min(1.0, (k + 1) / warmup))
-    fingerprint = run_fingerprint(model, lr=lr, batch_size=batch_size, ema_decay=ema_decay, warmup=warmup,
-                               grad_clip=grad_clip, seed=seed, schedule=schedule.config(),
-                               data_shape=list(x_all.shape))
-    state = {"step": 0, "losses": [], "seconds": 0.0}
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and resume and ckpt.is_file():
-        extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=sched, map_location=dev,
-                                fingerprint=fingerprint)
-        ema.load_state_dict(extra["ema"])
-        state.update({k: extra[k] for k in state if k in extra})
-        state["losses"] = [float(v) for v in state["losses"]]
-
-    module = model
-    if dist.enabled:
-        module = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    x_dev = x_all.to(dev)
-    abar = _abar(schedule, dev)
-    T = schedule.num_timesteps
-    records = []
-
-    def save():
-        if ckpt is not None and dist.is_main:
-            save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=sched, ema=ema.state_dict(),
-                            fingerprint=fingerprint, step=state["step"], losses=list(state["losses"]),
-                            seconds=state["seconds"] + time.perf_counter() - t0)
-        if log is not None and not callable(log) and dist.is_main:
-            losses = state["losses"]
-            recs = [{"step": k + 1, "loss": float(np.mean(losses[max(0, k + 1 - log_every):k + 1]))}
-                    for k in range(log_every - 1, len(losses), log_every)]
-            atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in recs))
-
-    ema_params = list(ema.parameters())
-    model_params = [p.detach() for p in model.parameters()]
-    t0 = time.perf_counter()
-    start = state["step"]
-    bar = tqdm(total=max(steps - start, 0), disable=not (progress and dist.is_main), desc="train diffusion",
-               unit="step", dynamic_ncols=True)
-    try:
-        for k in range(start, steps):
-            g = torch.Generator().manual_seed(_step_seed(seed, k))
-            idx = torch.randint(len(x_all), (batch_size,), generator=g)[rank::world]
-            gr = torch.Generator().manual_seed(_step_seed(seed, k, rank))
-            x0 = x_dev[idx.to(dev)]
-            if augment is not None:
-                x0 = augment(x0, gr)
-                if not isinstance(x0, torch.Tensor) or x0.shape != (len(idx),) + tuple(x_all.shape[1:]):
-                    raise ValueError("augment must return a tensor of the batch's shape")
-            t = torch.randint(T, (len(idx),), generator=gr).to(dev)
-            noise = torch.randn(x0.shape, generator=gr).to(dev)
-            ab = abar[t].reshape(-1, 1, 1, 1)
-            x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-            loss = F.mse_loss(module(x_t, t), noise)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(f"step {k + 1}: the loss is {float(loss)}")
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            sched.step()
-            decay = min(ema_decay, (1 + k) / (10 + k))
-            with torch.no_grad():
-                torch._foreach_lerp_(ema_params, model_params, 1 - decay)
-                for be, bm in zip(ema.buffers(), model.buffers()):
-                    be.copy_(bm)
-            state["losses"].append(float(loss.detach()))
-            state["step"] = k + 1
-            bar.update(1)
-            if (k + 1) % log_every == 0:
-                rec = {"step": k + 1, "loss": float(np.mean(state["losses"][-log_every:])),
-                       "lr": optimizer.param_groups[0]["lr"]}
-                records.append(rec)
-                bar.set_postfix(loss=f"{rec['loss']:.4g}")
-                if callable(log) and dist.is_main:
-                    log(dict(rec))
-            out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
-            if dist.enabled and max_seconds is not None:
-                flag = torch.tensor([float(out_of_time)], device=dev)
-                torch.distributed.broadcast(flag, 0)
-                out_of_time = bool(flag.item())
-            if (k + 1) % checkpoint_every == 0 or k + 1 == steps or out_of_time:
-                save()
-            if out_of_time:
-                break
-    finally:
-        bar.close()
-    if steps <= start:
-        save()
-    seconds = state["seconds"] + time.perf_counter() - t0
-    model.eval()
-    losses = state["losses"]
+    max_minutes = _check_args(steps, batch_size, checkpoint_every, log_every, warmup, lr, ema_decay, grad_clip,
+                              augment, max_minutes, max_seconds)
+    task = DiffusionTask(model, _training_images(model, data), batch_size=int(batch_size), lr=float(lr), warmup=int(warmup), augment=augment,
+                         schedule=schedule or VPSchedule(), seed=seed)
+    result = Trainer(task, rounds=int(steps), seed=seed, device=device, checkpoint=checkpoint,
+                     checkpoint_every=int(checkpoint_every), resume=resume, log=log, log_every=int(log_every),
+                     ema_decay=float(ema_decay), grad_clip=grad_clip, max_minutes=max_minutes,
+                     progress=progress).fit()
+    losses = result.losses()
     tail = losses[-min(100, len(losses)):] if losses else [math.nan]
-    return {"model": ema, "raw_model": model, "losses": list(losses), "final_loss": float(np.mean(tail)),
-            "steps": int(state["step"]), "seconds": float(seconds), "world_size": world}
+    return {"model": result.model, "raw_model": result.raw_model, "losses": losses,
+            "final_loss": float(np.mean(tail)), "steps": result.rounds, "seconds": result.seconds,
+            "world_size": result.world_size}

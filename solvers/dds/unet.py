@@ -12,7 +12,7 @@ at the levels listed in ``attention_levels`` (default: the coarsest only).
 
 Input sizes: ``H`` and ``W`` must be multiples of :attr:`UNet.size_multiple`
 ``= 2 ** (len(channel_mult) - 1)``; the samplers pad other sizes (see
-:func:`~krylearn.solvers.dds.sampler.pad_to_multiple`).
+:func:`~krylearn.solvers.dds.pad_to_multiple`).
 
 Channels: 2 (real, imaginary) for complex MRI images, 1 for CT; the output
 has ``out_channels`` (default ``in_channels``) channels of predicted noise.
@@ -174,6 +174,8 @@ class UNet(nn.Module):
         The constructor arguments (JSON-serialisable), stored in weight cards.
     size_multiple : int
         ``2 ** (len(channel_mult) - 1)``: ``H`` and ``W`` must be multiples of it.
+    kind : str
+        ``"dds-unet"``, recorded in weight cards.
 
     Examples
     --------
@@ -181,6 +183,8 @@ class UNet(nn.Module):
     >>> net(torch.zeros(3, 1, 16, 12), torch.tensor([0, 10, 999])).shape
     torch.Size([3, 1, 16, 12])
     """
+
+    kind = "dds-unet"
 
     def __init__(self, in_channels: int = 2, out_channels: int | None = None, base_channels: int = 32,
                  channel_mult=(1, 2, 2, 2), num_res_blocks: int = 1, attention_levels=None, num_heads: int = 4,
@@ -268,7 +272,7 @@ class UNet(nn.Module):
         m = self.size_multiple
         if x.shape[-1] % m or x.shape[-2] % m:
             raise ValueError(f"x has spatial size {tuple(x.shape[-2:])}; H and W must be multiples of {m} "
-                             "(pad with krylearn.solvers.dds.sampler.pad_to_multiple)")
+                             "(pad with krylearn.solvers.dds.pad_to_multiple)")
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 0:
             t = t.expand(x.shape[0])

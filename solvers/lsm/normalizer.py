@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .networks import KINDS, build_network
+
 __all__ = ["UnitGaussianNormalizer", "NormalizedOperator"]
 
 
@@ -110,6 +112,11 @@ class NormalizedOperator(nn.Module):
     ``forward(a)``: ``a`` (B, Cin, H, W) in physical units -> (B, Cout, H, W)
     in physical units.  Its ``state_dict`` holds ``net.*``,
     ``x_normalizer.*`` and ``y_normalizer.*``.
+
+    It is LSM's network in the weights convention
+    (:func:`~krylearn.solvers.learned.save_pretrained` /
+    :func:`~krylearn.solvers.learned.load_pretrained`): the card records the
+    inner network's ``kind`` and ``config`` and the training ``resolution``.
     """
 
     def __init__(self, net: nn.Module, x_normalizer: UnitGaussianNormalizer | None = None,
@@ -138,6 +145,33 @@ class NormalizedOperator(nn.Module):
             if n is not None:
                 return tuple(n.shape[-2:])
         return None
+
+    def card_fields(self) -> dict:
+        """Card entries beside ``config`` and ``kind``: the training grid."""
+        res = self.resolution
+        return {"resolution": list(res) if res is not None else None}
+
+    @classmethod
+    def from_card(cls, card: dict, state: dict) -> "NormalizedOperator":
+        """Rebuild from a weight card (``kind``, ``config``) and its tensors (the normalisers' statistics).
+
+        Raises ``ValueError`` naming ``kind`` or ``config`` when the card
+        describes no network of :data:`~.networks.KINDS`.
+        """
+        kind = card.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        try:
+            net = build_network(kind, card["config"])
+        except TypeError as e:
+            raise ValueError(f"config does not build a {kind} network ({e})") from None
+        norms = []
+        for side in ("x_normalizer", "y_normalizer"):
+            keys = [f"{side}.{k}" for k in ("mean", "std", "eps")]
+            has = all(k in state for k in keys)
+            norms.append(UnitGaussianNormalizer(state[keys[0]], state[keys[1]], float(state[keys[2]])) if has
+                         else None)
+        return cls(net, *norms)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         x = self.x_normalizer.encode(a) if self.x_normalizer is not None else a

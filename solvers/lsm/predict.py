@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..training import pick_device
-from ..weights import weights_path
 
+from ..learned import load_pretrained, pick_device
+from .networks import KINDS
 from .normalizer import NormalizedOperator
-from .train import KINDS, WEIGHTS_DIR, load_pretrained
 
-__all__ = ["predict", "resample_nodes"]
+__all__ = ["predict", "resample_nodes", "resolve_predictor"]
 
-_CACHE: dict = {}
 _WARNED: set = set()
 
 
-def _resolve(model, device) -> NormalizedOperator:
+def resolve_predictor(model, device) -> NormalizedOperator:
+    """A :class:`NormalizedOperator` on ``device`` from a shipped name, a weights path or a network.
+
+    Names and paths load through :func:`~krylearn.solvers.learned.load_pretrained`
+    (shared between calls; reloaded when the file changes).
+    """
     if isinstance(model, NormalizedOperator):
         return model.to(device)
     if isinstance(model, torch.nn.Module):
@@ -35,14 +37,7 @@ def _resolve(model, device) -> NormalizedOperator:
         raise TypeError(f"model must be a name, a path or a NormalizedOperator, got {type(model).__name__}")
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a name, a path or a NormalizedOperator, got {type(model).__name__}")
-    path = weights_path(model, WEIGHTS_DIR)
-    wfile = Path(path).with_suffix(".safetensors")
-    key = (str(Path(path).resolve()), wfile.stat().st_mtime_ns, str(device))
-    if key not in _CACHE:
-        if len(_CACHE) >= 4:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = load_pretrained(path, device=device)
-    return _CACHE[key]
+    return load_pretrained(model, method="lsm", device=device).net
 
 
 def resample_nodes(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -62,6 +57,74 @@ def resample_nodes(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.T
     ih = torch.round(torch.linspace(0, x.shape[-2] - 1, H, device=x.device)).long()
     iw = torch.round(torch.linspace(0, x.shape[-1] - 1, W, device=x.device)).long()
     return x[..., ih[:, None], iw[None, :]]
+
+
+def _as_tensor(a):
+    """``(tensor, numpy array or None)`` of the input fields, checked (type, emptiness, finiteness)."""
+    if isinstance(a, torch.Tensor):
+        t, arr = a.detach(), None
+    elif isinstance(a, np.ndarray) or np.isscalar(a) or isinstance(a, (list, tuple)):
+        arr = np.asarray(a)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"a must be a numeric array or tensor, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    else:
+        raise TypeError(f"a must be a numpy array or a torch tensor, got {type(a).__name__}")
+    if t.is_complex():
+        raise TypeError(f"a must be real, got {t.dtype}")
+    if t.ndim not in (2, 3, 4):
+        raise ValueError(f"a must have shape (N, s1, s2) or (s1, s2), got {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"a is empty (shape {tuple(t.shape)})")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError("a contains NaN or Inf")
+    return t, arr
+
+
+def _batched(t: torch.Tensor, cin: int) -> torch.Tensor:
+    """``(N, cin, s1, s2)`` float32 network input from ``(s1, s2)``, ``(N, s1, s2)`` or ``(N, C, s1, s2)``."""
+    if t.ndim == 2:
+        x = t[None, None]
+    elif t.ndim == 3:
+        x = t[:, None] if cin == 1 else t[None]
+    else:
+        x = t
+    if x.shape[1] != cin:
+        raise ValueError(f"a must have {cin} channel(s) for this model, got shape {tuple(t.shape)}")
+    x = x.to(torch.float32)
+    if not torch.isfinite(x).all():  # finite float64 values beyond float32's range
+        raise ValueError("a has values too large for float32")
+    return x
+
+
+def _warn_native(predictor, size, train_res) -> None:
+    key = (id(predictor), size)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(f"model was trained on a {train_res[0]}x{train_res[1]} grid and runs natively on "
+                      f"{size[0]}x{size[1]}; expect a larger error (the default resample=True predicts on "
+                      "the training grid and interpolates back)", UserWarning, stacklevel=3)
+
+
+def _run(predictor, x: torch.Tensor, batch_size: int, dev, resample: bool) -> torch.Tensor:
+    """The predictor on ``x`` in batches (eval mode, no grad), on the training grid when ``resample``."""
+    size, train_res = tuple(x.shape[-2:]), predictor.resolution
+    regrid = resample and train_res is not None and size != tuple(train_res)
+    was_training = predictor.training
+    predictor.eval()
+    outs = []
+    try:
+        with torch.no_grad():
+            for s in range(0, len(x), batch_size):
+                xb = x[s:s + batch_size].to(dev)
+                if regrid:
+                    outs.append(resample_nodes(predictor(resample_nodes(xb, tuple(train_res), "nearest")), size,
+                                               "bilinear"))
+                else:
+                    outs.append(predictor(xb))
+    finally:
+        predictor.train(was_training)
+    return torch.cat(outs)
 
 
 def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample: bool = True):
@@ -111,74 +174,22 @@ def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(resample, str) or not isinstance(resample, (bool, np.bool_)):
         raise TypeError(f"resample must be True or False, got {resample!r}")
-    is_tensor = isinstance(a, torch.Tensor)
-    if is_tensor:
-        t, out_device = a.detach(), a.device
-    elif isinstance(a, np.ndarray) or np.isscalar(a) or isinstance(a, (list, tuple)):
-        arr = np.asarray(a)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"a must be a numeric array or tensor, got dtype {arr.dtype}")
-        t, out_device = torch.from_numpy(np.ascontiguousarray(arr)), None
-    else:
-        raise TypeError(f"a must be a numpy array or a torch tensor, got {type(a).__name__}")
-    if t.is_complex():
-        raise TypeError(f"a must be real, got {t.dtype}")
-    if t.ndim not in (2, 3, 4):
-        raise ValueError(f"a must have shape (N, s1, s2) or (s1, s2), got {tuple(t.shape)}")
-    if t.numel() == 0:
-        raise ValueError(f"a is empty (shape {tuple(t.shape)})")
-    if t.is_floating_point() and not torch.isfinite(t).all():
-        raise ValueError("a contains NaN or Inf")
+    t, arr = _as_tensor(a)
+    is_tensor = arr is None
     dev = pick_device(device) if device is not None else (t.device if is_tensor else pick_device(None))
-    predictor = _resolve(model, dev)
+    predictor = resolve_predictor(model, dev)
     cin = predictor.in_channels
-    ndim = t.ndim
-    if ndim == 2:
-        x = t[None, None]
-    elif ndim == 3:
-        x = t[:, None] if cin == 1 else t[None]
-    elif ndim == 4:
-        x = t
-    else:
-        raise ValueError(f"a must have shape (N, s1, s2) or (s1, s2), got {tuple(t.shape)}")
-    if x.shape[1] != cin:
-        raise ValueError(f"a must have {cin} channel(s) for this model, got shape {tuple(t.shape)}")
-    x = x.to(torch.float32)
-    if not torch.isfinite(x).all():  # finite float64 values beyond float32's range
-        raise ValueError("a has values too large for float32")
-
-    size = tuple(x.shape[-2:])
+    x = _batched(t, cin)
     train_res = predictor.resolution
-    if train_res is not None and size != tuple(train_res) and not resample:
-        key = (predictor.source if hasattr(predictor, "source") else id(predictor), size)
-        if key not in _WARNED:
-            _WARNED.add(key)
-            warnings.warn(f"model was trained on a {train_res[0]}x{train_res[1]} grid and runs natively on "
-                          f"{size[0]}x{size[1]}; expect a larger error (the default resample=True predicts on "
-                          "the training grid and interpolates back)", UserWarning, stacklevel=2)
-    was_training = predictor.training
-    predictor.eval()
-    outs = []
-    try:
-        with torch.no_grad():
-            for s in range(0, len(x), batch_size):
-                xb = x[s:s + batch_size].to(dev)
-                if resample and train_res is not None and size != tuple(train_res):
-                    yb = predictor(resample_nodes(xb, tuple(train_res), "nearest"))
-                    yb = resample_nodes(yb, size, "bilinear")
-                else:
-                    yb = predictor(xb)
-                outs.append(yb)
-    finally:
-        predictor.train(was_training)
-    u = torch.cat(outs)
+    if train_res is not None and tuple(x.shape[-2:]) != tuple(train_res) and not resample:
+        _warn_native(predictor, tuple(x.shape[-2:]), train_res)
+    u = _run(predictor, x, batch_size, dev, bool(resample))
+    single = t.ndim == 2 or (t.ndim == 3 and cin > 1)
     if u.shape[1] == 1:
         u = u[:, 0]
-        if ndim == 2 or (ndim == 3 and cin > 1):
-            u = u[0]
-    elif ndim == 2 or (ndim == 3 and cin > 1):
+    if single:
         u = u[0]
     if is_tensor:
-        return u.to(device=out_device, dtype=a.dtype if a.is_floating_point() else torch.float32)
+        return u.to(device=a.device, dtype=a.dtype if a.is_floating_point() else torch.float32)
     out_dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
     return u.cpu().numpy().astype(out_dtype, copy=False)

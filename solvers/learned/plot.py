@@ -1,0 +1,65 @@
+"""The loss plot every training pipeline writes beside its weights (matplotlib, PNG)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...utils.atomic import atomic_path
+
+__all__ = ["plot_losses"]
+
+
+def plot_losses(records, path, *, title: str, ylabel: str = "loss", unit: str = "step", smooth: int | None = None,
+                best: int | None = None, lines: dict | None = None) -> None:
+    """Write a semi-log PNG of the training loss and the validation values of ``records``.
+
+    Parameters
+    ----------
+    records : list of dict
+        ``{unit: k, "loss": float, "val": float or None}`` in order, e.g.
+        :attr:`TrainResult.history <krylearn.solvers.learned.TrainResult>` (one per
+        round) or its ``log`` (one per log interval).
+    path : str or Path
+        The PNG, written atomically.
+    title, ylabel, unit : str
+        Figure title, y label, and the record key of the x axis.
+    smooth : int, optional
+        Also draw the ``smooth``-record moving mean (the raw curve turns light grey).
+    best : int, optional
+        Mark the kept round with a vertical line.
+    lines : dict, optional
+        ``{label: value}`` horizontal reference lines (e.g. the untrained model's validation loss).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.asarray([r[unit] for r in records], dtype=float)
+    loss = np.asarray([r["loss"] for r in records], dtype=float)
+    val = np.asarray([np.nan if r.get("val") is None else r["val"] for r in records], dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    w = 0 if smooth is None else max(1, min(int(smooth), len(loss)))
+    if w > 1:
+        ax.semilogy(x, loss, color="0.8", lw=0.5, label=f"training loss (per {unit})")
+        ax.semilogy(x[w - 1:], np.convolve(loss, np.ones(w) / w, mode="valid"), color="C0",
+                    label=f"training loss ({w}-{unit} mean)")
+    else:
+        ax.semilogy(x, loss, color="C0", label="training loss")
+    if np.isfinite(val).any():
+        keep = np.isfinite(val)
+        ax.semilogy(x[keep], val[keep], color="C1", marker="." if keep.sum() < 60 else None, label="validation")
+    if best is not None:
+        ax.axvline(best, color="gray", ls=":", lw=1, label=f"kept {unit} {best}")
+    for i, (label, value) in enumerate((lines or {}).items()):
+        if value is not None:
+            ax.axhline(value, color=f"C{i + 2}", ls="--", lw=1, label=f"{label} ({value:.3g})")
+    ax.set_xlabel(unit)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
