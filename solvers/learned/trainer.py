@@ -346,7 +346,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not bool(torch.isfinite(loss.detach())):
-                raise FloatingPointError(f"{self.task.unit} {r + 1}: the loss is {float(loss)}")
+                raise FloatingPointError(f"{self.task.unit} {r + 1}: the loss is {float(loss.detach())}")
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
             optimizer.step()
