@@ -221,7 +221,8 @@ def test_ct_ellipsoid_testset_reads_back(tmp_path):
 
 # ------------------------------------------------------------------ training
 def test_train_prior_lowers_the_held_out_loss_and_writes_loadable_weights(tmp_path):
-    from krylearn.solvers.dds import evaluate_loss, load_prior
+    from krylearn.solvers.dds import evaluate_loss
+    from krylearn.solvers.learned import load_pretrained
 
     from krylearn.pipelines.dds import train_prior
 
@@ -234,7 +235,7 @@ def test_train_prior_lowers_the_held_out_loss_and_writes_loadable_weights(tmp_pa
     assert card["steps"] == 120 and card["command"] == "test" and card["data"]["size"] == [16, 16]
     for suffix in (".safetensors", ".json", "-log.json", "-loss.png"):
         assert (tmp_path / f"tiny{suffix}").is_file()
-    net, c = load_prior(stem, return_card=True)
+    net, c = load_pretrained(stem)
     assert c["config"]["in_channels"] == 2 and c["modality"] == "mri"
     from krylearn.pipelines.dds import VAL_SEED, prior_data
 

@@ -20,7 +20,8 @@ from krylearn.problems.simulate import simulate_ct, simulate_mri  # noqa: E402
 from krylearn.operators.ct import ParallelBeamProjector  # noqa: E402
 from krylearn.operators.mri import SenseOperator  # noqa: E402
 from krylearn.pipelines.reconstruct import run_method  # noqa: E402
-from krylearn.solvers.dds import UNet, available_priors, load_prior  # noqa: E402
+from krylearn.solvers.dds import UNet  # noqa: E402
+from krylearn.solvers.learned import available, load_pretrained  # noqa: E402
 
 
 def _untrained(card):
@@ -35,8 +36,8 @@ def _psnr(images, reference, magnitude):
 
 @pytest.mark.parametrize("name", ["dds-mri", "dds-ct"])
 def test_card_documents_the_run(name):
-    assert name in available_priors()
-    _, card = load_prior(name, return_card=True)
+    assert name in available("dds")
+    _, card = load_pretrained(name)
     for key in ("command", "seed", "seconds", "hardware", "parameters", "steps", "data", "metrics"):
         assert key in card, key
     m = card["metrics"]
@@ -51,7 +52,7 @@ def test_dds_mri_beats_an_untrained_prior_and_cg_sense():
     x = complex_brain_slices("val", 128, seed=3)[[2, 6]]
     sim = simulate_mri(x, 8, mask="uniform1d", accel=4, snr_db=30, seed=0, downsample=2)
     ref = np.abs(sim.image)
-    _, card = load_prior("dds-mri", return_card=True)
+    _, card = load_pretrained("dds-mri")
     out = {}
     for label, method, prior in (("shipped", "dds", "dds-mri"), ("untrained", "dds", _untrained(card)),
                                  ("cg-sense", "cg-sense", None)):
@@ -70,7 +71,7 @@ def test_dds_ct_beats_an_untrained_prior_and_fbp():
     sim = simulate_ct(vol, 8, seed=0, downsample=2)
     ref = sim.reference
     P = ParallelBeamProjector(ref.shape[1:], sim.angles, n_det=sim.n_det, det_spacing=1.0, dtype=torch.float64)
-    _, card = load_prior("dds-ct", return_card=True)
+    _, card = load_pretrained("dds-ct")
     out = {}
     for label, method, prior in (("shipped", "dds", "dds-ct"), ("untrained", "dds", _untrained(card)),
                                  ("fbp", "fbp", None)):

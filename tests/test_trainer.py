@@ -240,3 +240,47 @@ def test_everything_a_checkpoint_holds_reads_back_with_weights_only(tmp_path):
     Trainer(Regression(X, y), rounds=2, seed=0, ema_decay=0.5, checkpoint=ckpt, progress=False).fit()
     payload = torch.load(ckpt, weights_only=True)
     assert {"model", "optimizer", "scheduler", "ema", "fingerprint", "history", "best_state"} <= set(payload)
+
+
+_DDP_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[2])
+from test_trainer import Regression, regression_data
+from krylearn.solvers.learned import Trainer
+X, y = regression_data()
+res = Trainer(Regression(X, y), rounds=4, seed=2, ema_decay=0.9, checkpoint=sys.argv[1] + ".ckpt",
+              progress=False).fit()
+if res.rank == 0:
+    json.dump({"losses": res.losses(), "world": res.world_size,
+               "ema": [p.tolist() for p in res.model.parameters()]}, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_under_two_gloo_processes_matches_one_process(tmp_path):
+    """Every rank sees the same batches here, so DDP's gradient average changes nothing."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "run.py"
+    script.write_text(_DDP_SCRIPT)
+    tests = str(Path(__file__).parent)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.json"), tests], check=True, env=env, timeout=300)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "two.json"), tests],
+                              env={**env, "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r),
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}) for r in range(2)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert one["world"] == 1 and two["world"] == 2
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-6)
+    np.testing.assert_allclose(np.concatenate([np.ravel(e) for e in two["ema"]]),
+                               np.concatenate([np.ravel(e) for e in one["ema"]]), rtol=1e-6)
+    assert (tmp_path / "two.json.ckpt").is_file()

@@ -167,7 +167,7 @@ def load_prior(name_or_path, device="cpu", *, return_card: bool = False):
 
 def save_prior(model: UNet, card: dict, path, *, half: bool = False):
     """``save_pretrained(model, card, path)`` for a dds :class:`UNet`; returns the two file paths."""
-    module = model.module if hasattr(model, "module") else model
+    module = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     if not isinstance(module, UNet):
         raise TypeError(f"model must be a dds UNet, got {type(module).__name__}")
     return save_pretrained(module, card, path, half=half)

@@ -96,7 +96,7 @@ def save_checkpoint(path, *, model: torch.nn.Module, optimizer=None, scheduler=N
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = model.module if hasattr(model, "module") else model
+    module = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     payload = {"model": module.state_dict(), **extra}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
@@ -158,7 +158,7 @@ def load_checkpoint(path, *, model: torch.nn.Module, optimizer=None, scheduler=N
     payload = _read(path, map_location)
     if fingerprint is not None:
         _check_fingerprint(path, payload.get("fingerprint") or {}, fingerprint)
-    module = model.module if hasattr(model, "module") else model
+    module = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     try:
         module.load_state_dict(payload.pop("model"))
         if optimizer is not None and "optimizer" in payload:

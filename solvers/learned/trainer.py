@@ -36,6 +36,7 @@ import copy
 import json
 import math
 import numbers
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,7 +234,7 @@ class Trainer:
             raise ValueError(f"ema_decay must be None or lie in [0, 1), got {ema_decay!r}")
         self.grad_clip = _optional_positive("grad_clip", grad_clip)
         self.max_minutes = _optional_positive("max_minutes", max_minutes)
-        if log is not None and not callable(log) and not isinstance(log, (str, Path)):
+        if log is not None and not callable(log) and not isinstance(log, (str, os.PathLike)):
             raise TypeError(f"log must be a callable or a path, got {type(log).__name__}")
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.log_target = log
@@ -278,7 +279,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ fingerprint and resume
     def _fingerprint(self, model: nn.Module, optimizer) -> dict:
-        net = model.module if hasattr(model, "module") else model
+        net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         opt = {k: optimizer.defaults[k] for k in _OPTIMIZER_KEYS if k in optimizer.defaults}
         return json_clean({
             "network": {"class": type(net).__name__, "config": getattr(net, "config", None),
