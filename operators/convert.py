@@ -38,15 +38,16 @@ def as_tensor(a, name: str) -> torch.Tensor:
 def as_operator(A, *, name: str = "A", device=None, dtype=None) -> Operator:
     """Turn ``A`` into an :class:`Operator`.
 
-    Accepts an Operator; a scipy sparse matrix or array; a dense numpy array,
+    Accepts an Operator; a scipy sparse matrix or array, or CSR arrays
+    ``(indptr, indices, data, shape)``; a dense numpy array,
     torch tensor or DLPack array (2-D); a torch sparse tensor (COO/CSR); a
     sigpy Linop; a :class:`scipy.sparse.linalg.LinearOperator` or any object
     with ``shape`` and ``matvec`` (pyamg's ``ml.aspreconditioner()``).
     """
     if isinstance(A, Operator):
         op = A
-    elif scipy.sparse.issparse(A):
-        op = SparseMatrix(A)
+    elif scipy.sparse.issparse(A) or (isinstance(A, tuple) and len(A) == 4):
+        op = SparseMatrix(A)  # a 4-tuple is (indptr, indices, data, shape)
     elif isinstance(A, torch.Tensor) and A.layout in (torch.sparse_coo, torch.sparse_csr):
         op = SparseMatrix(A)
     elif isinstance(A, sigpy.linop.Linop):

@@ -110,7 +110,7 @@ def _mask(m) -> np.ndarray:
 
 
 def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callback=None, nullspace=None,
-            floor=None, setup_seconds: float = 0.0, info: dict | None = None) -> SolveResult:
+            floor=None, setup_seconds: float = 0.0, info: dict | None = None, check_op=None) -> SolveResult:
     """Run ``stepper`` on ``A x = b`` under the shared stopping rule (see the module docstring).
 
     Parameters
@@ -131,6 +131,11 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
     floor : callable, optional
         ``floor(x) -> (k,)`` estimate of the rounding floor of ``||b - A x||``
         (scaled units), to tell ``"unreachable"`` from ``"stagnated"``.
+    check_op : Operator, optional
+        ``A`` in double precision, for single-precision solves: the true
+        residual that decides convergence is then computed in float64
+        (complex128), where the caller's float32 data are exact, so
+        ``converged`` holds for the system given, not only to float32 rounding.
     setup_seconds : float
         Recorded in the result.
     info : dict, optional
@@ -141,6 +146,7 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
     x = rhs.x0
     b = rhs.b
     info = dict(info or {})
+    checker = _Checker(op if check_op is None else check_op, rhs, nullspace)
     if nullspace is not None:
         b = nullspace.project(b.clone())
         nullspace.project(x)
@@ -181,35 +187,50 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
         rows.stop(~np.isfinite(rn), "nonfinite")
         cand = rows.active & (rn <= tol)
         if cand.any():
-            if stepper.exact_residual:
+            if stepper.exact_residual and check_op is None:
                 rows.stop(cand, "converged")
             else:
-                matvecs += _confirm(op, b, x, rn, tol, cand, rows, stepper, nullspace, floor)
+                matvecs += _confirm(checker, x, rn, tol, cand, rows, stepper, floor)
         if stepper.divergence is not None:
             rows.stop(rows.active & (rn > stepper.divergence * r0), "diverged")
         if k > 1 or counted[0]:
             history.append(np.where(counted & np.isfinite(rn), rn / denom, history[-1]))
         if callback is not None:
             callback(rhs.give_back(x))
-    matvecs += _finish(op, rhs, x, rows, nullspace, info, stepper)
+    matvecs += _finish(checker, rhs, x, rows, nullspace, info)
     info.update(stepper.info())
     info["matvecs"] = info.get("matvecs", 0) + matvecs + stepper.matvecs
     return _result(rhs, x, history, rows, method, setup_seconds, time.perf_counter() - t0, info)
 
 
-def _confirm(op, b, x, rn, tol, cand, rows: _Rows, stepper: Stepper, nullspace, floor) -> int:
+class _Checker:
+    """True residuals ``b - A x``: in the working precision, or in double precision for single-precision solves."""
+
+    def __init__(self, op, rhs: Rhs, nullspace):
+        self.op = op
+        self.nullspace = nullspace
+        self.b_user = rhs.b.to(op.dtype) if rhs.b.dtype != op.dtype else rhs.b
+        self.b = self.b_user if nullspace is None else nullspace.project(self.b_user.clone())
+
+    def residual(self, x, user: bool = False):
+        """``(r, norms)``; ``user``: against the caller's ``b`` (not its consistent part)."""
+        xx = x.to(self.op.dtype) if x.dtype != self.op.dtype else x
+        r = (self.b_user if user else self.b) - self.op._apply(xx)
+        if self.nullspace is not None and not user:
+            self.nullspace.project(r)
+        return r, _norms(r)
+
+
+def _confirm(checker: _Checker, x, rn, tol, cand, rows: _Rows, stepper: Stepper, floor) -> int:
     """Check candidates on the true residual; restart the ones that miss; return the matvecs spent."""
-    r_true = b - op._apply(x)
-    if nullspace is not None:
-        nullspace.project(r_true)
-    tn = _norms(r_true)
+    r_true, tn = checker.residual(x)
     rows.true_norm[cand] = tn[cand]
     ok = cand & (tn <= tol)
     rows.stop(ok, "converged")
     miss = cand & ~ok
     rn[cand] = tn[cand]
     if miss.any():
-        stepper.replace(torch.from_numpy(miss), r_true)
+        stepper.replace(torch.from_numpy(miss), r_true.to(x.dtype))
         gained = tn < STALL_FACTOR * rows.best_true
         rows.stall = np.where(miss, np.where(gained, 0, rows.stall + 1), rows.stall)
         rows.best_true = np.where(miss, np.minimum(rows.best_true, tn), rows.best_true)
@@ -221,14 +242,14 @@ def _confirm(op, b, x, rn, tol, cand, rows: _Rows, stepper: Stepper, nullspace, 
     return 1
 
 
-def _finish(op, rhs: Rhs, x, rows: _Rows, nullspace, info: dict, stepper: Stepper) -> int:
+def _finish(checker: _Checker, rhs: Rhs, x, rows: _Rows, nullspace, info: dict) -> int:
     """Minimum-norm projection, the final true residual on the caller's ``b``, least-squares reasons."""
     matvecs = 0
     if nullspace is not None:
         nullspace.project(x)
     tn = rows.true_norm
     if nullspace is not None or np.isnan(tn).any():
-        tn = _norms(rhs.b - op._apply(x))
+        tn = checker.residual(x, user=True)[1]
         matvecs = 1
     tol = rhs.tol.detach().to("cpu", torch.float64).numpy()
     bnorm = rhs.bnorm.detach().to("cpu", torch.float64).numpy()

@@ -199,7 +199,7 @@ class Rhs:
     def give_back(self, x: torch.Tensor):
         """``x`` (k, n), scaled, as the caller's array: unscaled, their shape and array type."""
         x = (x / self.scale.to(x.dtype)).reshape(self.shape)
-        return self.kind.give_back(x)
+        return self.kind.give_back(x)  # in the precision it was verified in
 
 
 def _rows(shape: tuple, op: Operator, name: str) -> tuple[int, bool]:
@@ -212,7 +212,11 @@ def _rows(shape: tuple, op: Operator, name: str) -> tuple[int, bool]:
         return shape[0], True
     if len(ishape) == 1 and shape == (n, 1):
         return 1, False
-    want = f"({n},), ({n}, 1) or (k, {n})" if len(ishape) == 1 else f"{ishape} or (k, *{ishape})"
+    if len(ishape) > 1 and shape == (n,):  # flat vectors work for any operator
+        return 1, False
+    if len(ishape) > 1 and len(shape) == 2 and shape[1] == n:
+        return shape[0], True
+    want = f"({n},), ({n}, 1) or (k, {n})" if len(ishape) == 1 else f"{ishape}, (k, *{ishape}), ({n},) or (k, {n})"
     raise ValueError(f"{name} must have shape {want} to match A {op.oshape}x{ishape}, got {shape}")
 
 

@@ -169,6 +169,24 @@ def as_preconditioner(M, n: int, name: str = "M"):
     return apply
 
 
+def _projected(M, nullspace):
+    """``M``'s application, with the null space removed in ``M``'s own precision before any down-cast.
+
+    On a singular matrix an AMG cycle can return ``z`` with a null-space
+    component many orders above the rest (its coarse solve of a nearly
+    singular matrix); removing it after a cast to float32 would leave only
+    rounding noise.
+    """
+    if nullspace is None:
+        return M._apply
+
+    def apply(v):
+        z = M._solve(v.to(device=M.device, dtype=M.dtype))
+        return nullspace.project(z).to(device=v.device, dtype=v.dtype)
+
+    return apply
+
+
 def _is_matrix(op: Operator) -> bool:
     return isinstance(op, (SparseMatrix, Dense))
 
@@ -207,7 +225,7 @@ class CGMethod(IterativeMethod):
             if self.opts["M"] is not None:
                 raise TypeError(f"{self.name} builds its own preconditioner; pass M only with method='cg'")
             self.M = make_preconditioner(self.preconditioner_name, op, csr=csr, **self.pc_options)
-            self._apply_M = self.M._apply
+            self._apply_M = _projected(self.M, self.nullspace)
         else:
             self.M = self.opts["M"]
             self._apply_M = as_preconditioner(self.M, op.shape[0])
@@ -262,7 +280,7 @@ class _PCGSSOR(CGMethod):
             return False
         self.pc_options.update(options)
         self.M = make_preconditioner("ssor", self.op, csr=self.csr, **self.pc_options)
-        self._apply_M = self.M._apply
+        self._apply_M = _projected(self.M, self.nullspace)
         return True
 
     def fast_solve(self, b, x0, rtol, atol, maxiter):

@@ -28,8 +28,10 @@ class SolveResult:
 
     Attributes
     ----------
-    x : numpy.ndarray or torch.Tensor, shape (n,) or (k, n)
-        Approximate solution; same array type, shape and dtype as ``b``.
+    x : numpy.ndarray, torch.Tensor or the caller's DLPack array type
+        Approximate solution, in the array type and shape of ``b``; dtype
+        ``promote(A.dtype, b.dtype)`` (at least float32), or the higher
+        precision a method iterates in (DCDM: float64).
     converged : bool or numpy.ndarray of bool, shape (k,)
         Whether the stopping rule ``||b - A x|| <= max(rtol*||b||, atol)``
         holds for the returned ``x`` and the caller's ``b`` (checked on the

@@ -210,7 +210,18 @@ class Solver:
         setup, self._pending_setup = self._pending_setup, 0.0
         return iterate(op, rhs, self.impl.stepper(op, rhs), maxiter=maxiter, method=self.method,
                        callback=callback, nullspace=self.impl.nullspace,
-                       floor=lambda x: self.impl.floor(x, rhs), setup_seconds=setup, info=self.impl.info())
+                       floor=lambda x: self.impl.floor(x, rhs), setup_seconds=setup, info=self.impl.info(),
+                       check_op=self._check_op(dtype))
+
+    def _check_op(self, dtype: torch.dtype):
+        """``A`` in double precision for a single-precision solve (None otherwise): see :func:`.driver.iterate`."""
+        double = {torch.float32: torch.float64, torch.complex64: torch.complex128}.get(dtype)
+        if double is None:
+            return None
+        try:
+            return self._op_in(double)
+        except NotImplementedError:
+            return None  # an operator that cannot change precision is checked in its own
 
     def _mb(self, x0: str, b, op, dtype):
         if x0 != "Mb":
