@@ -9,6 +9,7 @@ JSON file and a residual-vs-iteration PNG.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -17,8 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
+import torch
+from tqdm.auto import tqdm
 
-from ..solvers.api import solve
+from ..datasets.matrix_market import read_mtx
+from ..datasets.systems import SystemsFile
+from ..problems.smoke import SmokeSimulation
+from ..solvers.learned import cpu_name
+from ..solvers.solver import Solver
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.version import __version__
 
@@ -43,14 +50,10 @@ class Problem:
 def smoke_problem(scene: str = "smoke-obstacle", dim: int = 2, n: int = 128, frames: int = 10,
                   seed: int = 0, progress: bool = False) -> Problem:
     """Run the smoke simulation for ``frames`` frames; return the last frame's pressure system."""
-    from ..problems.smoke import SmokeSimulation
-
     shape = (n,) * dim
     sim = SmokeSimulation(shape, scene=scene, seed=seed)
     it = range(frames)
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(it, desc=f"simulating {scene} {n}^{dim}", unit="frame")
     out = None
     for _ in it:
@@ -69,18 +72,12 @@ def file_problem(path, index: int = -1) -> Problem:
     """
     path = Path(path)
     if path.suffix == ".mtx":
-        from ..datasets.matrix_market import read_mtx
-
         A = scipy.sparse.csr_matrix(read_mtx(path))
         rng = np.random.default_rng(0)
         b = rng.standard_normal(A.shape[0]) * (np.diff(A.indptr) > 0)
         return Problem(path.stem, A, b, meta={"file": str(path), "rhs": "randn(seed 0) on nonzero rows"})
-    from ..datasets.systems import SystemsFile
-
     with SystemsFile(path) as f:
-        if len(f) == 0:
-            raise ValueError(f"{path} holds no systems")
-        i = index % len(f)
+        i = f.check_index(index, allow_negative=True)  # -1: the last; out of range: IndexError naming the range
         s = f[i]
         params = f.attrs.get("parameters") or {}
     meta = {"file": str(path), "index": i, **{k: _jsonable(v) for k, v in s.attrs.items()}}
@@ -109,10 +106,10 @@ def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0,
     times_setup, times_solve = [], []
     res = None
     for r in range(warmup + repeats):
-        res = solve(problem.A, problem.b, method=method, rtol=rtol, atol=atol, maxiter=maxiter,
-                             **options)
+        S = Solver(problem.A, method, rtol=rtol, atol=atol, maxiter=maxiter, **options)
+        res = S.solve(problem.b)
         if r >= warmup:
-            times_setup.append(res.setup_seconds)
+            times_setup.append(S.setup_seconds)
             times_solve.append(res.solve_seconds)
     true_res = np.linalg.norm(problem.b - problem.A @ res.x) / max(np.linalg.norm(problem.b), 1e-300)
     row = {
@@ -135,12 +132,6 @@ def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0,
 
 def machine() -> dict:
     """A short description of the machine the numbers came from."""
-    import os
-
-    import torch
-
-    from ..solvers.learned import cpu_name
-
     cpu = cpu_name()
     return {
         "cpu": cpu,
@@ -202,8 +193,6 @@ def run_benchmark(problem: Problem, methods: list[str], *, rtol: float = 1e-6, a
     options = options or {}
     it = methods
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(methods, desc="methods", unit="method", leave=False)
     for m in it:
         row, hist = run_method(problem, m, rtol=rtol, atol=atol, maxiter=maxiter, repeats=repeats,

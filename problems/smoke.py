@@ -58,8 +58,8 @@ import torch
 
 from ..datasets.systems import LinearSystem, SystemsWriter
 from ..operators.stencil import FLUID, PoissonGrid
-from ..solvers.api import PCG_METHODS, solve
-from ..solvers.preconditioners import make_preconditioner
+from ..solvers.api import solve
+from ..solvers.solver import Solver
 from ..solvers.result import SolveResult
 from .smoke_grid import face_shape, fixed_faces, grid_coords, sample_field, source_indices
 from .smoke_scene import (
@@ -221,11 +221,10 @@ class SmokeSimulation:
     rtol : float
         Pressure-solve tolerance ``||b - A p|| <= rtol ||b||``.
     reuse_preconditioner : bool
-        For the ``pcg-*`` solvers, build the preconditioner once (the matrix
-        never changes: obstacles are static) and pass it to every solve as
-        ``krylearn.solve(A, b, method="cg", M=M)``; ``result.method`` still
-        names ``solver`` and ``result.info["preconditioner_reused"]`` is set.
-        Default True; False rebuilds it every frame.
+        Set the pressure solver up once (the matrix never changes: obstacles
+        are static) as a :class:`~krylearn.solvers.Solver` and reuse it every
+        frame; ``result.info["preconditioner_reused"]`` is set from the second
+        frame on.  Default True; False calls ``krylearn.solve`` every frame.
     dtype : torch.dtype
         ``torch.float64`` (default) or ``torch.float32`` for the fields; the
         written system is always float64.
@@ -289,7 +288,7 @@ class SmokeSimulation:
         self.buoyancy = opts["buoyancy"]
         self.solver, self.rtol = solver, opts["rtol"]
         self.reuse_preconditioner = bool(reuse_preconditioner)
-        self._M = None
+        self._solver = None
         self.dtype = dtype
         self.device = torch.device(device)
         self.frame = 0
@@ -424,16 +423,13 @@ class SmokeSimulation:
             u.masked_fill_(fx, 0.0)
 
     def _solve(self, b: np.ndarray) -> SolveResult:
-        if not (self.reuse_preconditioner and self.solver in PCG_METHODS):
+        if not self.reuse_preconditioner:
             return solve(self.A, b, method=self.solver, rtol=self.rtol)
-        built = 0.0
-        if self._M is None:
-            self._M = make_preconditioner(PCG_METHODS[self.solver], self.A)
-            built = float(getattr(self._M, "setup_seconds", 0.0))
-        res = solve(self.A, b, method="cg", M=self._M, rtol=self.rtol)
-        res.method = self.solver
-        res.setup_seconds += built
-        res.info["preconditioner_reused"] = built == 0.0
+        reused = self._solver is not None
+        if not reused:
+            self._solver = Solver(self.A, self.solver, rtol=self.rtol)
+        res = self._solver.solve(b)
+        res.info["preconditioner_reused"] = reused
         return res
 
     def _project(self, dt: float):
