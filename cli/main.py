@@ -176,6 +176,8 @@ def _read_vector(path, n):
 def cmd_bench_poisson(args) -> int:
     from ..benchmarks.poisson import format_table, run_benchmark
 
+    if args.sequence:
+        return _bench_frames(args)
     problem = _problem(args)
     methods = args.methods or ["cg", "pcg-ic", "pcg-amg"]
     report = run_benchmark(problem, methods, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter,
@@ -183,6 +185,29 @@ def cmd_bench_poisson(args) -> int:
     print(f"{problem.name}: {problem.unknowns} unknowns, nnz {problem.A.nnz}")
     print(format_table(report["rows"], rtol=args.rtol, atol=args.atol))
     print("\nwrote " + " and ".join(report["files"]))
+    return 0
+
+
+def _bench_frames(args) -> int:
+    from ..benchmarks.frames import format_frames_table, record_frames, run_frames
+    from ..benchmarks.poisson import machine
+    from ..utils.atomic import atomic_write_text
+
+    if args.file:
+        raise ValueError("--sequence simulates its frames; it cannot be combined with --file")
+    seq = record_frames(args.scene, args.dim, args.n, args.sequence, args.seed, progress=not args.quiet)
+    methods = args.methods or ["cg", "pcg-ic", "pcg-amg", "dcdm"]
+    report = run_frames(seq, methods, rtol=args.rtol, maxiter=args.maxiter, progress=not args.quiet)
+    report["machine"] = machine()
+    report["command"] = args.command_line
+    table = format_frames_table(report)
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = report["problem"]["name"]
+    atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1))
+    atomic_write_text(out / f"{name}.md", table + "\n")
+    print(f"\nwrote {out / (name + '.json')} and {out / (name + '.md')}")
     return 0
 
 
@@ -440,7 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "residual, converged) and writes JSON + a residual-vs-iteration PNG.")
     _add_problem(bp)
     _add_stopping(bp)
-    bp.add_argument("--methods", type=_method_list, default=None, help="comma-separated (default cg,pcg-ic,pcg-amg)")
+    bp.add_argument("--methods", type=_method_list, default=None,
+                    help="comma-separated (default cg,pcg-ic,pcg-amg; with --sequence also dcdm)")
+    bp.add_argument("--sequence", type=int, default=0, metavar="N",
+                    help="solve N consecutive frames of the scene instead of one: a fresh krylearn.solve per "
+                         "frame against one Solver warm-started from the previous frame")
     _add_run_options(bp, out="bench", repeats=3)
     bp.set_defaults(func=cmd_bench_poisson)
     bb = bsub.add_parser("baselines", help="krylearn cg / pcg-amg / SpMV against scipy and pyamg on one system")
