@@ -142,36 +142,22 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
         Extras merged into ``SolveResult.info``.
     """
     t0 = time.perf_counter()
-    k = rhs.k
     x = rhs.x0
-    b = rhs.b
     info = dict(info or {})
     checker = _Checker(op if check_op is None else check_op, rhs, nullspace)
-    if nullspace is not None:
-        b = nullspace.project(b.clone())
-        nullspace.project(x)
-        removed = _norms(rhs.b - b) / np.where(rhs.bnorm.cpu().numpy() > 0, rhs.bnorm.cpu().double().numpy(), 1)
-        info["null_space"] = nullspace.count
-        info["inconsistency"] = float(removed.max()) if not rhs.batched else removed.tolist()
-    matvecs = 0
-    if rhs.nonzero_x0:
-        r = b - op._apply(x)
-        matvecs += 1
-    else:
-        r = b.clone()
-    bnorm = rhs.bnorm.detach().to("cpu", torch.float64).numpy()
+    b, r, matvecs = _begin(op, rhs, nullspace, info)
     tol = rhs.tol.detach().to("cpu", torch.float64).numpy()
-    denom = np.where(bnorm > 0, bnorm, 1.0)
-    rows = _Rows(k)
-    zero = bnorm == 0
+    denom = np.maximum(rhs.bnorm.detach().to("cpu", torch.float64).numpy(), 0)
+    denom = np.where(denom > 0, denom, 1.0)
+    rows = _Rows(rhs.k)
+    zero = rhs.bnorm.detach().cpu().numpy() == 0
     if zero.any():
         x[torch.from_numpy(np.nonzero(zero)[0]).to(x.device)] = 0
         rows.stop(zero, "zero_rhs")
-    rnorm = _norms(r)
-    rows.true_norm[:] = rnorm
-    rows.stop(rnorm <= tol, "converged")
-    r0 = rnorm.copy()
-    history = [rnorm / denom]
+    r0 = _norms(r)
+    rows.true_norm[:] = r0
+    rows.stop(r0 <= tol, "converged")
+    history = [r0 / denom]
     stepper.start(x, r, b)
     it = 0
     while rows.active.any() and it < maxiter:
@@ -179,12 +165,7 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
         stepping = rows.active.copy()
         rn, flags = stepper.step(torch.from_numpy(stepping))
         rn = rn.detach().to("cpu", torch.float64).numpy().copy()
-        for why, m in flags.items():
-            rows.stop(_mask(m), why)
-        counted = stepping & rows.active
-        rows.iterations[counted] += 1
-        rows.true_norm[counted] = rn[counted] if stepper.exact_residual else np.nan
-        rows.stop(~np.isfinite(rn), "nonfinite")
+        counted = _account(rows, stepping, rn, flags, stepper.exact_residual)
         cand = rows.active & (rn <= tol)
         if cand.any():
             if stepper.exact_residual and check_op is None:
@@ -193,7 +174,7 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
                 matvecs += _confirm(checker, x, rn, tol, cand, rows, stepper, floor)
         if stepper.divergence is not None:
             rows.stop(rows.active & (rn > stepper.divergence * r0), "diverged")
-        if k > 1 or counted[0]:
+        if rhs.k > 1 or counted[0]:
             history.append(np.where(counted & np.isfinite(rn), rn / denom, history[-1]))
         if callback is not None:
             callback(rhs.give_back(x))
@@ -219,6 +200,32 @@ class _Checker:
         if self.nullspace is not None and not user:
             self.nullspace.project(r)
         return r, _norms(r)
+
+
+def _begin(op, rhs: Rhs, nullspace, info: dict):
+    """``(b, r, matvecs)``: the right-hand side iterations run on and the initial residual."""
+    x, b = rhs.x0, rhs.b
+    if nullspace is not None:
+        b = nullspace.project(b.clone())
+        nullspace.project(x)
+        bnorm = rhs.bnorm.detach().to("cpu", torch.float64).numpy()
+        removed = _norms(rhs.b - b) / np.where(bnorm > 0, bnorm, 1.0)
+        info["null_space"] = nullspace.count
+        info["inconsistency"] = float(removed.max()) if not rhs.batched else removed.tolist()
+    if rhs.nonzero_x0:
+        return b, b - op._apply(x), 1
+    return b, b.clone(), 0
+
+
+def _account(rows: _Rows, stepping: np.ndarray, rn: np.ndarray, flags: dict, exact: bool) -> np.ndarray:
+    """Apply a step's flags and count it for the rows that took it; returns those rows."""
+    for why, m in flags.items():
+        rows.stop(_mask(m), why)
+    counted = stepping & rows.active
+    rows.iterations[counted] += 1
+    rows.true_norm[counted] = rn[counted] if exact else np.nan
+    rows.stop(~np.isfinite(rn), "nonfinite")
+    return counted
 
 
 def _confirm(checker: _Checker, x, rn, tol, cand, rows: _Rows, stepper: Stepper, floor) -> int:

@@ -308,3 +308,19 @@ def test_fast_sor_loop_keeps_the_drivers_contract():
         assert fast.info["sweeps"] == slow.info["sweeps"]
         small = S.solve(b, maxiter=3)
         assert small.reason == "maxiter" and small.iterations == 3
+
+
+def test_imaging_cg_gives_the_same_image_at_any_scale_of_the_data():
+    from krylearn.operators.mri import SenseOperator, birdcage_maps
+    from krylearn.solvers.imaging import cg_sense
+
+    maps = birdcage_maps(4, (16, 16))
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[::2] = True
+    S = SenseOperator(torch.as_tensor(maps).to(torch.complex64), mask)
+    y = S @ torch.randn(16, 16, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    ref = cg_sense(S, y, iters=30)
+    for s in (1e-20, 1e20):
+        x = cg_sense(S, y * s, iters=30)
+        assert torch.all(torch.isfinite(x)) and torch.linalg.vector_norm(x) > 0
+        assert torch.allclose(x / s, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max()))
