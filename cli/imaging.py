@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from .main import DEFAULT_OUT, _floats, _method_list
+from .args import DEFAULT_OUT, floats as _floats, method_list as _method_list
 
 __all__ = ["add_bench_parsers", "add_data_parsers", "add_reconstruct_parser", "add_train_parser"]
 

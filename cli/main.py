@@ -10,29 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-DEFAULT_OUT = "krylearn-results"
-
-
-# ---------------------------------------------------------------- helpers
-def _floats(s: str) -> float:
-    try:
-        return float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-
-
-def _method_list(s: str) -> list[str]:
-    methods = [m.strip() for m in s.split(",") if m.strip()]
-    if not methods:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of methods")
-    return methods
-
-
-def _add_stopping(p: argparse.ArgumentParser, rtol=1e-6) -> None:
-    p.add_argument("--rtol", type=_floats, default=rtol, help=f"relative tolerance (default {rtol:g})")
-    p.add_argument("--atol", type=_floats, default=0.0, help="absolute tolerance (default 0)")
-    p.add_argument("--maxiter", type=int, default=None, help="iteration limit (method default)")
-
+from .args import DEFAULT_OUT, add_run_options as _add_run_options, add_stopping as _add_stopping, floats as _floats, int_list, method_list as _method_list
 
 def _add_problem(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem (a generated smoke-simulation frame, or a file)")
@@ -43,12 +21,6 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     g.add_argument("--file", default=None, help="krylearn HDF5 systems file or Matrix Market .mtx instead")
     g.add_argument("--index", type=int, default=-1, help="system index in --file (default: last)")
-
-
-def _add_run_options(p: argparse.ArgumentParser, *, out: str, repeats: int) -> None:
-    p.add_argument("--repeats", type=int, default=repeats, help=f"timed repeats after one warm-up (default {repeats})")
-    p.add_argument("--out", default=os.path.join(DEFAULT_OUT, out), help=f"results folder (default {DEFAULT_OUT}/{out})")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def _problem(args):
@@ -314,13 +286,6 @@ def cmd_data_sequence(args) -> int:
     return 0
 
 
-def _int_list(s: str) -> list[int]:
-    try:
-        return [int(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-
-
 def cmd_bench_dcdm(args) -> int:
     from ..benchmarks.dcdm import format_dcdm_table, run_dcdm_benchmark
 
@@ -485,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "growth and write JSON, markdown, residual plots and an iterations-vs-size plot. Simulated "
                     "systems are cached in --out as .npz.")
     bd.add_argument("--dim", type=int, default=2, choices=(2, 3))
-    bd.add_argument("--sizes", type=_int_list, default=None, help="cells per side, comma-separated "
+    bd.add_argument("--sizes", type=int_list, default=None, help="cells per side, comma-separated "
                     "(default 128,256,512 in 2D; 32,64,128 in 3D)")
     bd.add_argument("--scenes", default="smoke-plume,smoke-obstacle", help="default both")
     bd.add_argument("--seed", type=int, default=0, help="scene seed (default 0; held out from training)")

@@ -52,9 +52,9 @@ class Method:
     weights : str, optional
         Folder of its shipped weights and cards, relative to the method folder.
     commands : str, optional
-        ``"module:function"``; ``function(subparsers)`` adds the method's CLI
-        subcommands (``subparsers`` maps a verb such as ``"train"`` to argparse
-        subparsers).
+        ``"module:function"``; ``function(verbs)`` adds the method's CLI
+        subcommands, where ``verbs`` maps ``"train"``, ``"eval"``, ``"bench"``
+        and ``"data"`` to the argparse subparsers of ``krylearn <verb>``.
     package : str
         Dotted package of the method folder (set by discovery).
     """

@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("utils", "operators", "datasets", "solvers", "problems", "pipelines", "benchmarks", "cli")
 #: Learned-method plumbing that lives beside the core files but belongs to layer 3.
-LEARNED_MODULES = {"solvers.training", "solvers.weights", "solvers.learned"}
+LEARNED_MODULES = {"solvers.learned"}
 #: Third-party packages that are optional; an import of them (or of a krylearn module that needs them)
 #: may sit inside a function.
 OPTIONAL = {"nilearn", "cupy", "jax", "warp", "matplotlib", "tqdm"}

@@ -6,4 +6,5 @@ METHOD = Method(
     name="dds",
     summary="decomposed diffusion sampler: a diffusion prior plus Krylov CG steps for MRI and CT",
     network="unet:UNet",
+    commands="commands:add_commands",
 )
