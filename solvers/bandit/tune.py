@@ -17,11 +17,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..inputs import check_maxiter, check_tolerances
 from ..solver import available_methods
 from ._solve import OMEGA_METHODS, make_path
 from .base import Tuner, check_context, check_grid, check_omega_grid
+from .young import Young
 
 
 @dataclass
@@ -116,8 +118,6 @@ def _context_of(inst, t):
 def _progress(sequence, progress, desc):
     if not progress:
         return sequence
-    from tqdm.auto import tqdm
-
     total = len(sequence) if hasattr(sequence, "__len__") else None
     return tqdm(sequence, total=total, desc=desc, leave=False)
 
@@ -138,9 +138,9 @@ def tune(sequence, tuner: Tuner, *, solver="sor", parameter: str = "omega", warm
         A :func:`krylearn.solve` method name (``"sor"``, ``"ssor"``,
         ``"pcg-ssor"``, ``"jacobi"`` or a registered method) or
         ``fn(A, b, x0, **{parameter: value}, rtol=, atol=, maxiter=, **solver_options) -> SolveResult``.
-        ``"sor"``/``"ssor"``/``"pcg-ssor"`` without options run a compiled
-        whole-solve loop (same results as ``krylearn.solve``, up to rounding
-        for ``"pcg-ssor"``; see :mod:`._solve`).
+        Each instance gets one :class:`~krylearn.solvers.Solver`, updated
+        per suggested value; ``"sor"``/``"ssor"``/``"pcg-ssor"`` run compiled
+        whole-solve loops under the shared driver's contract (see :mod:`._solve`).
     parameter : str
         Keyword the tuned value is passed as (``"omega"``).
     warm_start : bool
@@ -151,7 +151,7 @@ def tune(sequence, tuner: Tuner, *, solver="sor", parameter: str = "omega", warm
     progress : bool
         Show a tqdm bar.
     **solver_options
-        Passed to the solver (they disable the compiled paths).
+        Passed to the solver (a ``callback`` disables the compiled loops).
 
     Returns
     -------
@@ -166,37 +166,39 @@ def tune(sequence, tuner: Tuner, *, solver="sor", parameter: str = "omega", warm
     TypeError
         ``tuner`` is not a :class:`Tuner`; an item is not a LinearSystem.
     """
-    if not isinstance(tuner, Tuner):
-        raise TypeError(f"tuner must be a krylearn.solvers.bandit.Tuner, got {type(tuner).__name__}")
-    _check_solver(solver, parameter)
-    _check_common(rtol, atol, maxiter, warm_start)
-    _check_values(tuner.grid, solver, parameter, name="grid")
-    from .young import Young
-
-    if isinstance(tuner, Young) and not (isinstance(solver, str) and solver == "sor"):
-        raise ValueError(
-            f"solver must be 'sor' for the Young tuner (it reads SOR's residual history; got {solver!r}); "
-            "for SSOR or SSOR-preconditioned CG use TsallisINF or ChebCB"
-        )
-    values, its, secs, ctxs, conv = [], [], [], [], []
+    _check_tune(tuner, solver, parameter, rtol, atol, maxiter, warm_start)
+    rows = []
     prev_x = None
-    name = solver if isinstance(solver, str) else getattr(solver, "__name__", "callable")
     for t, inst in enumerate(_progress(sequence, progress, f"tune {tuner.name}")):
         A, b = _row0(inst, t)
         c = _context_of(inst, t)
         value = float(tuner.suggest(context=c, instance=inst))
         x0 = prev_x if (warm_start and prev_x is not None and prev_x.shape == b.shape) else None
         t0 = time.perf_counter()
-        path = make_path(A, b, solver, parameter, rtol, atol, maxiter, solver_options)
-        res = path(b, x0, value)
-        secs.append(time.perf_counter() - t0)
+        res = make_path(A, b, solver, parameter, rtol, atol, maxiter, solver_options)(b, x0, value)
+        rows.append((value, int(np.sum(res.iterations)), time.perf_counter() - t0, np.nan if c is None else c,
+                     bool(np.all(res.converged))))
         tuner.update(value, res, context=c)
-        values.append(value)
-        its.append(int(np.sum(res.iterations)))
-        conv.append(bool(np.all(res.converged)))
-        ctxs.append(np.nan if c is None else c)
         if warm_start:
             prev_x = np.asarray(res.x, dtype=np.result_type(res.x, np.float64)).reshape(b.shape)
+    return _tune_result(rows, tuner, solver)
+
+
+def _check_tune(tuner, solver, parameter, rtol, atol, maxiter, warm_start) -> None:
+    if not isinstance(tuner, Tuner):
+        raise TypeError(f"tuner must be a krylearn.solvers.bandit.Tuner, got {type(tuner).__name__}")
+    _check_solver(solver, parameter)
+    _check_common(rtol, atol, maxiter, warm_start)
+    _check_values(tuner.grid, solver, parameter, name="grid")
+    if isinstance(tuner, Young) and not (isinstance(solver, str) and solver == "sor"):
+        raise ValueError(
+            f"solver must be 'sor' for the Young tuner (it reads SOR's residual history; got {solver!r}); "
+            "for SSOR or SSOR-preconditioned CG use TsallisINF or ChebCB"
+        )
+
+
+def _tune_result(rows, tuner, solver) -> TuneResult:
+    values, its, secs, ctxs, conv = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
     ctx = np.asarray(ctxs, dtype=np.float64)
     return TuneResult(
         values=np.asarray(values, dtype=np.float64),
@@ -206,7 +208,7 @@ def tune(sequence, tuner: Tuner, *, solver="sor", parameter: str = "omega", warm
         converged=np.asarray(conv, dtype=bool),
         extra_matvecs=int(tuner.extra_matvecs),
         tuner=tuner.name,
-        solver=name,
+        solver=solver if isinstance(solver, str) else getattr(solver, "__name__", "callable"),
     )
 
 
