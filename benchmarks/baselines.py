@@ -23,6 +23,8 @@ import scipy.sparse.linalg
 import torch
 
 
+from ..operators.sparse import SparseMatrix
+from ..operators.stencil import PoissonGrid
 from ..solvers.api import solve
 from .poisson import Problem
 
@@ -122,9 +124,6 @@ def format_cg_table(rows: list[dict], rtol: float) -> str:
 
 def compare_spmv(problem: Problem, *, repeats: int = 50) -> list[dict]:
     """Seconds per product: matrix-free stencil vs CSR kernels, on the full grid."""
-    from ..operators import SparseMatrix
-    from ..operators.stencil import PoissonGrid
-
     A = problem.A
     rng = np.random.default_rng(0)
     x = rng.standard_normal(A.shape[0])

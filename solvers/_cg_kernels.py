@@ -56,6 +56,41 @@ def _floor(indptr, indices, data, x, bnorm, eps):
 
 
 @numba.njit(cache=True)
+def _matvec(indptr, indices, data, p, q):
+    for i in range(p.shape[0]):
+        s = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * p[_U(indices[k])]
+        q[i] = s
+
+
+@numba.njit(cache=True)
+def _axpby(beta, p, z):
+    """``p <- beta p + z``."""
+    for i in range(p.shape[0]):
+        p[i] = beta * p[i] + z[i]
+
+
+@numba.njit(cache=True)
+def _update(alpha, p, q, x, r):
+    """``x += alpha p``, ``r -= alpha q``."""
+    for i in range(p.shape[0]):
+        x[i] += alpha * p[i]
+        r[i] -= alpha * q[i]
+
+
+@numba.njit(cache=True)
+def _ssor(indptr, indices, data, diag, wdinv, empty_rows, omega, r, Z):
+    """``z = M^-1 r`` into ``Z[0]`` (empty rows: the identity); returns ``r.z``."""
+    z = Z[0]
+    z[:] = r
+    ssor_apply(indptr, indices, data, diag, omega, wdinv, Z)
+    for e in empty_rows:
+        z[e] = r[e]
+    return _dot(r, z)
+
+
+@numba.njit(cache=True)
 def pcg_ssor_solve(indptr, indices, data, diag, wdinv, empty_rows, omega, x, b, tol, maxiter, hist):
     """SSOR-preconditioned CG on ``x`` (n,) in place until the true residual meets ``tol``.
 
@@ -69,16 +104,10 @@ def pcg_ssor_solve(indptr, indices, data, diag, wdinv, empty_rows, omega, x, b, 
     n = x.shape[0]
     r = np.empty(n)
     Z = np.empty((1, n))
-    z = Z[0]
     p = np.zeros(n)
     q = np.empty(n)
     matvecs = 0
-    nonzero = False
-    for i in range(n):
-        if x[i] != 0.0:
-            nonzero = True
-            break
-    if nonzero:
+    if np.any(x != 0.0):
         _residual(indptr, indices, data, x, b, r)
         matvecs += 1
     else:
@@ -88,71 +117,40 @@ def pcg_ssor_solve(indptr, indices, data, diag, wdinv, empty_rows, omega, x, b, 
     hist[0] = rn
     if rn <= tol:
         return 0, -1, matvecs, rn
-    fresh = True
-    rz_old = 1.0
-    best = np.inf
-    stall = 0
-    true_norm = -1.0
-    it = 0
-    code = 0
+    fresh, rz_old, best, stall, true_norm, it, code = True, 1.0, np.inf, 0, -1.0, 0, 0
     while it < maxiter:
-        z[:] = r
-        ssor_apply(indptr, indices, data, diag, omega, wdinv, Z)
-        for e in empty_rows:
-            z[e] = r[e]
-        rz = _dot(r, z)
-        if not np.isfinite(rz):
-            code = 2
+        rz = _ssor(indptr, indices, data, diag, wdinv, empty_rows, omega, r, Z)
+        if not np.isfinite(rz) or rz <= 0.0:
+            code = 2 if not np.isfinite(rz) else 3
             break
-        if rz <= 0.0:
-            code = 3
-            break
-        if fresh:
-            p[:] = z
-        else:
-            beta = rz / rz_old
-            for i in range(n):
-                p[i] = beta * p[i] + z[i]
-        for i in range(n):
-            s = 0.0
-            for k in range(indptr[i], indptr[i + 1]):
-                s += data[k] * p[_U(indices[k])]
-            q[i] = s
+        _axpby(0.0 if fresh else rz / rz_old, p, Z[0])
+        _matvec(indptr, indices, data, p, q)
         matvecs += 1
         pq = _dot(p, q)
-        if not np.isfinite(pq):
-            code = 2
-            break
-        if pq <= 0.0:
-            code = 3
+        if not np.isfinite(pq) or pq <= 0.0:
+            code = 2 if not np.isfinite(pq) else 3
             break
         alpha = rz / pq
-        for i in range(n):
-            x[i] += alpha * p[i]
-            r[i] -= alpha * q[i]
-        rz_old = rz
-        fresh = False
+        _update(alpha, p, q, x, r)
+        rz_old, fresh, true_norm = rz, False, -1.0
         it += 1
-        true_norm = -1.0
         rn = np.sqrt(_dot(r, r))
         if not np.isfinite(rn):
             hist[it] = hist[it - 1]
             code = 2
             break
-        if rn <= tol:
+        if rn <= tol:  # confirm on the true residual, restart from it if it misses
             _residual(indptr, indices, data, x, b, q)
             matvecs += 1
-            tn = np.sqrt(_dot(q, q))
-            true_norm = tn
-            rn = tn
-            if tn <= tol:
+            rn = true_norm = np.sqrt(_dot(q, q))
+            if rn <= tol:
                 hist[it] = rn
                 code = 1
                 break
             r[:] = q
             fresh = True
-            stall = 0 if tn < STALL_FACTOR * best else stall + 1
-            best = min(best, tn)
+            stall = 0 if rn < STALL_FACTOR * best else stall + 1
+            best = min(best, rn)
             if stall >= STALL_CONFIRMATIONS:
                 hist[it] = rn
                 code = 5 if tol < _floor(indptr, indices, data, x, bnorm, 2.220446049250313e-16) else 4

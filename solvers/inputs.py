@@ -95,27 +95,31 @@ def prepare_operator(A, name: str = "A") -> tuple[Operator, Operator]:
 
 
 def canonical_csr(op: Operator, name: str = "A") -> scipy.sparse.csr_matrix | None:
-    """``op``'s matrix as a private canonical CSR copy, or None for a matrix-free operator.
+    """``op``'s matrix in canonical CSR form, or None for a matrix-free operator.
 
-    Sorted indices, duplicates summed, explicit zeros removed, int64 indices;
-    the caller's data is never touched (``to_sparse`` returns a copy or a
-    fresh matrix, and everything here works on a copy).
+    Sorted indices, duplicates summed, explicit zeros removed, int64 indices.
+    The result may share its arrays with what ``op.to_sparse()`` returned and
+    is only ever read: the caller's data is never touched (a non-canonical
+    matrix is copied before it is compacted).
     """
     try:
         M = op.to_sparse()
     except NotImplementedError:
         return None
-    M = scipy.sparse.csr_matrix(M, copy=True)
+    M = scipy.sparse.csr_matrix(M)
     if M.shape != op.shape:
         raise ValueError(f"{name}.to_sparse() has shape {M.shape}, expected {op.shape}")
-    M.sum_duplicates()
-    M.eliminate_zeros()
-    M.sort_indices()
+    if not M.has_canonical_format or not np.all(M.data != 0):
+        M = M.copy()
+        M.sum_duplicates()
+        M.eliminate_zeros()
+        M.sort_indices()
     if not np.all(np.isfinite(M.data)):
         raise ValueError(f"{name} contains NaN or Inf")
-    M.indptr = M.indptr.astype(np.int64, copy=False)
-    M.indices = M.indices.astype(np.int64, copy=False)
-    return M
+    out = scipy.sparse.csr_matrix(M.shape, dtype=M.dtype)  # a new shell: rebinding its arrays leaves M alone
+    out.data, out.indices, out.indptr = M.data, M.indices.astype(np.int64), M.indptr.astype(np.int64)
+    out.has_canonical_format = True
+    return out
 
 
 @dataclass(frozen=True)
