@@ -104,7 +104,7 @@ BANDS = {
 #: Slices left out between neighbouring bands.
 BAND_GAP = 6
 _SPLITS = tuple(BANDS)
-_DATA_HINT = "pip install krylearn[data]"
+_DATA_HINT = "pip install nilearn"
 
 
 # ------------------------------------------------------------------ volume
@@ -114,7 +114,7 @@ def mni152_path() -> str:
     Raises
     ------
     ImportError
-        When nilearn is not installed (naming ``pip install krylearn[data]``).
+        When nilearn is not installed (naming ``pip install nilearn``).
     FileNotFoundError
         When this nilearn version does not ship the file.
     """

@@ -14,12 +14,12 @@ from krylearn.solvers.lsm import LSM2d, load_pretrained, predict
 from krylearn.solvers.lsm.warm import warm_start
 
 import krylearn
-from krylearn.benchmarks.darcy import (
+from krylearn.solvers.lsm.bench import (
     format_darcy_table,
     run_darcy_benchmark,
     warm_start_study,
 )
-from krylearn.pipelines.lsm import count_samples, evaluate, train
+from krylearn.solvers.lsm.recipe import count_samples, evaluate, train
 
 TINY = {"width": 8, "num_basis": 4, "num_token": 2, "levels": 3}
 

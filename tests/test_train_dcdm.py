@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from krylearn.cli.main import main
-from krylearn.pipelines.dcdm import cached_data_path, load_training_data, make_training_data, train
+from krylearn.solvers.dcdm.recipe import cached_data_path, load_training_data, make_training_data, train
 from krylearn.utils.errors import FormatError
 
 TINY = ["--dim", "2", "--ritz", "30", "--steps", "4", "--batch", "2", "--width", "4", "--levels", "2", "-q"]

@@ -1,14 +1,14 @@
 """DCDM geometry-channel ablation (README, DCDM): two V-cycle networks, with and without the
 fluid-mask input, trained identically at 64^2 (600 steps) and run on the held-out 128^2/256^2 frames.
-Run from the repository root: OMP_NUM_THREADS=1 python benchmarks/dcdm_geometry_ablation.py (about 10 min)."""
+Run from the repository root: OMP_NUM_THREADS=1 python benchmarks/scripts/dcdm_geometry_ablation.py (about 10 min)."""
 import json
 import time
 from pathlib import Path
 
-from krylearn.pipelines.dcdm import make_training_data, load_training_data
+from krylearn.solvers.dcdm.recipe import load_training_data, make_training_data
 from krylearn.solvers.dcdm.train import train_dcdm
 from krylearn.solvers.dcdm import dcdm
-from krylearn.benchmarks.dcdm import _cached_problem
+from krylearn.solvers.dcdm.bench import _cached_problem
 data = Path("krylearn-results/ablation/ritz-2d-64.h5")
 if not data.is_file():
     make_training_data(data, dim=2, n=64, ritz=400, progress=False)  # seeds 100/101, frame 8

@@ -1,4 +1,4 @@
-"""DCDM's declaration: its solve methods, network and shipped weights."""
+"""DCDM's declaration: its solve methods, network, shipped weights and CLI subcommands."""
 
 from ..registry import Method
 
@@ -7,4 +7,5 @@ METHOD = Method(
     summary="deep conjugate direction method: a CNN proposes search directions for SPD Poisson systems",
     solvers={"dcdm": "solve:DCDM", "dcdm-pure": "solve:DCDMPure"},
     network="model:DCDMNet",
+    commands="commands:add_commands",
 )

@@ -41,9 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.atomic import atomic_path, atomic_write_text
-
-from .poisson import machine
+from ...benchmarks.poisson import machine
+from ...problems.sequences import Sequence, heat2d, shifted_laplacian
+from ...utils.atomic import atomic_path
+from ..api import solve
+from . import ChebCB, Fixed, TsallisINF, Tuner, Young, YoungSpectral, best_fixed, grid_costs, instance_optimal, tune
+from .bench_report import format_table, plot_report, write_report
 
 __all__ = [
     "SEQUENCE_KINDS",
@@ -82,8 +85,6 @@ def make_sequence(kind: str, T: int = 1000, n: int | None = None, seed: int = 0,
     seed : int
     progress : bool
     """
-    from ..problems.sequences import heat2d, shifted_laplacian
-
     if kind in ("shifted-low", "shifted-high"):
         return shifted_laplacian(T, variance=kind.split("-")[1], grid=10 if n is None else n, seed=seed)
     if kind == "heat2d":
@@ -122,8 +123,6 @@ def _jsonable(obj):
 
 def _plain_cg(A, b, x0=None, *, omega=None, rtol=1e-8, atol=0.0, maxiter=None):
     """Unpreconditioned CG with the tuners' solver signature (``omega`` ignored): a reference row."""
-    from ..solvers.api import solve
-
     return solve(A, b, method="cg", x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, check_symmetry=False)
 
 
@@ -144,8 +143,6 @@ def _cache_key(sequence, grid, settings) -> str:
 
 
 def _grid_costs(sequence, grid, settings, cache_dir, progress):
-    from ..solvers.bandit import grid_costs
-
     path = None
     if cache_dir is not None:
         key = _cache_key(sequence, grid, settings)
@@ -167,38 +164,30 @@ def _grid_costs(sequence, grid, settings, cache_dir, progress):
     return costs, {"cached": False, "path": None if path is None else str(path), "seconds": seconds}
 
 
-def _replay(values, name: str):
+class _Replay(Tuner):
     """A tuner that plays a precomputed omega per instance (the oracles' replays, for their seconds)."""
-    from ..solvers.bandit import Tuner
 
-    class Replay(Tuner):
-        def __init__(self):
-            super().__init__(grid=np.unique(np.asarray(values, dtype=np.float64)))
-            self.name = name
-            self.values = np.asarray(values, dtype=np.float64)
-            self._t = 0
+    def __init__(self, values, name: str):
+        super().__init__(grid=np.unique(np.asarray(values, dtype=np.float64)))
+        self.name = name
+        self.values = np.asarray(values, dtype=np.float64)
+        self._t = 0
 
-        def suggest(self, context=None, instance=None) -> float:
-            return float(self.values[self._t])
+    def suggest(self, context=None, instance=None) -> float:
+        return float(self.values[self._t])
 
-        def update(self, value, result, context=None) -> None:
-            self._t += 1
-
-    return Replay()
+    def update(self, value, result, context=None) -> None:
+        self._t += 1
 
 
 def _warmup(sequence, settings) -> None:
     """Two untimed solves through ``tune`` before anything is timed (numba compilation, caches)."""
-    from ..solvers.bandit import Fixed, tune
-
     head = [sequence[t] for t in range(min(2, len(sequence)))]
     tune(head, Fixed(1.5), solver=settings["solver"], warm_start=settings["warm_start"], rtol=settings["rtol"],
          maxiter=settings["maxiter"], progress=False)
 
 
 def _run(sequence, tuner, settings, progress):
-    from ..solvers.bandit import tune
-
     t0 = time.perf_counter()
     r = tune(sequence, tuner, solver=settings["solver"], warm_start=settings["warm_start"], rtol=settings["rtol"],
              maxiter=settings["maxiter"], progress=progress)
@@ -215,18 +204,16 @@ def _run(sequence, tuner, settings, progress):
 
 def _method_specs(sequence, grid, solver):
     """(name, factory(seed) -> tuner, randomized) for every tuner compared (Young with plain SOR only)."""
-    from ..solvers import bandit as B
-
     specs = [
-        ("omega=1", lambda s: B.Fixed(1.0), False),
-        ("omega=1.5", lambda s: B.Fixed(1.5), False),
-        ("YoungSpectral", lambda s: B.YoungSpectral(grid), False),
-        ("TsallisINF", lambda s: B.TsallisINF(grid, seed=s), True),
+        ("omega=1", lambda s: Fixed(1.0), False),
+        ("omega=1.5", lambda s: Fixed(1.5), False),
+        ("YoungSpectral", lambda s: YoungSpectral(grid), False),
+        ("TsallisINF", lambda s: TsallisINF(grid, seed=s), True),
     ]
     if sequence.contexts is not None and sequence.context_range is not None:
-        specs.append(("ChebCB", lambda s: B.ChebCB(grid, context_range=sequence.context_range, seed=s), True))
+        specs.append(("ChebCB", lambda s: ChebCB(grid, context_range=sequence.context_range, seed=s), True))
     if solver == "sor":  # Young reads SOR's residual history; it refuses other solvers
-        specs.append(("Young", lambda s: B.Young(grid, seed=s), True))
+        specs.append(("Young", lambda s: Young(grid, seed=s), True))
     return specs
 
 
@@ -267,58 +254,80 @@ def run_relax(sequence, *, solver=None, warm_start=None, rtol=None, maxiter=None
         totals, seconds, wall, per-step iterations and omegas),
         ``rows`` (the table), ``checkpoints``, ``machine``.
     """
-    from ..solvers.bandit import best_fixed, instance_optimal
+    sequence, settings, grid, include_cg = _prepare(sequence, seeds, grid, include_cg, solver=solver,
+                                                    warm_start=warm_start, rtol=rtol, maxiter=maxiter)
+    _warmup(sequence, settings)
+    t0 = time.perf_counter()
+    costs, cache_info = _grid_costs(sequence, grid, settings, cache_dir, progress)
+    oracles = _oracles(costs)
+    methods = _run_methods(sequence, grid, settings, seeds, include_cg, progress)
+    methods.update(_replay_oracles(sequence, grid, settings, oracles, progress))
+    checkpoints = [c for c in CHECKPOINTS if c < len(sequence)] + [len(sequence)]
+    rows = _rows(methods, costs, checkpoints, oracles)
+    wall = time.perf_counter() - t0
+    return _jsonable(_report(sequence, settings, seeds, grid, costs, cache_info, oracles, checkpoints, rows, methods,
+                             wall))
 
+
+def _prepare(sequence, seeds, grid, include_cg, **overrides):
+    """``(sequence, settings, grid, include_cg)`` with defaults filled in; ``ValueError`` for bad arguments."""
     if not hasattr(sequence, "contexts"):  # a plain list of LinearSystem
-        from ..problems.sequences import Sequence
-
         sequence = Sequence.from_systems(list(sequence), name="systems")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
     if len(sequence) < 1:
         raise ValueError("sequence is empty")
     settings = default_settings(sequence)
-    for k, v in (("solver", solver), ("warm_start", warm_start), ("rtol", rtol), ("maxiter", maxiter)):
-        if v is not None:
-            settings[k] = v
+    settings.update({k: v for k, v in overrides.items() if v is not None})
     grid = DEFAULT_GRID if grid is None else np.asarray(grid, dtype=np.float64)
     if include_cg is None:
         include_cg = settings["solver"] == "pcg-ssor"
-    T = len(sequence)
-    _warmup(sequence, settings)
+    return sequence, settings, grid, include_cg
 
-    t0 = time.perf_counter()
-    costs, cache_info = _grid_costs(sequence, grid, settings, cache_dir, progress)
+
+def _oracles(costs) -> dict:
+    """Best fixed arm and instance-optimal arms of the grid costs ``(T, arms)``, with their per-step costs."""
     bf_index, bf_total = best_fixed(costs)
     io_indices, io_total = instance_optimal(costs)
     bf_index = int(bf_index)
     io_indices = np.asarray(io_indices, dtype=np.int64)
-    bf_costs = costs[:, bf_index].astype(np.int64)
-    io_costs = costs[np.arange(T), io_indices].astype(np.int64)
+    return {"bf_index": bf_index, "bf_total": bf_total, "bf_costs": costs[:, bf_index].astype(np.int64),
+            "io_indices": io_indices, "io_total": io_total,
+            "io_costs": costs[np.arange(costs.shape[0]), io_indices].astype(np.int64)}
 
+
+def _run_methods(sequence, grid, settings, seeds, include_cg, progress) -> dict:
+    """Every tuner over the sequence (the randomized ones once per seed), and plain CG when asked."""
     methods: dict[str, dict] = {}
-    specs = _method_specs(sequence, grid, settings["solver"])
-    for name, factory, randomized in specs:
+    for name, factory, randomized in _method_specs(sequence, grid, settings["solver"]):
         runs = [_run(sequence, factory(s), settings, progress) for s in (range(seeds) if randomized else [0])]
         methods[name] = {"randomized": randomized, "runs": runs}
     if include_cg:
-        cg_settings = dict(settings, solver=_plain_cg)
-        from ..solvers.bandit import Fixed
-
-        cg_run = _run(sequence, Fixed(1.0), cg_settings, progress)
+        cg_run = _run(sequence, Fixed(1.0), dict(settings, solver=_plain_cg), progress)
         methods["CG (no precond.)"] = {"randomized": False, "runs": [cg_run]}
+    return methods
+
+
+def _replay_oracles(sequence, grid, settings, oracles, progress) -> dict:
+    """The two oracles: iterations from the grid costs, seconds from replaying their omegas."""
+    T = len(sequence)
     replays = {
-        "best fixed (hindsight)": (np.full(T, grid[bf_index]), bf_costs),
-        "instance-optimal": (grid[io_indices], io_costs),
+        "best fixed (hindsight)": (np.full(T, grid[oracles["bf_index"]]), oracles["bf_costs"]),
+        "instance-optimal": (grid[oracles["io_indices"]], oracles["io_costs"]),
     }
+    methods = {}
     for name, (values, oracle_costs) in replays.items():
-        run = _run(sequence, _replay(values, name), settings, progress)
+        run = _run(sequence, _Replay(values, name), settings, progress)
         run["replay_iterations"] = run["iterations"]
         run["iterations"] = oracle_costs
         run["values"] = values
         methods[name] = {"randomized": False, "runs": [run], "oracle": True}
+    return methods
 
-    checkpoints = [c for c in CHECKPOINTS if c < T] + [T]
+
+def _rows(methods, costs, checkpoints, oracles) -> list[dict]:
+    """The table rows (and each method's prefix ratios to the best fixed omega, stored in ``methods``)."""
+    bf_total, io_total = oracles["bf_total"], oracles["io_total"]
     prefix_best = {c: float(costs[:c].sum(axis=0).min()) for c in checkpoints}
     rows = []
     for name, m in methods.items():
@@ -345,13 +354,17 @@ def run_relax(sequence, *, solver=None, warm_start=None, rtol=None, maxiter=None
         if m.get("oracle"):
             row["replay_total"] = int(m["runs"][0]["replay_iterations"].sum())
         rows.append(row)
-    wall = time.perf_counter() - t0
+    return rows
+
+
+def _report(sequence, settings, seeds, grid, costs, cache_info, oracles, checkpoints, rows, methods, wall) -> dict:
     solver_name = settings["solver"]
     if not isinstance(solver_name, str):
         solver_name = getattr(solver_name, "__name__", "callable")
-    report = {
+    return {
         "benchmark": "relax",
-        "sequence": {"name": sequence.name, "T": T, "n": int(sequence[0].n), "meta": _jsonable(sequence.meta),
+        "sequence": {"name": sequence.name, "T": len(sequence), "n": int(sequence[0].n),
+                     "meta": _jsonable(sequence.meta),
                      "context_range": None if sequence.context_range is None else list(sequence.context_range),
                      "has_contexts": sequence.contexts is not None,
                      "contexts": None if sequence.contexts is None else np.asarray(sequence.contexts)},
@@ -363,8 +376,9 @@ def run_relax(sequence, *, solver=None, warm_start=None, rtol=None, maxiter=None
             "source": "grid_costs: every arm of the grid on every instance"
                       + (" (warm start from the stored reference solution of the previous instance)"
                          if settings["warm_start"] else " (from x0 = 0)"),
-            "best_fixed": {"index": bf_index, "omega": float(grid[bf_index]), "total": int(bf_total)},
-            "instance_optimal": {"total": int(io_total), "omegas": grid[io_indices]},
+            "best_fixed": {"index": oracles["bf_index"], "omega": float(grid[oracles["bf_index"]]),
+                           "total": int(oracles["bf_total"])},
+            "instance_optimal": {"total": int(oracles["io_total"]), "omegas": grid[oracles["io_indices"]]},
             "grid_costs": cache_info,
             "arm_totals": costs.sum(axis=0),
         },
@@ -375,149 +389,3 @@ def run_relax(sequence, *, solver=None, warm_start=None, rtol=None, maxiter=None
         "machine": machine(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return _jsonable(report)
-
-
-# ---------------------------------------------------------------------------
-# reporting
-# ---------------------------------------------------------------------------
-def _pm(s: dict, fmt="{:,.0f}") -> str:
-    if s["max"] == s["min"]:
-        return fmt.format(s["mean"])
-    return f"{fmt.format(s['mean'])} ± {fmt.format(s['std'])} [{fmt.format(s['min'])}–{fmt.format(s['max'])}]"
-
-
-def format_table(report: dict) -> str:
-    """Markdown table of a :func:`run_relax` report (plus the checkpoint ratios), naming the settings."""
-    seq, st = report["sequence"], report["settings"]
-    bf = report["oracles"]["best_fixed"]
-    lines = [
-        f"### {seq['name']}: T = {seq['T']}, n = {seq['n']}, solver {st['solver']}, x0 = {st['x0']}",
-        "",
-        ("| method | total iterations (mean ± std [min–max]) | × best fixed | × instance-opt. "
-         "| regret vs best fixed | regret vs instance-opt. | solve s | wall s | extra matvecs | mean omega |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in report["rows"]:
-        name = r["method"] + (f" ({r['seeds']} seeds)" if r["seeds"] > 1 else "")
-        if r["method"] == "best fixed (hindsight)":
-            name += f", omega = {bf['omega']:.3f}"
-        lines.append(
-            f"| {name} | {_pm(r['total'])} | {r['ratio_best_fixed']['mean']:.3f} | "
-            f"{r['ratio_instance_optimal']['mean']:.3f} | {_pm(r['regret_best_fixed'])} | "
-            f"{_pm(r['regret_instance_optimal'])} | {r['solve_s']['mean']:.2f} | {r['wall_s']['mean']:.2f} | "
-            f"{r['extra_matvecs']:,} | {r['omega_mean']:.3f} |"
-        )
-    cps = report["checkpoints"]
-    lines += ["", "Ratio to the best fixed omega in hindsight on the first t instances (mean over seeds):", "",
-              "| method | " + " | ".join(f"t = {c}" for c in cps) + " |",
-              "|---|" + "---:|" * len(cps)]
-    for name, m in report["methods"].items():
-        if m.get("oracle") and name != "instance-optimal":
-            continue
-        ratios = m["checkpoint_ratio_to_best_fixed"]
-        lines.append(f"| {name} | " + " | ".join(f"{ratios[str(c)]['mean']:.3f}" for c in cps) + " |")
-    lines += [
-        "",
-        (f"Stopping rule: ||r|| <= rtol*||b||, rtol = {st['rtol']:g}, cap {st['maxiter']:,} iterations. "
-         f"Oracles from {report['oracles']['source']}, on the tuners' grid of {len(report['grid'])} omegas "
-         f"in [{report['grid'][0]:g}, {report['grid'][-1]:g}] (YoungSpectral and Young pick omega on a "
-         "continuum, so they can beat the grid's instance optimum); their seconds come from replaying their omegas. "
-         "Seconds: summed solve wall time (solve s) and the whole run including the tuner (wall s), "
-         f"on {report['machine']['cpu']} ({report['machine']['cores']} cores)."),
-    ]
-    return "\n".join(lines)
-
-
-def plot_report(report: dict, path, omega_path=None) -> None:
-    """Cumulative iterations, regret vs best fixed and vs instance-optimal (PNG); optionally the omegas chosen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = report["methods"]
-    T = report["sequence"]["T"]
-    t = np.arange(1, T + 1)
-    cum_bf = np.cumsum(methods["best fixed (hindsight)"]["runs"][0]["iterations"])
-    cum_io = np.cumsum(methods["instance-optimal"]["runs"][0]["iterations"])
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), dpi=110)
-    for k, (name, m) in enumerate(methods.items()):
-        c = colors[k % len(colors)]
-        ls = "--" if m.get("oracle") else "-"
-        cum = np.stack([np.cumsum(r["iterations"]) for r in m["runs"]]).astype(np.float64)
-        for ax, curves in ((axes[0], cum), (axes[1], cum - cum_bf), (axes[2], cum - cum_io)):
-            ax.plot(t, curves.mean(axis=0), color=c, ls=ls, lw=1.4, label=name)
-            if curves.shape[0] > 1:
-                ax.fill_between(t, curves.min(axis=0), curves.max(axis=0), color=c, alpha=0.2, lw=0)
-    axes[0].set_ylabel("cumulative iterations")
-    axes[0].set_yscale("log")
-    axes[1].set_ylabel("regret vs best fixed omega (iterations)")
-    axes[2].set_ylabel("regret vs instance-optimal omega (iterations)")
-    for ax in (axes[1], axes[2]):
-        ax.set_yscale("symlog", linthresh=max(10.0, 0.001 * T))
-    for ax in axes:
-        ax.set_xlabel("instance t")
-        ax.grid(True, which="both", alpha=0.3)
-    seq, st = report["sequence"], report["settings"]
-    fig.suptitle(f"{seq['name']} (n = {seq['n']}), {st['solver']}, rtol {st['rtol']:g}, "
-                 f"x0 = {st['x0']}; band: min–max over {st['seeds']} seeds")
-    axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    if omega_path is None:
-        return
-    has_ctx = bool(seq["has_contexts"]) and seq.get("contexts") is not None
-    fig, axes = plt.subplots(1, 2 if has_ctx else 1, figsize=(15 if has_ctx else 9, 4.8), dpi=110, squeeze=False)
-    axes = axes[0]
-    w = max(1, T // 50)
-    kernel = np.ones(w) / w
-    shown = [(k, name, m) for k, (name, m) in enumerate(methods.items())
-             if not name.startswith("CG") and not name.startswith("omega=")]
-    for k, name, m in shown:
-        c = colors[k % len(colors)]
-        ls = "--" if m.get("oracle") else "-"
-        v = np.asarray(m["runs"][0]["values"], dtype=float)
-        sm = np.convolve(np.pad(v, (w // 2, w - 1 - w // 2), mode="edge"), kernel, mode="valid") if w > 1 else v
-        axes[0].plot(t, sm, color=c, ls=ls, lw=1.2, label=name)
-    axes[0].set_xlabel("instance t")
-    axes[0].set_ylabel(f"omega (moving mean over {w} instances; first seed)")
-    axes[0].grid(True, alpha=0.3)
-    axes[0].set_title("omega over the sequence")
-    if has_ctx:
-        ctx = np.asarray(seq["contexts"], dtype=float)
-        late = slice(T // 2, None)  # the second half: what the tuners learned
-        for k, name, m in shown:
-            v = np.asarray(m["runs"][0]["values"], dtype=float)
-            if np.ptp(v) == 0:
-                continue
-            axes[1].scatter(ctx[late], v[late], s=6 if m.get("oracle") else 4, alpha=0.6,
-                            color=colors[k % len(colors)], marker="x" if m.get("oracle") else "o", label=name)
-        axes[1].set_xlabel("context")
-        axes[1].set_ylabel("omega")
-        axes[1].grid(True, alpha=0.3)
-        axes[1].set_title("omega against the context, second half of the sequence")
-    axes[0].legend(fontsize=7, loc="best")
-    if has_ctx:
-        axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=2)
-    fig.suptitle(f"{seq['name']}: omegas chosen")
-    fig.tight_layout()
-    with atomic_path(Path(omega_path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def write_report(report: dict, out_dir) -> list[str]:
-    """Write ``relax-<name>-<solver>[-warm].{json,md,png}`` and ``-omega.png`` into ``out_dir``; return the paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    st = report["settings"]
-    stem = f"relax-{report['sequence']['name']}-{st['solver']}" + ("-warm" if st["warm_start"] else "")
-    paths = [out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.png", out / f"{stem}-omega.png"]
-    atomic_write_text(paths[0], json.dumps(report, indent=None, separators=(",", ":")))
-    atomic_write_text(paths[1], format_table(report) + "\n")
-    plot_report(report, paths[2], paths[3])
-    return [str(p) for p in paths]

@@ -39,144 +39,23 @@ import os
 import re
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..utils.atomic import atomic_path, atomic_write_text
+from ...benchmarks.poisson import machine, plot_residuals
+from ...datasets.pde_formats import read_darcy
+from ...utils.atomic import atomic_path, atomic_write_text
+from ...utils.checks import check_int
+from .bench_warm import summarise_warm, warm_start_study
+from .predict import predict
+from .recipe import _check_file, count_samples, evaluate, resolve_model
 
 __all__ = ["DEFAULT_MODELS", "format_darcy_table", "run_darcy_benchmark", "warm_start_study"]
 
 DEFAULT_MODELS = ("lsm-darcy",)
 ORACLE = "stored u (data)"
-
-
-# ------------------------------------------------------------------ warm starts
-def _solve(A, b, method, x0, rtol, repeats, maxiter):
-    from ..solvers.api import solve
-
-    best = None
-    for _ in range(repeats):
-        res = solve(A, b, method=method, x0=x0, rtol=rtol, maxiter=maxiter, check_symmetry=False)
-        if best is None or res.setup_seconds + res.solve_seconds < best.setup_seconds + best.solve_seconds:
-            best = res
-    return best
-
-
-def warm_start_study(a, guesses: dict | None = None, *, u_data=None, methods=("cg", "pcg-amg"), rtol: float = 1e-8,
-                     repeats: int = 1, maxiter: int | None = None, keep_histories: int = 1,
-                     progress: bool = True) -> dict:
-    """Iterations and seconds to ``rtol`` on ``darcy_system(a_i)`` from ``x0 = 0`` and from each guess.
-
-    Parameters
-    ----------
-    a : array_like, (N, s1, s2)
-        Coefficients at the nodes (boundary included).
-    guesses : dict[str, array_like (N, s1, s2)], optional
-        Initial guesses as fields on the same grid (their interiors are used),
-        e.g. network predictions.  The name ``"zero"`` is reserved.
-    u_data : array_like (N, s1, s2), optional
-        Reference fields (a file's stored solutions): ``fd_vs_data`` reports
-        ``||u_FD - u_data|| / ||u_data||`` over the whole grid.
-    methods : sequence of str
-        :func:`krylearn.solve` methods.
-    rtol : float
-        Stopping rule ``||b - A x|| <= rtol ||b||``.
-    repeats : int
-        Timed runs per solve; the fastest is kept (iterations do not change).
-    maxiter : int, optional
-    keep_histories : int
-        Residual histories are kept for this many first samples.
-    progress : bool
-
-    Returns
-    -------
-    dict
-        ``n``, ``unknowns``, ``methods``, ``guesses`` (names, ``"zero"``
-        first), ``runs[method][guess]`` with per-sample lists
-        ``iterations``, ``converged``, ``setup_s``, ``solve_s``,
-        ``initial_residual``, and for guesses ``x0_error_vs_fd``
-        (``||x0 - u_FD|| / ||u_FD||`` over the unknowns); ``fd_vs_data`` (per
-        sample, when ``u_data``); ``histories[method][guess]`` (lists);
-        ``direct_residual`` (per sample, of the direct ``u_FD``).
-    """
-    import scipy.sparse.linalg
-    from tqdm.auto import tqdm
-
-    from ..operators.darcy import darcy_system, interior
-
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 3:
-        raise ValueError(f"a must have shape (N, s1, s2), got {a.shape}")
-    guesses = dict(guesses or {})
-    if "zero" in guesses:
-        raise ValueError("guesses: the name 'zero' is reserved for x0 = 0")
-    for k, g in guesses.items():
-        if np.shape(g) != a.shape:
-            raise ValueError(f"guesses[{k!r}] must have the shape of a {a.shape}, got {np.shape(g)}")
-    if u_data is not None and np.shape(u_data) != a.shape:
-        raise ValueError(f"u_data must have the shape of a {a.shape}, got {np.shape(u_data)}")
-    if isinstance(methods, str):
-        methods = (methods,)
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
-    names = ["zero", *guesses]
-    runs = {m: {g: {"iterations": [], "converged": [], "setup_s": [], "solve_s": [], "initial_residual": [],
-                    **({"x0_error_vs_fd": []} if g != "zero" else {})} for g in names} for m in methods}
-    histories = {m: {g: [] for g in names} for m in methods}
-    fd_vs_data, direct_residual = [], []
-    n = a.shape[0]
-    for i in tqdm(range(n), desc="warm starts", unit="sample", disable=not progress):
-        A, b = darcy_system(a[i])
-        u_fd = scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
-        direct_residual.append(float(np.linalg.norm(b - A @ u_fd) / np.linalg.norm(b)))
-        if u_data is not None:
-            ud = np.asarray(u_data[i], dtype=np.float64)
-            full = np.zeros_like(ud)
-            full[1:-1, 1:-1] = u_fd.reshape(ud.shape[0] - 2, ud.shape[1] - 2)
-            fd_vs_data.append(float(np.linalg.norm(full - ud) / np.linalg.norm(ud)))
-        x0s = {"zero": None, **{k: interior(np.asarray(g[i], dtype=np.float64)) for k, g in guesses.items()}}
-        for m in methods:
-            for g, x0 in x0s.items():
-                res = _solve(A, b, m, x0, rtol, repeats, maxiter)
-                r = runs[m][g]
-                r["iterations"].append(int(res.iterations))
-                r["converged"].append(bool(res.converged))
-                r["setup_s"].append(float(res.setup_seconds))
-                r["solve_s"].append(float(res.solve_seconds))
-                r["initial_residual"].append(float(res.residuals[0]))
-                if x0 is not None:
-                    r["x0_error_vs_fd"].append(float(np.linalg.norm(x0 - u_fd) / np.linalg.norm(u_fd)))
-                if i < keep_histories:
-                    histories[m][g].append(np.asarray(res.residuals, dtype=float).tolist())
-    return {"n": n, "unknowns": int((a.shape[1] - 2) * (a.shape[2] - 2)), "methods": list(methods),
-            "guesses": names, "rtol": rtol, "runs": runs, "fd_vs_data": fd_vs_data or None,
-            "direct_residual": direct_residual, "histories": histories}
-
-
-def _summarise_warm(study: dict) -> list[dict]:
-    rows = []
-    for m in study["methods"]:
-        cold = study["runs"][m]["zero"]
-        cold_it = np.asarray(cold["iterations"], dtype=float)
-        cold_s = np.asarray(cold["setup_s"]) + np.asarray(cold["solve_s"])
-        for g in study["guesses"]:
-            r = study["runs"][m][g]
-            it = np.asarray(r["iterations"], dtype=float)
-            sec = np.asarray(r["setup_s"]) + np.asarray(r["solve_s"])
-            rows.append({
-                "method": m, "x0": g,
-                "iterations_median": float(np.median(it)), "iterations_min": int(it.min()),
-                "iterations_max": int(it.max()),
-                "iteration_ratio_median": float(np.median(it / np.maximum(cold_it, 1))),
-                "seconds_median": float(np.median(sec)),
-                "solve_seconds_median": float(np.median(r["solve_s"])),
-                "seconds_ratio_median": float(np.median(sec / cold_s)),
-                "all_converged": bool(all(r["converged"])),
-                "initial_residual_median": float(np.median(r["initial_residual"])),
-                "x0_error_vs_fd_median": (float(np.median(r["x0_error_vs_fd"])) if "x0_error_vs_fd" in r else None),
-            })
-    return rows
 
 
 # ------------------------------------------------------------------ helpers
@@ -218,8 +97,6 @@ def _overlap(card: dict, file: str, start: int, count: int, sub: int) -> list[st
 
 
 def _time_inference(predictor, a, batch_size, repeats) -> float:
-    from ..solvers.lsm import predict
-
     dev = next(predictor.parameters()).device
     predict(a[:batch_size], model=predictor, batch_size=batch_size, device=dev)  # warm-up
     times = []
@@ -317,48 +194,62 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
         ``count``/``start`` beyond the file; a model trained on another grid
         (names ``sub``); empty ``models``.
     """
-    from ..datasets.pde_formats import read_darcy
-    from ..utils.checks import check_int
-    from ..pipelines.lsm import (
-        _check_file,
-        count_samples,
-        evaluate,
-        resolve_model,
-    )
-
-    from .poisson import machine, plot_residuals
-
     file = _check_file("data", data)
+    models = _model_list(models)
+    count, sub, warm_count, repeats, batch_size, figure_samples = (
+        check_int(k, v, lo) for k, v, lo in (("count", count, 1), ("sub", sub, 1), ("warm_count", warm_count, 1),
+                                             ("repeats", repeats, 1), ("batch_size", batch_size, 1),
+                                             ("figure_samples", figure_samples, 0)))
+    if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
+        raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
+    predictors = [resolve_model(m, device) for m in models]
+    labels = _labels(predictors, models)
+    start, start_from = _first_sample(start, predictors[0], labels[0], file, sub)
+    d = _read_samples(file, start, count, sub, labels, predictors)
+    rows, preds = _model_rows(labels, predictors, models, d, (file, start, count, sub), batch_size, repeats)
+    nw = min(warm_count, len(d))
+    study, amg = _solver_runs(d, preds, labels, nw, warm_start=warm_start, oracle=oracle, methods=methods,
+                              rtol=rtol, repeats=repeats, progress=progress)
+    report = _report(d, (file, start, count, sub), start_from, rows, amg, study, warm_start=warm_start, rtol=rtol,
+                     repeats=repeats, batch_size=batch_size)
+    if out_dir is not None:
+        report["files"] = _write_outputs(Path(out_dir), report, d, preds, study, figure_samples)
+    return report
+
+
+def _model_list(models) -> list:
     if isinstance(models, (str, os.PathLike)):
         models = (models,)
     models = list(models)
     if not models:
         raise ValueError("models must name at least one model")
-    count = check_int("count", count, 1)
-    sub = check_int("sub", sub, 1)
-    warm_count = check_int("warm_count", warm_count, 1)
-    repeats = check_int("repeats", repeats, 1)
-    batch_size = check_int("batch_size", batch_size, 1)
-    figure_samples = check_int("figure_samples", figure_samples, 0)
-    if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
-        raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
+    return models
 
-    predictors = [resolve_model(m, device) for m in models]
+
+def _labels(predictors, models) -> list[str]:
+    """One distinct label per model (a repeated name gets primes)."""
     labels = []
     for p, m in zip(predictors, models):
         lab = _label(p, m)
         while lab in labels:
             lab += "'"
         labels.append(lab)
+    return labels
 
-    start_from = "argument"
-    if start is None:
-        start, start_from = 0, "default 0"
-        test = _card_ranges(getattr(predictors[0], "card", None) or {}).get("test")
-        if test and os.path.basename(test.get("file", test.get("name", ""))) == os.path.basename(file) \
-                and int(test.get("sub", 1)) == sub:
-            start, start_from = int(test["start"]), f"test range in {labels[0]}'s card"
-    start = check_int("start", start, 0)
+
+def _first_sample(start, predictor, label, file, sub) -> tuple[int, str]:
+    """``(start, where it came from)``: the argument, else the test range in the first model's card, else 0."""
+    if start is not None:
+        return check_int("start", start, 0), "argument"
+    test = _card_ranges(getattr(predictor, "card", None) or {}).get("test")
+    if test and os.path.basename(test.get("file", test.get("name", ""))) == os.path.basename(file) \
+            and int(test.get("sub", 1)) == sub:
+        return check_int("start", int(test["start"]), 0), f"test range in {label}'s card"
+    return 0, "default 0"
+
+
+def _read_samples(file, start, count, sub, labels, predictors):
+    """The benchmark's samples; ``ValueError`` when they exceed the file or a model was trained on another grid."""
     n_file = count_samples(file)
     if start + count > n_file:
         raise ValueError(f"start + count = {start} + {count} exceeds the {n_file} samples of data ({file!r})")
@@ -367,7 +258,12 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
         if p.resolution is not None and tuple(p.resolution) != tuple(d.resolution):
             raise ValueError(f"model {lab!r} was trained on a {p.resolution[0]}x{p.resolution[1]} grid, but data at "
                              f"sub={sub} has {d.resolution[0]}x{d.resolution[1]}: pick sub to match")
+    return d
 
+
+def _model_rows(labels, predictors, models, d, samples, batch_size, repeats) -> tuple[list, dict]:
+    """Accuracy and inference speed of every model: ``(rows, predictions by label)``."""
+    file, start, count, sub = samples
     rows, preds = [], {}
     for lab, p, m in zip(labels, predictors, models):
         ev = evaluate(p, d, batch_size=batch_size, return_predictions=True)
@@ -375,11 +271,9 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
         card = getattr(p, "card", None) or {}
         overlap = _overlap(card, file, start, count, sub)
         if overlap:
-            import warnings
-
             warnings.warn(f"benchmark samples [{start}, {start + count}) of {os.path.basename(file)} overlap "
                           f"{lab}'s {', '.join(overlap)} samples: its error is not a held-out error", UserWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         rows.append({
             "model": lab, "source": getattr(p, "source", None) or (str(m) if isinstance(m, (str, os.PathLike)) else None),
             "kind": p.kind, "config": p.config, "parameters": int(sum(t.numel() for t in p.net.parameters())),
@@ -390,8 +284,11 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
             "inference_s_per_sample": _time_inference(p, d.a, batch_size, repeats),
             "device": ev["device"], "overlaps_training": overlap or None,
         })
+    return rows, preds
 
-    nw = min(warm_count, len(d))
+
+def _solver_runs(d, preds, labels, nw, *, warm_start, oracle, methods, rtol, repeats, progress) -> tuple[dict, dict]:
+    """The warm-start study on the first ``nw`` samples and the ``pcg-amg``-from-zero timing: ``(study, amg)``."""
     guesses = {}
     if warm_start:
         guesses = {lab: preds[lab][:nw] for lab in labels}
@@ -410,48 +307,57 @@ def run_darcy_benchmark(data, *, models=DEFAULT_MODELS, start: int | None = None
            "solve_s_median": float(np.median(amg_runs["solve_s"])),
            "iterations_median": float(np.median(amg_runs["iterations"])), "samples": nw,
            "unknowns": study["unknowns"], "rtol": rtol}
+    return study, amg
+
+
+def _report(d, samples, start_from, rows, amg, study, *, warm_start, rtol, repeats, batch_size) -> dict:
+    """The JSON-ready report (also sets each row's AMG comparison)."""
+    file, start, count, sub = samples
     for r in rows:
         r["amg_s_per_sample"] = amg["seconds_per_sample"]
         r["amg_over_inference"] = amg["seconds_per_sample"] / r["inference_s_per_sample"]
     fd = np.asarray(study["fd_vs_data"])
-    report = {
+    nw = amg["samples"]
+    data = {"file": os.path.abspath(file), "start": start, "count": count, "sub": sub,
+            "start_from": start_from, "resolution": list(d.resolution), "source": d.source,
+            "grid": d.attrs.get("grid"), "res": d.attrs.get("res")}
+    return {
         "benchmark": "darcy",
-        "data": {"file": os.path.abspath(file), "start": start, "count": count, "sub": sub,
-                 "start_from": start_from, "resolution": list(d.resolution), "source": d.source,
-                 "grid": d.attrs.get("grid"), "res": d.attrs.get("res")},
+        "data": json.loads(json.dumps(data, default=str)),
         "rtol": rtol, "stopping_rule": f"||b - A x|| <= rtol ||b||, rtol = {rtol:g}",
         "machine": machine(), "repeats": repeats, "batch_size": batch_size,
         "models": rows, "amg": amg,
         "fd_vs_data": {"rel_l2_median": float(np.median(fd)), "rel_l2_max": float(fd.max()),
                        "rel_l2_min": float(fd.min()), "per_sample": fd.tolist(), "samples": nw},
         "warm_start": {"enabled": bool(warm_start), "samples": list(range(start, start + nw)),
-                       "rows": _summarise_warm(study) if warm_start else [], "study": study},
+                       "rows": summarise_warm(study) if warm_start else [], "study": study},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    report["data"] = json.loads(json.dumps(report["data"], default=str))
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        files = {"json": str(out / "darcy.json"), "table": str(out / "darcy.md"), "figures": []}
-        nfig = min(figure_samples, len(d))
-        for r in rows:
-            if nfig:
-                png = out / f"darcy-samples-{_safe(r['model'])}.png"
-                _plot_samples(d, preds[r["model"]], r["rel_l2"], list(range(nfig)), png,
-                              f"{r['model']} ({r['kind']}) on {os.path.basename(file)}, "
-                              f"{d.resolution[0]}x{d.resolution[1]}")
-                files["figures"].append(str(png))
-        if warm_start:
-            hist = {f"{m}, x0 = {g}": study["histories"][m][g][0] for m in study["methods"] for g in study["guesses"]
-                    if study["histories"][m][g]}
-            png = out / "darcy-warmstart.png"
-            plot_residuals(hist, png, title=f"Darcy sample {start}, {d.resolution[0]}x{d.resolution[1]}: "
-                                            "cold and warm starts", rtol=rtol)
+
+
+def _write_outputs(out: Path, report: dict, d, preds: dict, study: dict, figure_samples: int) -> dict:
+    """``darcy.json``, ``darcy.md`` and the figures in ``out``; returns the ``files`` entry of the report."""
+    out.mkdir(parents=True, exist_ok=True)
+    name = os.path.basename(report["data"]["file"])
+    files = {"json": str(out / "darcy.json"), "table": str(out / "darcy.md"), "figures": []}
+    nfig = min(figure_samples, len(d))
+    for r in report["models"]:
+        if nfig:
+            png = out / f"darcy-samples-{_safe(r['model'])}.png"
+            _plot_samples(d, preds[r["model"]], r["rel_l2"], list(range(nfig)), png,
+                          f"{r['model']} ({r['kind']}) on {name}, {d.resolution[0]}x{d.resolution[1]}")
             files["figures"].append(str(png))
-        report["files"] = files
-        atomic_write_text(out / "darcy.json", json.dumps(report, indent=1, default=str) + "\n")
-        atomic_write_text(out / "darcy.md", format_darcy_table(report) + "\n")
-    return report
+    if report["warm_start"]["enabled"]:
+        hist = {f"{m}, x0 = {g}": study["histories"][m][g][0] for m in study["methods"] for g in study["guesses"]
+                if study["histories"][m][g]}
+        png = out / "darcy-warmstart.png"
+        plot_residuals(hist, png, title=f"Darcy sample {report['data']['start']}, {d.resolution[0]}x{d.resolution[1]}: "
+                                        "cold and warm starts", rtol=report["rtol"])
+        files["figures"].append(str(png))
+    report["files"] = files
+    atomic_write_text(out / "darcy.json", json.dumps(report, indent=1, default=str) + "\n")
+    atomic_write_text(out / "darcy.md", format_darcy_table(report) + "\n")
+    return files
 
 
 def format_darcy_table(report: dict) -> str:

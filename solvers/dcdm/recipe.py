@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..datasets.systems import LinearSystem, SystemsFile, SystemsWriter
-from ..problems.smoke import SmokeSimulation
-from ..solvers.dcdm.ritz import lanczos_ritz
-from ..solvers.dcdm.train import TrainingSystem, train_dcdm
-from ..solvers.learned import check_writable, digest, hardware, load_pretrained, plot_losses, save_pretrained
-from ..solvers.learned.checkpoint import json_clean
-from ..solvers.learned.weights import sha256_file
-from ..utils.atomic import atomic_write_text
-from ..utils.errors import FormatError
+from ...datasets.systems import LinearSystem, SystemsFile, SystemsWriter
+from ...problems.smoke import SmokeSimulation
+from ...utils.atomic import atomic_write_text
+from ...utils.errors import FormatError
+from ..learned import check_writable, digest, hardware, load_pretrained, plot_losses, save_pretrained
+from ..learned.checkpoint import json_clean
+from ..learned.weights import sha256_file
+from .ritz import lanczos_ritz
+from .train import TrainingSystem, train_dcdm
 
 __all__ = ["make_training_data", "load_training_data", "cached_data_path", "train"]
 

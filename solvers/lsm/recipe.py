@@ -23,7 +23,7 @@ which.
 
 Examples
 --------
->>> from krylearn.pipelines.lsm import train, evaluate                        # doctest: +SKIP
+>>> from krylearn.solvers.lsm.recipe import train, evaluate                        # doctest: +SKIP
 >>> card = train("lsm", "darcy.h5", ntrain=900, nval=100, ntest=200,
 ...              checkpoint="lsm.ckpt", out="weights/lsm-darcy")             # doctest: +SKIP
 >>> evaluate("weights/lsm-darcy", "darcy.h5", start=1000, count=200)["rel_l2_mean"]  # doctest: +SKIP
@@ -44,14 +44,14 @@ import numpy as np
 import scipy.io
 import torch
 
-from ..datasets.pde_formats import DarcyData, detect_darcy_format, read_darcy
-from ..solvers.learned import (check_writable, hardware, load_pretrained, pick_device, plot_losses, save_pretrained,
-                               seed_everything)
-from ..solvers.learned.weights import weights_stem
-from ..solvers.lsm import KINDS, NormalizedOperator, build_network, predict, train_operator
-from ..utils.atomic import atomic_write_text
-from ..utils.checks import check_int
-from ..utils.errors import FormatError
+from ...datasets.pde_formats import DarcyData, detect_darcy_format, read_darcy
+from ...utils.atomic import atomic_write_text
+from ...utils.checks import check_int
+from ...utils.errors import FormatError
+from ..learned import (check_writable, hardware, load_pretrained, pick_device, plot_losses, save_pretrained,
+                       seed_everything)
+from ..learned.weights import weights_stem
+from . import KINDS, NormalizedOperator, build_network, predict, train_operator
 
 __all__ = ["DEFAULT_CONFIGS", "count_samples", "evaluate", "resolve_model", "train"]
 

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
-from ..utils.atomic import atomic_path, atomic_write_text
-
-from .poisson import Problem, machine, plot_residuals, run_method, smoke_problem
+from ...benchmarks.poisson import Problem, machine, plot_residuals, run_method, smoke_problem
+from ...utils.atomic import atomic_path, atomic_write_text
 
 __all__ = ["run_dcdm_benchmark", "format_dcdm_table", "iterations_to"]
 
@@ -33,8 +33,6 @@ def iterations_to(history, rtol: float) -> int | None:
 
 def _cached_problem(scene, dim, n, frames, seed, cache: Path | None, progress: bool) -> Problem:
     """Simulate (or load from ``cache``) the held-out frame."""
-    import scipy.sparse
-
     name = f"{scene}-{dim}d-{n}-f{frames}-s{seed}.npz"
     if cache is not None and (cache / name).is_file():
         with np.load(cache / name, allow_pickle=False) as z:
