@@ -166,9 +166,12 @@ def plot_residuals(histories: dict, path, *, title: str, rtol: float | None = No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for name, h in histories.items():
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ("-", "--", "-.", (0, (1, 1)))  # past the colour cycle, a new line style: every method its own
+    for k, (name, h) in enumerate(histories.items()):
         h = np.asarray(h, dtype=float)
-        ax.semilogy(np.arange(len(h)), np.maximum(h, 1e-300), label=name, lw=1.4)
+        ax.semilogy(np.arange(len(h)), np.maximum(h, 1e-300), label=name, lw=1.4, color=colors[k % len(colors)],
+                    ls=styles[(k // len(colors)) % len(styles)])
     if rtol is not None:
         ax.axhline(rtol, color="k", ls=":", lw=1, label=f"rtol {rtol:g}")
     ax.set_xscale("symlog", linthresh=10)

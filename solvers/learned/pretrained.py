@@ -77,9 +77,12 @@ def method_named(name: str) -> Method:
 
 
 def _with_weights(method: str | None) -> list[Method]:
-    if method is not None:
-        return [method_named(method)]
-    return [m for m in methods().values() if m.weights is not None and m.network is not None]
+    found = [m for m in methods().values() if m.weights is not None and m.network is not None]
+    if method is not None and method not in {m.name for m in found}:
+        method_named(method)  # an undeclared name: the error lists every declared method
+        raise ValueError(f"method must be one of {sorted(m.name for m in found)} (those with weights), "
+                         f"got {method!r}")
+    return found if method is None else [m for m in found if m.name == method]
 
 
 def available(method: str | None = None) -> list[str]:
