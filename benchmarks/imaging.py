@@ -1,20 +1,20 @@
-"""Shared machinery of ``krylearn bench mri`` and ``krylearn bench ct`` (:mod:`.mri`, :mod:`.ct`).
+"""The shared harness of the imaging benchmarks (``krylearn bench mri|ct``, DDS's :mod:`~krylearn.solvers.dds.bench_mri`
+and :mod:`~krylearn.solvers.dds.bench_ct`): run reconstruction methods on a problem's slices and score them.
 
 A benchmark runs every method on the slices of each *case* (an MRI mask and
 acceleration, a CT view count) and records per-slice PSNR, SSIM and seconds.
+A *problem* holds the case's data and truth (``n``, ``z``, ``reference``,
+``magnitude``) and a ``solve(spec, idx, shared, seed, opts)`` that yields
+``(images, seconds per slice)``; a *spec* is one run: ``label``,
+``method``, ``nfe``, ``slices`` and ``opts``.
 
 Methods
 -------
-Everything goes through :func:`krylearn.pipelines.reconstruct.run_method`.
-``dds`` runs at each NFE of ``dds_nfe`` (labels ``dds-19``, ``dds-49``,
-...).  ``dps`` is slow on CPU: it runs on ``dps_count`` evenly spaced slices
-of the selection only, and every DDS/DPS comparison (quality and the speed
-ratio) is made on those same slices in the same run.  Timings follow one
-untimed warm-up call per method (reduced work: 2 NFE / 2 iterations) and
-include ``run_method``'s scale estimate.  The prior is resolved once: a name
-or path that does not exist becomes a note and a warning, dds/dps are
-skipped and the classical methods still run; a prior that exists but does
-not fit (wrong channels) is an error.
+Everything goes through :func:`krylearn.pipelines.reconstruct.run_method`,
+with the spec's options and the benchmark's ``shared`` keywords (e.g. a
+diffusion prior).  Timings follow one untimed warm-up call per method
+(reduced work: 2 NFE / 2 iterations, :data:`_WARMUP`) and include
+``run_method``'s scale estimate.
 
 Hyper-parameters
 ----------------
@@ -23,9 +23,8 @@ Library defaults (:mod:`krylearn.solvers.imaging`, the samplers), unless
 (never test slices), one option (or one joint pair of options) per method
 from :data:`TUNE_GRIDS`: CG's iteration count, the l1-wavelet / TV /
 ADMM-TV weight, DDS's ``gamma`` and CG steps per diffusion step (MRI) or
-its weight of TV along z (3D CT).  An
-option the caller gives explicitly is kept and not tuned.  A choice at the
-end of a one-option grid is flagged.
+its weight of TV along z (3D CT).  An option the caller gives explicitly is
+kept and not tuned.  A choice at the end of a one-option grid is flagged.
 
 Metrics
 -------
@@ -45,37 +44,45 @@ reconstruction as float32: magnitude for MRI, real for CT; the metrics are
 exactly those of these arrays; group per case, ``images/<label>`` with
 attributes ``slices`` and ``slice_z``) and ``<kind>-<case>.png`` (truth and
 each method's image, error maps beneath, for the slice nearest the middle
-that every method ran on).  Targets (:func:`check_targets`) are reported as
-met / missed / not run with their numbers, never asserted.
+that every method ran on).  The benchmark's targets (a ``targets``
+function given to :func:`finish`) are reported as met / missed / not run
+with their numbers, never asserted.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import numbers
-import os
 import time
-import warnings
 from pathlib import Path
 
+import h5py
 import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from tqdm.auto import tqdm
 
+from ..solvers.learned import pick_device
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.checks import check_int
+from .poisson import machine
 
 __all__ = [
     "ERROR_MAX",
     "NORMALISATION",
     "TUNE_GRIDS",
-    "check_targets",
+    "case_table",
+    "common_footer",
+    "finish",
+    "format_value",
     "image_metrics",
+    "report_head",
+    "run_case",
+    "setup",
+    "spread",
     "target_lines",
 ]
 
-#: Validation grids of ``tune=True``: kind -> method -> (option, candidate values), or
-#: ((option, option), candidate pairs) for a joint grid.  ``None`` leaves an option at its default
-#: (for DDS's ``gamma``: the noiseless form A^H A x = A^H y).
 TUNE_GRIDS = {
     "mri": {"cg-sense": ("iters", (5, 10, 20, 40)), "l1-wavelet": ("lam", (1e-4, 3e-4, 1e-3, 3e-3)),
             "tv": ("lam", (3e-4, 1e-3, 3e-3, 1e-2)),
@@ -109,8 +116,6 @@ def image_metrics(image, reference, *, magnitude: bool = True) -> dict:
     dict ``{"psnr": float, "ssim": float}``; ``psnr`` is ``inf`` when the
     images are equal.
     """
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     a = np.asarray(image)
     b = np.asarray(reference)
     if a.shape != b.shape or a.ndim != 2:
@@ -159,17 +164,6 @@ def _methods(methods, allowed, name="methods") -> list[str]:
     return order
 
 
-def _nfes(v, name) -> list[int]:
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-        v = [v]
-    try:
-        vals = [check_int(name, x, 1) for x in v]
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a sequence of ints, got {v!r}") from None
-    if not vals:
-        raise ValueError(f"{name} must hold at least one NFE")
-    return sorted(set(vals))
-
 
 def spread(n: int, k: int) -> list[int]:
     """``k`` evenly spaced indices of ``range(n)`` (first and last included)."""
@@ -200,56 +194,11 @@ def _jsonable(o):
     return str(o)
 
 
-# ------------------------------------------------------------------ prior
-def _resolve_prior(prior, kind, device, needed: bool):
-    """``(prior for run_method or None, info dict, note or None)``; a missing prior is a note, not an error."""
-    from ..pipelines.reconstruct import resolve_prior
-    from ..solvers.dds import available_priors
-    from ..solvers.learned import find_weights
-
-    if not needed:
-        return None, None, None
-    if prior is None:
-        return None, None, (f"no prior given (--prior): dds/dps skipped, classical methods only "
-                            f"(shipped priors: {', '.join(available_priors()) or 'none'})")
-    if isinstance(prior, (str, os.PathLike)):
-        try:
-            find_weights(prior, "dds")
-        except ValueError:
-            shipped = ", ".join(available_priors()) or "none"
-            return None, None, (
-                f"prior {str(prior)!r} not found (shipped priors: {shipped}; nor is it a weights file): "
-                f"dds/dps skipped, classical methods only. Train one with `krylearn train diffusion --kind {kind} "
-                f"...` and pass --prior PATH")
-    den, card, label = resolve_prior(prior, kind, device)  # wrong channels etc. are errors
-    keep = ("name", "data", "command", "seed", "steps", "wall_time", "seconds", "hardware", "final_loss",
-            "metrics", "normalization", "config")
-    info = {"label": label, "card": {k: card[k] for k in keep if k in card},
-            "parameters": int(sum(p.numel() for p in den.parameters())) if hasattr(den, "parameters") else None}
-    return prior, info, None
-
-
-# ------------------------------------------------------------------ method specs
-def _specs(methods, dds_nfe, dps_nfe, n, dps_slices, options) -> list[dict]:
-    specs = []
-    for m in methods:
-        base = dict(options.get(m, {}))
-        if m == "dds":
-            for k in dds_nfe:
-                specs.append({"label": f"dds-{k}", "method": m, "nfe": k, "slices": list(range(n)), "opts": dict(base)})
-        elif m == "dps":
-            specs.append({"label": f"dps-{dps_nfe}", "method": m, "nfe": dps_nfe, "slices": list(dps_slices),
-                          "opts": base})
-        else:
-            specs.append({"label": m, "method": m, "nfe": None, "slices": list(range(n)), "opts": base})
-    return specs
-
-
-def _run_spec(problem, spec, prior, seed, bar=None, idx=None, opts=None):
+def _run_spec(problem, spec, shared, seed, bar=None, idx=None, opts=None):
     """Run one method on ``idx`` (default its slices): ``(images (k, ny, nx) float32, seconds per slice (k,))``."""
     idx = spec["slices"] if idx is None else idx
     imgs, secs = [], []
-    for x, s in problem.solve(spec, idx, prior, seed, dict(spec["opts"] if opts is None else opts)):
+    for x, s in problem.solve(spec, idx, shared, seed, dict(spec["opts"] if opts is None else opts)):
         imgs.append(x)
         secs.extend(s)
         if bar is not None:
@@ -257,18 +206,16 @@ def _run_spec(problem, spec, prior, seed, bar=None, idx=None, opts=None):
     return np.concatenate(imgs), secs
 
 
-def _warm_up(problem, specs, prior):
+def _warm_up(problem, specs, shared):
     """One untimed call per method on the first slice, with reduced work (few iterations / NFE)."""
     for spec in specs:
         w = dict(_WARMUP.get(spec["method"], {}))
         nfe = w.pop("nfe", spec["nfe"])
-        _run_spec(problem, dict(spec, nfe=nfe), prior, 0, idx=[0], opts={**spec["opts"], **w})
+        _run_spec(problem, dict(spec, nfe=nfe), shared, 0, idx=[0], opts={**spec["opts"], **w})
 
 
-def _tune(problem, specs, prior, grids, seed, progress=False) -> dict:
+def _tune(problem, specs, shared, grids, seed, progress=False) -> dict:
     """Grid search on a validation problem: returns ``label -> {option, value, scores}`` and updates the specs."""
-    from tqdm.auto import tqdm
-
     def grid(method):  # (names, candidate tuples, joint?)
         name, values = grids[method]
         joint = not isinstance(name, str)
@@ -284,7 +231,7 @@ def _tune(problem, specs, prior, grids, seed, progress=False) -> dict:
             for combo in combos:
                 opts = {k: v for k, v in spec["opts"].items() if k not in names}
                 opts.update({k: v for k, v in zip(names, combo) if v is not None})  # None: the default
-                imgs, _ = _run_spec(problem, spec, prior, seed, idx=list(range(problem.n)), opts=opts)
+                imgs, _ = _run_spec(problem, spec, shared, seed, idx=list(range(problem.n)), opts=opts)
                 ps = [image_metrics(imgs[j], problem.reference[j], magnitude=problem.magnitude)["psnr"]
                       for j in range(problem.n)]
                 scores[combo] = float(np.mean(ps))
@@ -300,16 +247,14 @@ def _tune(problem, specs, prior, grids, seed, progress=False) -> dict:
     return out
 
 
-def _run_case(problem, specs, prior, seed, desc, progress) -> list[dict]:
+def _run_case(problem, specs, shared, seed, desc, progress) -> list[dict]:
     """Every spec on its slices: rows with per-slice metrics and the images (key ``_images``)."""
-    from tqdm.auto import tqdm
-
     total = sum(len(s["slices"]) for s in specs)
     rows = []
     with tqdm(total=total, desc=desc, unit="slice", disable=not progress, dynamic_ncols=True) as bar:
         for spec in specs:
             bar.set_postfix_str(spec["label"])
-            imgs, secs = _run_spec(problem, spec, prior, seed, bar)
+            imgs, secs = _run_spec(problem, spec, shared, seed, bar)
             per = []
             for j, i in enumerate(spec["slices"]):
                 m = image_metrics(imgs[j], problem.reference[i], magnitude=problem.magnitude)
@@ -324,28 +269,6 @@ def _run_case(problem, specs, prior, seed, desc, progress) -> list[dict]:
                          "seconds_per_slice": float(np.mean(secs)), "seconds_total": float(np.sum(secs)),
                          "per_slice": per, "_images": imgs})
     return rows
-
-
-def same_slices(rows) -> list[dict]:
-    """DDS vs DPS on the DPS slices: PSNR, SSIM, seconds and the speed ratio (same run)."""
-    out = []
-    dps = [r for r in rows if r["method"] == "dps"]
-    for p in dps:
-        sl = set(p["slices"])
-        for d in (r for r in rows if r["method"] == "dds"):
-            per = [q for q in d["per_slice"] if q["index"] in sl]
-            if len(per) != len(sl):
-                continue
-            out.append({"dds": d["label"], "dps": p["label"], "slices": sorted(sl),
-                        "slice_z": [q["z"] for q in per],
-                        "dds_psnr": _stats([q["psnr"] for q in per])[0], "dps_psnr": p["psnr_mean"],
-                        "dds_ssim": _stats([q["ssim"] for q in per])[0], "dps_ssim": p["ssim_mean"],
-                        "dds_seconds_per_slice": float(np.mean([q["seconds"] for q in per])),
-                        "dps_seconds_per_slice": p["seconds_per_slice"],
-                        "speedup": p["seconds_per_slice"] / float(np.mean([q["seconds"] for q in per])),
-                        "nfe_ratio": p["nfe"] / d["nfe"]})
-    return out
-
 
 # ------------------------------------------------------------------ figure
 def _figure(path, problem, rows, title, extra=None):
@@ -396,8 +319,6 @@ def _figure(path, problem, rows, title, extra=None):
 
 
 def _write_images(path, kind, cases):
-    import h5py
-
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["benchmark"] = kind
         f.attrs["values"] = "magnitude" if kind == "mri" else "real attenuation values"
@@ -411,15 +332,18 @@ def _write_images(path, kind, cases):
                 d.attrs["slice_z"] = np.asarray(r["slice_z"], dtype=np.int64)
 
 
-def finish(report: dict, cases: list, out_dir, extra_fig, formatter, save_images: bool = True) -> dict:
+def finish(report: dict, cases: list, out_dir, extra_fig, formatter, save_images: bool = True, *,
+           targets=None) -> dict:
     """Add the targets, write the files (when ``out_dir``), strip the arrays; return the report.
 
     ``cases`` hold ``rows`` (from :func:`run_case`), ``title``, ``_problem``
     and ``_reference``; ``extra_fig(case)`` gives the ``(title, image)`` under
     the truth in the figure; ``formatter(report)`` the markdown;
-    ``save_images=False`` skips ``<kind>-images.h5``.
+    ``save_images=False`` skips ``<kind>-images.h5``; ``targets(report)``
+    gives the benchmark's target checks (a list of dicts with ``target``,
+    ``case``, ``status`` and ``detail``; none by default).
     """
-    report["targets"] = check_targets(report | {"cases": cases})
+    report["targets"] = [] if targets is None else targets(report | {"cases": cases})
     kind = report["benchmark"]
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
@@ -448,76 +372,43 @@ def finish(report: dict, cases: list, out_dir, extra_fig, formatter, save_images
 
 
 def _machine():
-    import torch
-
-    from .poisson import machine
-
     m = machine()
     m["torch_threads"] = torch.get_num_threads()
     return m
 
+def setup(kind: str, *, methods, allowed, tune_slices, seed, options, device) -> dict:
+    """Check the arguments every imaging benchmark has.
 
-# ------------------------------------------------------------------ setup and one case
-def setup(kind: str, *, methods, allowed, prior, dds_nfe, dps_nfe, dps_count, tune_slices, seed, options,
-          device) -> dict:
-    """Check the arguments shared by both benchmarks and resolve the prior once.
-
-    Returns a dict: ``methods`` (canonical order, dds/dps dropped when the
-    prior is missing), ``dds_nfe`` (sorted), ``dps_nfe``, ``dps_count``,
-    ``tune_slices``, ``seed``, ``options``, ``device``, ``prior`` (for
-    :func:`run_method`), ``prior_info``, ``prior_requested``, ``skipped``
-    (method -> reason), ``notes``.
+    Returns a dict: ``kind``, ``methods`` (canonical order: that of
+    ``allowed``), ``tune_slices``, ``seed``, ``options`` (method -> dict of
+    :func:`run_method` options), ``device``, ``shared`` (keywords for every
+    method call, empty here), ``skipped`` (method -> reason) and ``notes``.
     """
-    from ..solvers.learned import pick_device
-
-    methods = _methods(methods, allowed)
-    cfg = {"kind": kind, "dds_nfe": _nfes(dds_nfe, "dds_nfe"), "dps_nfe": check_int("dps_nfe", dps_nfe, 1),
-           "dps_count": check_int("dps_count", dps_count, 1), "tune_slices": check_int("tune_slices", tune_slices, 1),
-           "seed": check_int("seed", seed, 0), "options": _options(options), "device": pick_device(device),
-           "notes": [], "skipped": {},
-           "prior_requested": None if prior is None else (
-               str(prior) if isinstance(prior, (str, os.PathLike)) else type(prior).__name__)}
-    den, info, note = _resolve_prior(prior, kind, cfg["device"], any(m in ("dds", "dps") for m in methods))
-    if note:
-        cfg["skipped"] = {m: note for m in methods if m in ("dds", "dps")}
-        methods = [m for m in methods if m not in ("dds", "dps")]
-        cfg["notes"].append(note)
-        warnings.warn(note, UserWarning, stacklevel=3)
-    if not methods:
-        raise ValueError("methods: nothing left to run (only dds/dps were asked for and the prior is missing)")
-    cfg.update(methods=methods, prior=den, prior_info=info)
-    return cfg
+    return {"kind": kind, "methods": _methods(methods, allowed),
+            "tune_slices": check_int("tune_slices", tune_slices, 1), "seed": check_int("seed", seed, 0),
+            "options": _options(options), "device": pick_device(device), "shared": {}, "notes": [], "skipped": {}}
 
 
-def dps_selection(cfg: dict, n: int) -> list[int]:
-    """The DPS slices (evenly spaced indices into the ``n`` benchmark slices); notes a clamp."""
-    if "dps" in cfg["methods"] and cfg["dps_count"] > n:
-        cfg["notes"].append(f"dps_count={cfg['dps_count']} > {n} slices: DPS runs on all {n} slices")
-    return spread(n, cfg["dps_count"])
-
-
-def run_case(problem, cfg: dict, *, name: str, dps_slices, validation=None, warm: bool = False,
+def run_case(problem, cfg: dict, specs: list[dict], *, name: str, validation=None, warm: bool = False,
              progress: bool = True):
-    """Every method of ``cfg`` on ``problem``: ``(rows, tuning choices or None)``.
+    """Every spec on ``problem``: ``(rows, tuning choices or None)``.
 
     ``validation``: a problem of validation slices to tune on first (see the
-    module notes); ``warm``: run the untimed warm-up calls first.
+    module notes; the specs' options are updated); ``warm``: run the untimed
+    warm-up calls first.
     """
-    specs = _specs(cfg["methods"], cfg["dds_nfe"], cfg["dps_nfe"], problem.n, dps_slices, cfg["options"])
     choices = None
     if validation is not None:
-        choices = _tune(validation, specs, cfg["prior"], TUNE_GRIDS[cfg["kind"]], cfg["seed"], progress)
+        choices = _tune(validation, specs, cfg["shared"], TUNE_GRIDS[cfg["kind"]], cfg["seed"], progress)
     if warm:
-        _warm_up(problem, specs, cfg["prior"])
-    return _run_case(problem, specs, cfg["prior"], cfg["seed"], name, progress), choices
+        _warm_up(problem, specs, cfg["shared"])
+    return _run_case(problem, specs, cfg["shared"], cfg["seed"], name, progress), choices
 
 
 def report_head(cfg: dict, *, what: str, tune: bool, warmup: bool, timing: str) -> dict:
-    """The report fields both benchmarks share."""
+    """The report fields every imaging benchmark shares."""
     return {
-        "normalisation": NORMALISATION.format(what=what),
-        "methods": cfg["methods"], "dds_nfe": cfg["dds_nfe"], "dps_nfe": cfg["dps_nfe"],
-        "prior": cfg["prior_info"], "prior_requested": cfg["prior_requested"], "skipped": cfg["skipped"],
+        "normalisation": NORMALISATION.format(what=what), "methods": cfg["methods"], "skipped": cfg["skipped"],
         "notes": cfg["notes"], "tune": bool(tune),
         "timing": (timing + ", after one untimed reduced warm-up call per method") if warmup
         else (timing + ", no warm-up"),
@@ -525,103 +416,18 @@ def report_head(cfg: dict, *, what: str, tune: bool, warmup: bool, timing: str) 
     }
 
 
-# ------------------------------------------------------------------ targets
-def _row(case, label):
-    return next((r for r in case["rows"] if r["label"] == label), None)
-
-
-def _paired(case, a, b):
-    """Mean PSNR of rows ``a`` and ``b`` over their common slices: ``(pa, pb, count)`` or None."""
-    ra, rb = _row(case, a), _row(case, b)
-    if ra is None or rb is None:
-        return None
-    common = sorted(set(ra["slices"]) & set(rb["slices"]))
-    if not common:
-        return None
-    pa = _stats([q["psnr"] for q in ra["per_slice"] if q["index"] in common])[0]
-    pb = _stats([q["psnr"] for q in rb["per_slice"] if q["index"] in common])[0]
-    return pa, pb, len(common)
-
-
-def _missing(report, case, labels):
-    gone = [lab for lab in labels if _row(case, lab) is None]
-    why = []
-    for lab in gone:
-        m = lab.split("-")[0] if lab.startswith(("dds-", "dps-")) else lab
-        if m in report.get("skipped", {}):
-            why.append(f"{lab}: {m} skipped (prior missing)")
-        else:
-            why.append(f"{lab} not in this run")
-    return "; ".join(why)
-
-
-def _margin_target(report, case, a, b, margin, name):
-    t = {"target": name, "case": case["case"] if case else None, "required_db": margin}
-    if case is None:
-        return t | {"status": "not run", "detail": "case not in this run"}
-    got = _paired(case, a, b)
-    if got is None:
-        return t | {"status": "not run", "detail": _missing(report, case, (a, b)) or "no common slices"}
-    pa, pb, k = got
-    d = pa - pb
-    ok = d >= margin
-    return t | {"status": "met" if ok else "missed", "value_db": d, "a_psnr": pa, "b_psnr": pb, "slices": k,
-                "detail": f"{a} {pa:.2f} dB vs {b} {pb:.2f} dB: {d:+.2f} dB "
-                          f"({'>=' if ok else '<'} {margin:+g} dB), {k} slices"}
-
-
-def check_targets(report: dict) -> list[dict]:
-    """The issue's targets, as met / missed / not run with their numbers (never asserted).
-
-    MRI: at uniform 1D x4, DDS-49 >= CG-SENSE + 3 dB and >= L1-wavelet + 1 dB
-    (mean PSNR over the same slices); per case, DDS-49 >= 15x faster than
-    DPS-1000 with a PSNR no lower, on the DPS slices of the same run.
-    CT: at 8 views, DDS-49 >= FBP + 8 dB and >= ADMM-TV + 1 dB.
-    """
-    out = []
-    cases = report.get("cases", [])
-    if report["benchmark"] == "mri":
-        x4 = next((c for c in cases if c.get("mask") == "uniform1d" and c.get("accel_requested") == 4), None)
-        out.append(_margin_target(report, x4, "dds-49", "cg-sense", 3.0, "DDS-49 >= CG-SENSE + 3 dB (uniform1d x4)"))
-        out.append(_margin_target(report, x4, "dds-49", "l1-wavelet", 1.0,
-                                  "DDS-49 >= L1-wavelet + 1 dB (uniform1d x4)"))
-        for c in cases:
-            name = "DDS-49 >= 15x faster than DPS-1000, PSNR no lower (same slices, same run)"
-            t = {"target": name, "case": c["case"], "required_speedup": 15.0}
-            comp = next((s for s in c.get("same_slices", []) if s["dds"] == "dds-49"), None)
-            if comp is None:
-                dps = next((r["label"] for r in c["rows"] if r["method"] == "dps"), "dps-1000")
-                out.append(t | {"status": "not run", "detail": _missing(report, c, ("dds-49", dps))})
-                continue
-            sp, pd, pp = comp["speedup"], comp["dds_psnr"], comp["dps_psnr"]
-            detail = (f"dds-49 {comp['dds_seconds_per_slice']:.3g} s/slice vs {comp['dps']} "
-                      f"{comp['dps_seconds_per_slice']:.3g} s/slice: {sp:.1f}x faster; PSNR {pd:.2f} vs {pp:.2f} dB "
-                      f"on the same {len(comp['slices'])} slice(s) (z {', '.join(map(str, comp['slice_z']))})")
-            if comp["dps"] != "dps-1000":
-                out.append(t | {"status": "not run", "speedup": sp, "detail": detail + f"; DPS ran with "
-                                f"{comp['dps'].split('-')[1]} NFE, the target is about DPS-1000"})
-                continue
-            ok = sp >= 15.0 and pd >= pp
-            out.append(t | {"status": "met" if ok else "missed", "speedup": sp, "dds_psnr": pd, "dps_psnr": pp,
-                            "detail": detail})
-    else:
-        v8 = next((c for c in cases if c.get("views") == 8), None)
-        out.append(_margin_target(report, v8, "dds-49", "fbp", 8.0, "3D CT 8 views: DDS-49 >= FBP + 8 dB"))
-        out.append(_margin_target(report, v8, "dds-49", "admm-tv", 1.0, "3D CT 8 views: DDS-49 >= ADMM-TV + 1 dB"))
-    return out
-
-
 def target_lines(report: dict) -> list[str]:
     """One printable line per target: ``TARGET met|missed|not run: <target> [case]: numbers``."""
     lines = []
-    for t in report.get("targets") or check_targets(report):
+    for t in report.get("targets") or []:
         case = f" [{t['case']}]" if t.get("case") else ""
         lines.append(f"TARGET {t['status']}: {t['target']}{case}: {t['detail']}")
     return lines
 
 
 # ------------------------------------------------------------------ tables
-def _f(v, fmt):
+def format_value(v, fmt) -> str:
+    """``v`` formatted with ``fmt``; ``-`` for None/NaN, ``inf`` for infinity, strings as they are."""
     if isinstance(v, str):
         return v
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -629,6 +435,9 @@ def _f(v, fmt):
     if isinstance(v, float) and math.isinf(v):
         return "inf"
     return format(v, fmt)
+
+
+_f = format_value
 
 
 def _slices_text(r, n):
@@ -644,7 +453,8 @@ def _choice_text(c) -> str:
     return ", ".join(f"{k}={'default' if v is None else v}" for k, v in zip(names, values))
 
 
-def case_table(case, n) -> list[str]:
+def case_table(case, n, sections=()) -> list[str]:
+    """Markdown of one case: a row per run, then each of ``sections(case)`` (lists of lines), then the tuning."""
     lines = ["| method | NFE | slices | PSNR dB (mean ± std) | SSIM (mean ± std) | s / slice | options |",
              "|---|---:|---|---:|---:|---:|---|"]
     for r in case["rows"]:
@@ -652,16 +462,8 @@ def case_table(case, n) -> list[str]:
         lines.append(f"| {r['label']} | {r['nfe'] or '-'} | {_slices_text(r, n)} | {_f(r['psnr_mean'], '.2f')} ± "
                      f"{_f(r['psnr_std'], '.2f')} | {_f(r['ssim_mean'], '.3f')} ± {_f(r['ssim_std'], '.3f')} | "
                      f"{_f(r['seconds_per_slice'], '.3g')} | {opts} |")
-    if case.get("same_slices"):
-        lines += ["", "DDS vs DPS on the DPS slices (same run):", "",
-                  "| DDS | DPS | slices (z) | PSNR DDS / DPS | SSIM DDS / DPS | s/slice DDS / DPS | speed-up | NFE ratio |",
-                  "|---|---|---|---:|---:|---:|---:|---:|"]
-        for s in case["same_slices"]:
-            lines.append(f"| {s['dds']} | {s['dps']} | {', '.join(map(str, s['slice_z']))} | "
-                         f"{_f(s['dds_psnr'], '.2f')} / {_f(s['dps_psnr'], '.2f')} | "
-                         f"{_f(s['dds_ssim'], '.3f')} / {_f(s['dps_ssim'], '.3f')} | "
-                         f"{s['dds_seconds_per_slice']:.3g} / {s['dps_seconds_per_slice']:.3g} | "
-                         f"{s['speedup']:.1f}x | {s['nfe_ratio']:.1f} |")
+    for section in sections:
+        lines += section(case)
     if case.get("tuning"):
         tu = case["tuning"]
         picks = "; ".join(f"{lab}: {_choice_text(c)}" + (" (at the grid's edge)" if c.get("at_grid_edge") else "")
@@ -671,13 +473,9 @@ def case_table(case, n) -> list[str]:
     return lines
 
 
-def common_footer(report) -> list[str]:
-    lines = []
-    p = report.get("prior")
-    if p:
-        card = p.get("card") or {}
-        lines.append(f"Prior: {p['label']}" + (f" ({p['parameters']:,} parameters)" if p.get("parameters") else "")
-                     + (f", trained on {card['data']}" if isinstance(card.get("data"), str) else "") + ".")
+def common_footer(report, head=()) -> list[str]:
+    """The lines under the tables: ``head`` (e.g. what was loaded), notes, metrics, timing, machine, targets."""
+    lines = list(head)
     for n in report.get("notes", []):
         lines.append(f"Note: {n}")
     lines += [f"Metrics: {report['normalisation']}.", f"Timing: {report['timing']}."]
@@ -687,5 +485,3 @@ def common_footer(report) -> list[str]:
                  + f"; device {report.get('device')}; timings noisy on a shared machine.")
     lines += ["", "Targets:", ""] + [f"- {line}" for line in target_lines(report)]
     return lines
-
-

@@ -1,12 +1,16 @@
-"""``krylearn reconstruct mri|ct``: DDS and the classical baselines on MRI/CT files.
+"""``krylearn reconstruct mri|ct``: any reconstruction method on MRI/CT files.
 
 Three layers:
 
 * :func:`run_method` -- one method on an operator ``A`` and data ``y`` (what
-  the CLI and the benchmarks share): ``(images, seconds)``.
+  the CLI and the benchmarks share): ``(images, seconds)``.  Methods are
+  found by name through :func:`krylearn.solvers.reconstructors.setup` (the
+  classical table, and the learned methods' own declarations); each takes
+  its own options.
 * :func:`reconstruct_mri` -- a fastMRI-style k-space file in, the fastMRI
   submission layout (``reconstruction`` (slices, ny, nx) float32 magnitude)
-  and PNG previews out.
+  and PNG previews out, in five steps: load -> undersample -> coil maps ->
+  method -> write.
 * :func:`reconstruct_ct` -- a ``krylearn.ct`` sinogram file in, the same
   layout (real attenuation values, not a magnitude) and previews out.
 
@@ -14,192 +18,150 @@ Scaling
 -------
 The diffusion priors and the regularisation weights of the classical
 methods assume images whose robust peak magnitude is about 1 (the brain data
-are divided by the 99.9th percentile of the nonzero voxels).  Unless a
-``scale`` is given, :func:`run_method` estimates the image's peak with
+are divided by the 99.9th percentile of the nonzero voxels).  For such a
+method (:attr:`~krylearn.solvers.reconstructors.Reconstructor.scaled`),
+unless a ``scale`` is given, the image's peak is estimated with
 :func:`krylearn.solvers.imaging.image_scale` (10 CG iterations on the normal
-equations, 99.9th percentile of the foreground), divides the data by it,
-reconstructs and multiplies back; a prior whose card has
-``normalization = {"peak": p}`` is matched to ``p`` instead of 1.  Linear
-methods (zero-filled, CG-SENSE / CG without ``lam``, FBP) are
-scale-equivariant and skip it.
+equations, 99.9th percentile of the foreground) and divided by the peak the
+method assumes (a prior's card may say ``normalization = {"peak": p}``); the
+data are divided by it, reconstructed and multiplied back.  Linear methods
+(zero-filled, CG-SENSE / CG without ``lam``, FBP) are scale-equivariant and
+skip it: the image of ``s y`` is ``s`` times the image of ``y`` for every
+``s`` whose images float32 can hold.
 """
 
 from __future__ import annotations
-from ..utils.version import __version__
 
 import math
 import numbers
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from ..datasets.fastmri import read_ct, read_kspace, write_reconstruction
+from ..operators.base import Operator
+from ..operators.ct import ParallelBeamProjector
+from ..operators.mri import (
+    SenseOperator,
+    acceleration,
+    espirit_maps,
+    gaussian1d_mask,
+    poisson2d_mask,
+    uniform1d_mask,
+)
+from ..solvers.imaging import image_scale
+from ..solvers.learned import pick_device
+from ..solvers.reconstructors import Reconstructor, check_kind, check_seed, method_class, setup
+from ..utils.version import __version__
+from .reconstruct_files import center_crop, num_slices, parse_slices, psnr_against, slice_indices, write_previews
 
 __all__ = [
-    "CT_METHODS",
-    "DEFAULT_NFE",
     "MASKS",
-    "MRI_METHODS",
     "acs_width",
+    "check_maps",
     "parse_slices",
     "reconstruct_ct",
     "reconstruct_mri",
-    "resolve_prior",
     "run_method",
+    "run_reconstruction",
 ]
 
-MRI_METHODS = ("dds", "dps", "cg-sense", "zero-filled", "l1-wavelet", "tv")
-CT_METHODS = ("dds", "dps", "fbp", "admm-tv", "cg")
 #: Retrospective undersampling patterns for ``reconstruct_mri(mask=...)``.
 MASKS = ("uniform1d", "gaussian1d", "poisson2d")
-#: Network calls when ``nfe`` is None.
-DEFAULT_NFE = {"dds": 49, "dps": 1000}
-#: Default prior names per kind.
-DEFAULT_PRIOR = {"mri": "dds-mri", "ct": "dds-ct"}
-
-# keyword options each method takes (anything else is a TypeError naming it)
-_OPTIONS = {
-    "zero-filled": (),
-    "cg-sense": ("iters", "rtol", "lam"),
-    "cg": ("iters", "rtol", "lam"),
-    "l1-wavelet": ("lam", "iters", "wave_name"),
-    "tv": ("lam", "iters", "sigma"),
-    "fbp": ("filter",),
-    "admm-tv": ("lam", "rho", "iters", "cg_steps", "tv"),
-    "dds": ("gamma", "cg_steps", "eta", "net_batch", "volume", "lam", "rho"),
-    "dps": ("zeta", "eta", "net_batch"),
-}
-_SCALED = ("l1-wavelet", "tv", "admm-tv", "dds", "dps")
 _ESPIRIT_MIN = 6
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-# ------------------------------------------------------------------ helpers
-def _check_kind(kind):
-    if kind not in ("mri", "ct"):
-        raise ValueError(f"kind must be 'mri' or 'ct', got {kind!r}")
-    return kind
-
-
-def _check_method(kind, method):
-    methods = MRI_METHODS if kind == "mri" else CT_METHODS
-    if method not in methods:
-        raise ValueError(f"method must be one of {', '.join(methods)} for {kind}, got {method!r}")
-    return method
-
-
-def _check_nfe(method, nfe):
-    if method not in DEFAULT_NFE:
-        return None
-    if nfe is None:
-        return DEFAULT_NFE[method]
-    if not isinstance(nfe, numbers.Integral) or isinstance(nfe, bool) or nfe < 1:
-        raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
-    return int(nfe)
-
-
-def _check_seed(seed):
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
+# ------------------------------------------------------------------ one method
 def _sync(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _prior_channels(den):
-    ch = getattr(den, "in_channels", None)
-    if ch is None and isinstance(getattr(den, "config", None), dict):
-        ch = den.config.get("in_channels")
-    return ch
+def _check_operator(kind: str, A) -> None:
+    if not isinstance(A, Operator):
+        raise TypeError(f"A must be a krylearn Operator, got {type(A).__name__}")
+    if kind == "mri" and not A.dtype.is_complex:
+        raise TypeError(f"A must be a complex (SENSE) operator for mri, got dtype {A.dtype}")
+    if kind == "ct" and A.dtype.is_complex:
+        raise TypeError(f"A must be a real operator for ct, got dtype {A.dtype}")
 
 
-def _prior_peak(card) -> float:
-    norm = card.get("normalization") if isinstance(card, dict) else None
-    if isinstance(norm, dict):
-        for key in ("peak", "max"):
-            v = norm.get(key)
-            if isinstance(v, numbers.Real) and math.isfinite(v) and v > 0:
-                return float(v)
-    return 1.0
-
-
-def resolve_prior(prior, kind: str, device="cpu"):
-    """The denoiser for ``prior``: ``(denoiser, card, label)``.
+def check_maps(maps, what: str = "maps", index=None) -> None:
+    """``ValueError`` when the coil maps of a slice are all zero (nothing could be reconstructed there).
 
     Parameters
     ----------
-    prior : str, path, or callable
-        A shipped prior name (``"dds-mri"``, ``"dds-ct"``), the path of
-        weights written by :func:`krylearn.solvers.dds.save_prior`, or a
-        denoiser object (a :class:`~krylearn.solvers.dds.UNet`, a
-        :class:`~krylearn.solvers.dds.GaussianDenoiser`, ...).
-    kind : {"mri", "ct"}
-        Checks the channels: 2 (real, imaginary) for MRI, 1 for CT.
-
-    Raises
-    ------
-    ValueError
-        Unknown prior (the message says how to train one) or wrong channels.
+    maps : array or tensor, (slices, coils, ny, nx)
+    what : str
+        Names the maps in the message (e.g. the file and its key).
+    index : sequence of int, optional
+        The slices' numbers to report (default ``0 .. slices - 1``).
     """
-    from ..solvers.dds import available_priors, load_prior
-
-    _check_kind(kind)
-    if prior is None:
-        raise ValueError(f"prior is required for the diffusion methods; pass --prior NAME|PATH "
-                         f"(shipped: {', '.join(available_priors()) or 'none'})")
-    if isinstance(prior, (str, os.PathLike)):
-        try:
-            den, card = load_prior(prior, device=device, return_card=True)
-        except ValueError:
-            shipped = ", ".join(available_priors()) or "none"
-            raise ValueError(
-                f"prior {str(prior)!r} is neither a shipped prior (shipped: {shipped}) nor a weights file; "
-                f"train one with `krylearn train diffusion --kind {kind} ...` and pass --prior PATH") from None
-        label = str(prior)
-    elif callable(prior):
-        den, card, label = prior, dict(getattr(prior, "card", None) or {}), type(prior).__name__
-    else:
-        raise TypeError(f"prior must be a name, a path or a denoiser, got {type(prior).__name__}")
-    want = 2 if kind == "mri" else 1
-    ch = _prior_channels(den)
-    if ch is not None and ch != want:
-        raise ValueError(f"prior {label!r} takes {ch} channel(s); {kind} needs {want} "
-                         f"({'real, imaginary' if kind == 'mri' else 'one real channel'})")
-    return den, card, label
+    m = maps.detach().abs() if isinstance(maps, torch.Tensor) else torch.from_numpy(np.abs(np.asarray(maps)))
+    zero = torch.nonzero(m.reshape(m.shape[0], -1).amax(dim=1) == 0).reshape(-1).tolist()
+    if zero:
+        names = [int(index[i]) for i in zero] if index is not None else zero
+        raise ValueError(f"{what}: the coil maps of slice(s) {', '.join(map(str, names[:8]))}"
+                         f"{' ...' if len(names) > 8 else ''} are all zero, so no image is determined there; "
+                         "store maps that are nonzero inside the field of view (or leave them out for ESPIRiT)")
 
 
-def _sense_parts(A, y):
-    """Per-slice ``(kspace (B, C, ny, nx), maps (B, C, ny, nx), mask)`` of a SENSE problem for sigpy."""
-    from ..operators.mri import SenseOperator
+def run_reconstruction(rec: Reconstructor, A, y, *, seed: int = 0, scale=None, progress: bool = False):
+    """Run a method that is set up (:func:`krylearn.solvers.reconstructors.setup`) on ``y = A x (+ noise)``.
 
-    if not isinstance(A, SenseOperator):
-        raise TypeError(f"A must be a SenseOperator for l1-wavelet/tv, got {type(A).__name__}")
-    yk = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    maps = A.maps.detach().cpu().numpy()  # (S, C, ny, nx)
-    mask = A.mask_input.detach().cpu().numpy()
-    S = maps.shape[0]
-    k = yk.reshape((-1,) + maps.shape[1:])  # (B * S, C, ny, nx)
-    reps = k.shape[0] // S
-    maps = np.tile(maps, (reps, 1, 1, 1)) if reps > 1 else maps
-    if mask.ndim == 3:
-        mask = np.tile(mask, (reps, 1, 1))
-    return k, maps, mask
+    Parameters
+    ----------
+    rec : Reconstructor
+    A : Operator
+        As :func:`run_method`.
+    y : numpy.ndarray or torch.Tensor, (*batch, *A.oshape)
+    seed : int
+        Seeds the samplers.
+    scale : float, optional
+        Image peak magnitude for a scaled method (see the module notes);
+        estimated when None.
+    progress : bool
+
+    Returns
+    -------
+    (images, seconds)
+        ``images``: numpy ``(*batch, *A.ishape)``; ``seconds``: wall time
+        of the call (scale estimate included), CUDA synchronised.
+    """
+    _check_operator(rec.kind, A)
+    if isinstance(A, SenseOperator):
+        check_maps(A.maps, "A")
+    seed = check_seed(seed)
+    if scale is not None and (not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale <= 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    _sync(A.device)
+    t0 = time.perf_counter()
+    s = 1.0
+    if rec.scaled:
+        s = float(scale) if scale is not None else image_scale(A, y) / rec.peak
+    x = rec.run(A, y, seed=seed, scale=s, progress=progress)
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    _sync(A.device)
+    return x, time.perf_counter() - t0
 
 
-# ------------------------------------------------------------------ one method
-def run_method(kind: str, method: str, A, y, *, prior=None, nfe=None, seed: int = 0, scale=None,
-               progress: bool = False, **opts):
+def run_method(kind: str, method: str, A, y, *, seed: int = 0, scale=None, progress: bool = False, **options):
     """Reconstruct images from ``y = A x (+ noise)`` with one method.
 
     Parameters
     ----------
     kind : {"mri", "ct"}
     method : str
-        MRI: ``dds``, ``dps``, ``cg-sense``, ``zero-filled``, ``l1-wavelet``,
-        ``tv``.  CT: ``dds``, ``dps``, ``fbp``, ``admm-tv``, ``cg``.
+        Any name of :func:`krylearn.solvers.reconstructors.method_names`:
+        MRI ``dds``, ``dps``, ``zero-filled``, ``cg-sense``, ``l1-wavelet``,
+        ``tv``; CT ``dds``, ``dps``, ``fbp``, ``admm-tv``, ``cg``.
     A : Operator
         MRI: a :class:`~krylearn.operators.mri.SenseOperator` (3-D maps: a
         batch of slices sharing maps and mask; 4-D maps: a volume).
@@ -208,213 +170,55 @@ def run_method(kind: str, method: str, A, y, *, prior=None, nfe=None, seed: int 
     y : numpy.ndarray or torch.Tensor, (*batch, *A.oshape)
         Data; for CT ``(slices, views, det)`` is a volume (z = slice axis:
         ``dds`` uses the 3D sampler with TV along z, ``admm-tv`` 3D TV).
-    prior : name, path or denoiser
-        For ``dds`` / ``dps`` (see :func:`resolve_prior`).
-    nfe : int, optional
-        Network calls (default 49 for ``dds``, 1000 for ``dps``).
     seed : int
         Seeds the samplers.
     scale : float, optional
         Image peak magnitude (see the module notes); estimated when None.
     progress : bool
-    **opts
-        Per method: ``cg-sense``/``cg``: ``iters``, ``rtol``, ``lam``;
+    **options
+        The method's options (its ``Options`` dataclass; ``None`` means the
+        default): ``cg-sense``/``cg``: ``iters``, ``rtol``, ``lam``;
         ``l1-wavelet``: ``lam``, ``iters``, ``wave_name``; ``tv``: ``lam``,
         ``iters``, ``sigma``; ``fbp``: ``filter``; ``admm-tv``: ``lam``,
-        ``rho``, ``iters``, ``cg_steps``, ``tv``; ``dds``: ``gamma``,
-        ``cg_steps``, ``eta``, ``net_batch`` and for CT volumes ``volume``
-        (default True), ``lam``, ``rho`` (TV along z); ``dps``: ``zeta``,
-        ``eta``, ``net_batch``.  Defaults are in
-        :mod:`krylearn.solvers.imaging` and the samplers.
+        ``rho``, ``iters``, ``cg_steps``, ``tv``; ``dds``: ``prior``,
+        ``nfe``, ``gamma``, ``cg_steps``, ``eta``, ``net_batch`` and for CT
+        volumes ``volume`` (default True), ``lam``, ``rho`` (TV along z);
+        ``dps``: ``prior``, ``nfe``, ``zeta``, ``eta``, ``net_batch``.
+        ``prior`` and ``nfe`` may be passed to every method (one call per
+        method in a loop); the methods without them ignore them.
 
     Returns
     -------
     (images, seconds)
         ``images``: numpy ``(*batch, *A.ishape)``, complex for MRI, real for
-        CT; ``seconds``: wall time of the whole call after loading the prior
-        (scale estimate included), CUDA synchronised.  Divide by the number
-        of slices for seconds per slice.
+        CT; ``seconds``: wall time of the whole call after setting the
+        method up (loading a prior), scale estimate included, CUDA
+        synchronised.  Divide by the number of slices for seconds per slice.
     """
-    from ..operators.base import Operator
-    from ..solvers import imaging
-
-    _check_kind(kind)
-    _check_method(kind, method)
-    if not isinstance(A, Operator):
-        raise TypeError(f"A must be a krylearn Operator, got {type(A).__name__}")
-    if kind == "mri" and not A.dtype.is_complex:
-        raise TypeError(f"A must be a complex (SENSE) operator for mri, got dtype {A.dtype}")
-    if kind == "ct" and A.dtype.is_complex:
-        raise TypeError(f"A must be a real operator for ct, got dtype {A.dtype}")
-    unknown = sorted(set(opts) - set(_OPTIONS[method]))
-    if unknown:
-        raise TypeError(f"method {method!r} takes no option(s) {', '.join(unknown)}; "
-                        f"it takes {', '.join(_OPTIONS[method]) or 'none'}")
-    nfe = _check_nfe(method, nfe)
-    seed = _check_seed(seed)
-    if scale is not None and (not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale <= 0):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
-
-    den, card = None, {}
-    if method in ("dds", "dps"):
-        den, card, _ = resolve_prior(prior, kind, A.device)
-
-    _sync(A.device)
-    t0 = time.perf_counter()
-    needs_scale = method in _SCALED or (method in ("cg-sense", "cg") and opts.get("lam", 0))
-    s = 1.0
-    if needs_scale:
-        s = float(scale) if scale is not None else imaging.image_scale(A, y) / _prior_peak(card)
-
-    if method == "zero-filled":
-        x = imaging.zero_filled(A, y)
-    elif method in ("cg-sense", "cg"):
-        x = imaging.cg_sense(A, y / s, **opts) * s
-    elif method in ("l1-wavelet", "tv"):
-        k, maps, mask = _sense_parts(A, y / s)
-        fn = imaging.l1_wavelet if method == "l1-wavelet" else imaging.tv_mri
-        x = fn(k, maps, mask, progress=progress, **opts).reshape(y.shape[: y.ndim - len(A.oshape)] + A.ishape) * s
-    elif method == "fbp":
-        from ..operators.ct import ParallelBeamProjector, fbp
-
-        if not isinstance(A, ParallelBeamProjector):
-            raise TypeError(f"fbp needs a ParallelBeamProjector A, got {type(A).__name__}")
-        x = fbp(y, projector=A, **opts)
-    elif method == "admm-tv":
-        x = imaging.admm_tv_ct(A, y / s, progress=progress, **opts) * s
-    elif method == "dds":
-        x = _run_dds(kind, den, A, y, nfe, seed, s, progress, opts)
-    else:  # dps
-        from ..solvers.dds import dps_sample
-
-        x = dps_sample(den, A, y, nfe=nfe, seed=seed, scale=s, progress=progress, **opts)
-    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    _sync(A.device)
-    return x, time.perf_counter() - t0
+    check_kind(kind)
+    method_class(kind, method)
+    _check_operator(kind, A)
+    rec = setup(method, kind, A.device, **options)
+    return run_reconstruction(rec, A, y, seed=seed, scale=scale, progress=progress)
 
 
-def _run_dds(kind, den, A, y, nfe, seed, s, progress, opts):
-    from ..solvers.dds import dds_sample, dds_sample_volume
-
-    opts = dict(opts)
-    volume = opts.pop("volume", True)
-    gamma = opts.pop("gamma", None)
-    tv = {k: opts.pop(k) for k in ("lam", "rho") if k in opts}
-    batch = y.shape[: y.ndim - len(A.oshape)]
-    if kind == "ct" and volume:
-        if len(batch) == 1 and batch[0] > 1:
-            if gamma is not None:
-                raise ValueError("gamma is not used by the 3D CT sampler (it solves the noiseless ADMM form); "
-                                 "pass volume=False for slice-by-slice DDS with gamma")
-            return dds_sample_volume(den, A, y, nfe=nfe, seed=seed, scale=s, progress=progress, **tv, **opts)
-        tv = {}  # a one-slice volume: TV along z is zero, lam / rho have nothing to act on
-    if tv:
-        raise TypeError(f"dds option(s) {', '.join(sorted(tv))} apply to 3D CT volumes only")
-    return dds_sample(den, A, y, nfe=nfe, seed=seed, scale=s, progress=progress, gamma=gamma, **opts)
+def _record(rec: Reconstructor) -> dict:
+    """The method's own attributes and the other options it was given (``"k=v, ..."``)."""
+    own = rec.record()
+    rest = ", ".join(f"{k}={v}" for k, v in sorted(rec.given.items()) if k not in own)
+    return {**own, "options": rest or None}
 
 
-# ------------------------------------------------------------------ shared file helpers
-def parse_slices(text):
-    """``"5"`` -> 5, ``"3:9"`` -> slice(3, 9), ``"1,4,7"`` -> [1, 4, 7]; None and parsed values pass through."""
-    if text is None or isinstance(text, (numbers.Integral, slice, list, tuple, np.ndarray)):
-        return list(text) if isinstance(text, tuple) else text
-    if not isinstance(text, str):
-        raise TypeError(f"slices must be a string like '5', '3:9' or '1,4,7', got {type(text).__name__}")
-    t = text.strip()
-    try:
-        if ":" in t:
-            parts = [int(p) if p.strip() else None for p in t.split(":")]
-            if len(parts) > 3:
-                raise ValueError
-            return slice(*parts)
-        if "," in t:
-            return [int(p) for p in t.split(",") if p.strip()]
-        return int(t)
-    except ValueError:
-        raise ValueError(f"slices must look like '5', '3:9' or '1,4,7', got {text!r}") from None
-
-
-def _slice_indices(slices, n):
-    if slices is None:
-        return np.arange(n)
-    if isinstance(slices, numbers.Integral):
-        return np.array([int(slices) % n])
-    if isinstance(slices, slice):
-        return np.arange(n)[slices]
-    return np.mod(np.asarray(slices, dtype=np.int64), n)
-
-
-def _num_slices(path, key):
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return f[key].shape[0] if key in f and hasattr(f[key], "shape") else None
-    except OSError:
-        return None
-
-
-def _center_crop(x, shape):
-    ny, nx = x.shape[-2:]
-    cy, cx = shape
-    if cy > ny or cx > nx:
-        return x
-    y0, x0 = (ny - cy) // 2, (nx - cx) // 2
-    return x[..., y0:y0 + cy, x0:x0 + cx]
-
-
-def _preview_path(out) -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + "_preview.png")
-
-
-def _write_previews(out, images, index, title, reference=None) -> list[str]:
-    """One PNG beside ``out``: up to 4 evenly spaced slices (and the reference below, if any)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..utils.atomic import atomic_path
-
-    n = images.shape[0]
-    pick = np.unique(np.linspace(0, n - 1, min(4, n)).round().astype(int))
-    rows = 2 if reference is not None else 1
-    fig = Figure(figsize=(3 * len(pick), 3.2 * rows + 0.4))
-    FigureCanvasAgg(fig)
-    lo = 0.0 if images.min() >= 0 else float(np.quantile(images, 0.001))
-    hi = float(np.quantile(images, 0.999)) or 1.0
-    for j, i in enumerate(pick):
-        ax = fig.add_subplot(rows, len(pick), j + 1)
-        ax.imshow(images[i], cmap="gray", vmin=lo, vmax=hi)
-        ax.set_title(f"slice {int(index[i])}", fontsize=9)
-        ax.axis("off")
-        if reference is not None:
-            ax = fig.add_subplot(rows, len(pick), len(pick) + j + 1)
-            ax.imshow(reference[i], cmap="gray", vmin=lo, vmax=hi)
-            ax.set_title("reference", fontsize=9)
-            ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = _preview_path(out)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return [str(path)]
-
-
-def _psnr(images, reference):
-    from ..solvers.imaging import psnr
-
-    if reference is None or reference.shape != images.shape:
-        return None
-    return psnr(images, reference)
-
-
-def _chunks(n, batch):
-    if not isinstance(batch, numbers.Integral) or isinstance(batch, bool) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    return [(i, min(i + int(batch), n)) for i in range(0, n, int(batch))]
+def _float32_images(x, what: str) -> np.ndarray:
+    """``x`` (real) as float32, refusing values float32 cannot hold instead of writing Inf."""
+    x = np.asarray(x)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what} produced non-finite values")
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    if top > _FLOAT32_MAX:
+        raise ValueError(f"{what}: the image reaches {top:.3g}, beyond float32's range ({_FLOAT32_MAX:.3g}) of the "
+                         "output layout; divide the data by a power of ten and multiply the result back")
+    return x.astype(np.float32)
 
 
 # ------------------------------------------------------------------ MRI
@@ -447,11 +251,15 @@ def acs_width(mask) -> int:
         w = h
 
 
-def _draw_mask(mask, accel, shape, seed, acs):
-    from ..operators.mri import gaussian1d_mask, poisson2d_mask, uniform1d_mask
-
-    if mask not in MASKS:
+def _mask_name(mask, accel):
+    if accel is not None and mask is None:
+        mask = "uniform1d"
+    if mask is not None and mask not in MASKS:
         raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
+    return mask
+
+
+def _draw_mask(mask, accel, shape, seed, acs):
     if accel is None:
         raise ValueError(f"mask={mask!r} needs accel (e.g. --accel 4)")
     if not isinstance(accel, numbers.Real) or not math.isfinite(accel) or accel < 1:
@@ -463,12 +271,28 @@ def _draw_mask(mask, accel, shape, seed, acs):
     return poisson2d_mask(shape, accel, seed=seed)
 
 
+def _load_mri(input, slices):
+    """``(data, index)``: the selected slices of a fastMRI-style file and their numbers in the file."""
+    slices = parse_slices(slices)
+    data = read_kspace(input, slices=slices)
+    n_total = num_slices(input, "kspace") or data.num_slices
+    return data, slice_indices(slices, n_total)
+
+
+def _undersample(input, data, mask, accel, acs, seed):
+    """``(kspace, mask, label)``: the file's sampling, or a mask drawn on a fully sampled file."""
+    if mask is None:
+        return data.kspace, data.sampling_mask(), "file" if data.mask is not None else "file (nonzero k-space)"
+    if data.mask is not None and acceleration(data.sampling_mask()) > 1.0:
+        raise ValueError(f"mask={mask!r} undersamples a fully sampled file, but {input} is already "
+                         f"undersampled (its mask has acceleration {acceleration(data.sampling_mask()):.2f}); "
+                         "drop --mask/--accel")
+    m = _draw_mask(mask, accel, data.kspace.shape[-2:], seed, acs)
+    return data.kspace * (m if m.ndim == 2 else m[None, :]), m, mask
+
+
 def _coil_maps(data, kspace, mask, calib_width, progress):
     """``(maps (S, C, ky, kx), source)`` from the file or ESPIRiT on the ACS region."""
-    from tqdm.auto import tqdm
-
-    from ..operators.mri import espirit_maps
-
     if data.sensitivity_maps is not None:
         return data.sensitivity_maps, "file"
     S, C, ky, _ = kspace.shape
@@ -488,10 +312,35 @@ def _coil_maps(data, kspace, mask, calib_width, progress):
     return np.stack(maps).astype(kspace.dtype, copy=False), f"espirit (calib_width={width}, kernel_width={kernel})"
 
 
-def reconstruct_mri(input, out, method: str = "dds", nfe=None, prior="dds-mri", mask=None, accel=None,
-                    seed: int = 0, slices=None, gamma=None, cg_steps: int = 5, eta: float = 0.85, device=None,
-                    progress: bool = True, previews: bool = True, *, acs: float = 0.08, scale=None,
-                    calib_width=None, batch: int = 1, crop="auto", **opts) -> dict:
+def _chunks(n, batch):
+    if not isinstance(batch, numbers.Integral) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    return [(i, min(i + int(batch), n)) for i in range(0, n, int(batch))]
+
+
+def _mri_slices(rec, kspace, maps, mask, dev, *, seed, scale, batch, progress):
+    """``(magnitudes (S, ky, kx) float32, seconds, scale)``: the method on chunks of ``batch`` slices."""
+    S, _, ky, kx = kspace.shape
+    mask_f = mask.astype(np.float32)
+    if scale is None and rec.scaled:
+        scale = image_scale(SenseOperator(maps, mask_f).to(dev), kspace) / rec.peak
+    chunks = _chunks(S, batch)
+    images = np.zeros((S, ky, kx), dtype=np.float32)
+    seconds = 0.0
+    inner = progress and len(chunks) == 1
+    for a, b in tqdm(chunks, disable=not progress or len(chunks) == 1, desc=f"{rec.name}", unit="chunk",
+                     dynamic_ncols=True):
+        A = SenseOperator(maps[a] if b - a == 1 else maps[a:b], mask_f).to(dev)
+        y = kspace[a] if b - a == 1 else kspace[a:b]
+        x, sec = run_reconstruction(rec, A, y, seed=seed + a, scale=scale, progress=inner)
+        images[a:b] = _float32_images(np.abs(x), rec.name).reshape(b - a, ky, kx)
+        seconds += sec
+    return images, seconds, scale
+
+
+def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, acs: float = 0.08, seed: int = 0,
+                    slices=None, device=None, scale=None, calib_width=None, batch: int = 1, crop="auto",
+                    progress: bool = True, previews: bool = True, **options) -> dict:
     """Reconstruct a fastMRI-style multi-coil file; write the submission layout and a preview.
 
     Parameters
@@ -502,143 +351,89 @@ def reconstruct_mri(input, out, method: str = "dds", nfe=None, prior="dds-mri", 
         ``sensitivity_maps``, ``reconstruction_rss``.
     out : path
         Output HDF5: ``reconstruction`` (slices, ny, nx) float32 magnitude,
-        attributes ``method``, ``nfe``, ``seed``, ``acceleration``,
-        ``seconds_per_slice``, ``prior``, ``maps``, ``mask``, ``scale``, ...
-    method : {"dds", "dps", "cg-sense", "zero-filled", "l1-wavelet", "tv"}
-    nfe : int, optional
-        Network calls (49 for dds, 1000 for dps by default).
-    prior : name or path
-        Diffusion prior for dds/dps (2 channels).
+        attributes ``method``, ``seed``, ``acceleration``,
+        ``seconds_per_slice``, ``maps``, ``mask``, ``scale``, the method's
+        own (``nfe``, ``prior``, ``gamma``, ``cg_steps``, ``eta`` for dds)
+        and ``options`` (the other options given).
+    method : str
+        ``dds``, ``dps``, ``cg-sense``, ``zero-filled``, ``l1-wavelet``, ``tv``.
     mask : {"uniform1d", "gaussian1d", "poisson2d"}, optional
         Undersample a fully sampled file retrospectively (drawn with
         ``seed``; the realised acceleration is reported).  Default: the
         file's own sampling (its ``mask``, else where k-space is nonzero).
     accel : float, optional
         Acceleration for ``mask`` (``accel`` alone implies ``uniform1d``).
+    acs : float
+        Fully sampled centre fraction of drawn 1D masks (default 8%).
     seed : int
         Seeds the mask and the samplers (chunk starting at slice ``i`` of
         the selection uses ``seed + i``).
     slices : int, slice, list or str, optional
         Slices to reconstruct (``"3:9"``, ``"1,4,7"``).
-    gamma, cg_steps, eta
-        DDS data-consistency weight (None: noiseless form), CG steps per
-        step, noise fraction.
     device : str, optional
         Default CUDA when available.
-    progress, previews : bool
-    acs : float
-        Fully sampled centre fraction of drawn 1D masks (default 8%).
     scale : float, optional
         Image peak magnitude (estimated when None; see the module notes).
     calib_width : int, optional
         ESPIRiT calibration width (default ``min(24, ACS width)``).
     batch : int
-        Slices per sampler call (a 4-D SENSE operator; CG scalars are then
+        Slices per method call (a 4-D SENSE operator; CG scalars are then
         shared by the slices of a call).  Default 1: each slice on its own.
     crop : "auto", None or (ny, nx)
         Centre-crop the output; ``"auto"`` crops to the shape of the file's
         ``reconstruction_rss`` (fastMRI crops to e.g. 320 x 320).
-    **opts
-        Method options (see :func:`run_method`), e.g. ``lam``, ``iters``.
+    progress, previews : bool
+    **options
+        The method's options (see :func:`run_method`), e.g. ``lam``,
+        ``iters``; for dds ``prior`` (default ``"dds-mri"``), ``nfe``,
+        ``gamma``, ``cg_steps``, ``eta``.
 
     Returns
     -------
     dict with ``output``, ``previews``, ``method``, ``shape``, ``acceleration``,
-    ``seconds_per_slice``, ``scale`` and, when the file has
+    ``seconds_per_slice``, ``scale``, ``maps`` and, when the file has
     ``reconstruction_rss`` of the output's shape, ``psnr`` against it.
     """
-    from tqdm.auto import tqdm
-
-    from ..datasets.fastmri import read_kspace, write_reconstruction
-    from ..operators.mri import SenseOperator, acceleration
-    from ..solvers.learned import pick_device
-
-    _check_method("mri", method)
-    nfe = _check_nfe(method, nfe)
-    seed = _check_seed(seed)
-    if accel is not None and mask is None:
-        mask = "uniform1d"
-    if mask is not None and mask not in MASKS:
-        raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
+    seed = check_seed(seed)
+    mask = _mask_name(mask, accel)
     dev = pick_device(device)
-    slices = parse_slices(slices)
-    data = read_kspace(input, slices=slices)
-    n_total = _num_slices(input, "kspace") or data.num_slices
-    index = _slice_indices(slices, n_total)
-    kspace = data.kspace
-    S, _, ky, kx = kspace.shape
-
-    if mask is not None:
-        if data.mask is not None and acceleration(data.sampling_mask()) > 1.0:
-            raise ValueError(f"mask={mask!r} undersamples a fully sampled file, but {input} is already "
-                             f"undersampled (its mask has acceleration {acceleration(data.sampling_mask()):.2f}); "
-                             "drop --mask/--accel")
-        m = _draw_mask(mask, accel, (ky, kx), seed, acs)
-        kspace = kspace * (m if m.ndim == 2 else m[None, :])
-        mask_label = mask
-    else:
-        m = data.sampling_mask()
-        mask_label = "file" if data.mask is not None else "file (nonzero k-space)"
-    realised = acceleration(m)
-
-    if method in ("dds", "dps"):
-        den, card, prior_label = resolve_prior(prior, "mri", dev)
-    else:
-        den, card, prior_label = None, {}, None
+    rec = setup(method, "mri", dev, **options)
+    data, index = _load_mri(input, slices)
+    kspace, m, mask_label = _undersample(input, data, mask, accel, acs, seed)
     maps, maps_label = _coil_maps(data, kspace, m, calib_width, progress)
-    mask_f = m.astype(np.float32)
-    method_opts = dict(opts)
-    if method == "dds":
-        method_opts.update(gamma=gamma, cg_steps=cg_steps, eta=eta)
-        if gamma is None:
-            method_opts.pop("gamma")
-
-    if scale is None and (method in _SCALED or (method == "cg-sense" and opts.get("lam"))):
-        from ..solvers.imaging import image_scale
-
-        vol = SenseOperator(maps, mask_f).to(dev)
-        scale = image_scale(vol, kspace) / _prior_peak(card)
-
-    chunks = _chunks(S, batch)
-    images = np.zeros((S, ky, kx), dtype=np.float32)
-    seconds = 0.0
-    inner = progress and len(chunks) == 1
-    for a, b in tqdm(chunks, disable=not progress or len(chunks) == 1, desc=f"{method}", unit="chunk",
-                     dynamic_ncols=True):
-        A = SenseOperator(maps[a] if b - a == 1 else maps[a:b], mask_f).to(dev)
-        y = kspace[a] if b - a == 1 else kspace[a:b]
-        x, sec = run_method("mri", method, A, y, prior=den, nfe=nfe, seed=seed + a, scale=scale,
-                            progress=inner, **method_opts)
-        images[a:b] = np.abs(x).reshape(b - a, ky, kx)
-        seconds += sec
-
+    check_maps(maps, f"{input}: sensitivity_maps" if maps_label == "file" else f"{input}: {maps_label}", index)
+    images, seconds, scale = _mri_slices(rec, kspace, maps, m, dev, seed=seed, scale=scale, batch=batch,
+                                         progress=progress)
     if crop == "auto":
         crop = data.reconstruction_rss.shape[-2:] if data.reconstruction_rss is not None else None
     if crop is not None:
-        images = np.ascontiguousarray(_center_crop(images, tuple(int(c) for c in crop)))
-    psnr = _psnr(images, data.reconstruction_rss)
-    attrs = {
-        "method": method, "nfe": nfe, "seed": seed, "acceleration": float(realised), "mask": mask_label,
-        "seconds_per_slice": seconds / S, "prior": prior_label, "maps": maps_label,
-        "scale": None if scale is None else float(scale), "gamma": gamma if method == "dds" else None,
-        "cg_steps": cg_steps if method == "dds" else None, "eta": eta if method == "dds" else None,
-        "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
-        "psnr_vs_reconstruction_rss": psnr, "krylearn_version": __version__,
-        "options": ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) or None,
-    }
-    write_reconstruction(out, images, attrs=attrs)
-    shots = _write_previews(out, images, index, f"{method} (R = {realised:.2f})") if previews else []
-    return {"output": os.fspath(out), "previews": shots, "method": method, "shape": images.shape,
-            "acceleration": float(realised), "seconds_per_slice": seconds / S, "scale": attrs["scale"],
-            "psnr": psnr, "maps": maps_label}
+        images = np.ascontiguousarray(center_crop(images, tuple(int(c) for c in crop)))
+    run = {"method": method, "seed": seed, "acceleration": float(acceleration(m)), "mask": mask_label,
+           "seconds_per_slice": seconds / images.shape[0], "maps": maps_label,
+           "scale": None if scale is None else float(scale)}
+    return _write_mri(out, input, images, index, data.reconstruction_rss, run, rec, previews)
 
 
+def _write_mri(out, input, images, index, rss, run: dict, rec, previews: bool) -> dict:
+    """Write the submission layout (``run``, the method's record, PSNR against ``rss``) and a preview; the summary."""
+    psnr = psnr_against(images, rss)
+    attrs = {**run, "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
+             "psnr_vs_reconstruction_rss": psnr, **_record(rec)}
+    write_reconstruction(out, images, attrs=_versioned(attrs))
+    title = f"{run['method']} (R = {run['acceleration']:.2f})"
+    shots = write_previews(out, images, index, title) if previews else []
+    return {"output": os.fspath(out), "previews": shots, "method": run["method"], "shape": images.shape,
+            "acceleration": run["acceleration"], "seconds_per_slice": run["seconds_per_slice"],
+            "scale": run["scale"], "psnr": psnr, "maps": run["maps"]}
+
+
+def _versioned(attrs: dict) -> dict:
+    return {**attrs, "krylearn_version": __version__}
 
 
 # ------------------------------------------------------------------ CT
-def reconstruct_ct(input, out, method: str = "dds", nfe=None, prior="dds-ct", seed: int = 0, slices=None,
-                   gamma=None, cg_steps: int = 5, eta: float = 0.85, device=None, progress: bool = True,
-                   previews: bool = True, *, scale=None, volume: bool = True, **opts) -> dict:
+def reconstruct_ct(input, out, method: str = "dds", *, seed: int = 0, slices=None, device=None, scale=None,
+                   progress: bool = True, previews: bool = True, **options) -> dict:
     """Reconstruct a ``krylearn.ct`` sinogram file; write ``reconstruction`` and a preview.
 
     Parameters
@@ -650,17 +445,21 @@ def reconstruct_ct(input, out, method: str = "dds", nfe=None, prior="dds-ct", se
     out : path
         Output HDF5: ``reconstruction`` (slices, ny, nx) float32 (real
         attenuation values, not a magnitude), attributes as
-        :func:`reconstruct_mri`.
-    method : {"dds", "dps", "fbp", "admm-tv", "cg"}
-        ``dds`` on more than one slice runs the 3D sampler (2D prior per
-        slice, ADMM-TV along z) unless ``volume=False``; ``admm-tv`` uses 3D
-        TV for a volume (option ``tv="2d"`` for per-slice); ``cg`` is least
-        squares by CG on the normal equations (``iters`` is the regulariser).
-    nfe, prior, seed, slices, gamma, cg_steps, eta, device, progress, previews, scale
-        As :func:`reconstruct_mri` (``gamma`` only with ``volume=False``).
-    **opts
-        Method options (see :func:`run_method`), e.g. ``lam``, ``rho``,
-        ``iters``, ``filter``.
+        :func:`reconstruct_mri` (``views`` instead of the sampling; dds also
+        records ``volume``).
+    method : str
+        ``dds`` (on more than one slice the 3D sampler: 2D prior per slice,
+        ADMM-TV along z, unless ``volume=False``), ``dps``, ``fbp``,
+        ``admm-tv`` (3D TV for a volume; option ``tv="2d"`` for per-slice),
+        ``cg`` (least squares by CG on the normal equations; ``iters`` is
+        the regulariser).
+    seed, slices, device, scale, progress, previews
+        As :func:`reconstruct_mri`.
+    **options
+        The method's options (see :func:`run_method`), e.g. ``lam``,
+        ``rho``, ``iters``, ``filter``; for dds ``prior`` (default
+        ``"dds-ct"``), ``nfe``, ``cg_steps``, ``eta``, ``volume`` and
+        ``gamma`` (only with ``volume=False``).
 
     Returns
     -------
@@ -668,49 +467,27 @@ def reconstruct_ct(input, out, method: str = "dds", nfe=None, prior="dds-ct", se
     ``seconds_per_slice``, ``scale`` and, when the file has a
     ``reference``, ``psnr`` against it (data range: its maximum).
     """
-    from ..datasets.fastmri import read_ct, write_reconstruction
-    from ..operators.ct import ParallelBeamProjector
-    from ..solvers.learned import pick_device
-
-    _check_method("ct", method)
-    nfe = _check_nfe(method, nfe)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     dev = pick_device(device)
+    rec = setup(method, "ct", dev, **options)
     slices = parse_slices(slices)
     data = read_ct(input, slices=slices)
-    n_total = _num_slices(input, "sinogram") or data.sinogram.shape[0]
-    index = _slice_indices(slices, n_total)
+    index = slice_indices(slices, num_slices(input, "sinogram") or data.sinogram.shape[0])
     S, views, det = data.sinogram.shape
     dtype = torch.float32 if dev.type == "cuda" else torch.float64
     P = ParallelBeamProjector(data.image_shape, data.angles, n_det=det, det_spacing=data.det_spacing,
                               dtype=dtype, device=dev)
-    prior_label, den, card = None, None, {}
-    if method in ("dds", "dps"):
-        den, card, prior_label = resolve_prior(prior, "ct", dev)
-        opts = dict(opts)
-        if method == "dds":
-            opts.update(cg_steps=cg_steps, eta=eta, volume=volume)
-            if gamma is not None:
-                opts["gamma"] = gamma
-    if scale is None and (method in _SCALED or (method == "cg" and opts.get("lam"))):
-        from ..solvers.imaging import image_scale
-
-        scale = image_scale(P, data.sinogram) / _prior_peak(card)
-    x, seconds = run_method("ct", method, P, data.sinogram, prior=den, nfe=nfe,
-                            seed=seed, scale=scale, progress=progress, **opts)
-    images = np.asarray(x, dtype=np.float32).reshape(S, *data.image_shape)
-    psnr = _psnr(images, None if data.reference is None else np.asarray(data.reference, dtype=np.float32))
+    if scale is None and rec.scaled:
+        scale = image_scale(P, data.sinogram) / rec.peak
+    x, seconds = run_reconstruction(rec, P, data.sinogram, seed=seed, scale=scale, progress=progress)
+    images = _float32_images(x, method).reshape(S, *data.image_shape)
+    psnr = psnr_against(images, None if data.reference is None else np.asarray(data.reference, dtype=np.float32))
     attrs = {
-        "method": method, "nfe": nfe, "seed": seed, "views": int(views), "seconds_per_slice": seconds / S,
-        "prior": prior_label, "scale": None if scale is None else float(scale),
-        "gamma": gamma if method == "dds" else None, "cg_steps": cg_steps if method == "dds" else None,
-        "eta": eta if method == "dds" else None, "volume": bool(volume) if method == "dds" else None,
-        "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
-        "psnr_vs_reference": psnr, "krylearn_version": __version__,
-        "options": ", ".join(f"{k}={v}" for k, v in sorted(opts.items()) if k not in
-                             ("cg_steps", "eta", "volume", "gamma")) or None,
+        "method": method, "seed": seed, "views": int(views), "seconds_per_slice": seconds / S,
+        "scale": None if scale is None else float(scale), "slices": index.astype(np.int64),
+        "input": os.path.basename(os.fspath(input)), "psnr_vs_reference": psnr, **_record(rec),
     }
-    write_reconstruction(out, images, attrs=attrs)
-    shots = _write_previews(out, images, index, f"{method} ({views} views)", data.reference) if previews else []
+    write_reconstruction(out, images, attrs=_versioned(attrs))
+    shots = write_previews(out, images, index, f"{method} ({views} views)", data.reference) if previews else []
     return {"output": os.fspath(out), "previews": shots, "method": method, "shape": images.shape,
             "views": int(views), "seconds_per_slice": seconds / S, "scale": attrs["scale"], "psnr": psnr}

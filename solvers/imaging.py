@@ -42,6 +42,9 @@ import numbers
 
 import numpy as np
 import torch
+from sigpy.mri.app import L1WaveletRecon, TotalVariationRecon
+from tqdm.auto import tqdm
+
 from ..operators.base import Identity, Operator
 
 from .api import cg
@@ -286,8 +289,6 @@ def _sigpy_problem(kspace, maps, mask):
 
 
 def _sigpy_loop(app_cls, kspace, maps, mask, lam, iters, progress, desc, **kw):
-    from tqdm.auto import tqdm
-
     lam = _positive("lam", lam, allow_zero=True)
     iters = _count("iters", iters)
     problems, single = _sigpy_problem(kspace, maps, mask)
@@ -341,8 +342,6 @@ def l1_wavelet(kspace, maps, mask, *, lam: float = L1_WAVELET_LAM, iters: int = 
     iteration is seeded (numpy's global RNG state is restored afterwards),
     so results are reproducible.
     """
-    from sigpy.mri.app import L1WaveletRecon
-
     return _sigpy_loop(L1WaveletRecon, kspace, maps, mask, lam, iters, progress, "l1-wavelet",
                        wave_name=wave_name)
 
@@ -359,8 +358,6 @@ def tv_mri(kspace, maps, mask, *, lam: float = TV_MRI_LAM, iters: int = SIGPY_IT
     Arguments and result as :func:`l1_wavelet` (default ``lam``
     :data:`TV_MRI_LAM`).
     """
-    from sigpy.mri.app import TotalVariationRecon
-
     sigma = _positive("sigma", sigma)
     return _sigpy_loop(TotalVariationRecon, kspace, maps, mask, lam, iters, progress, "tv", sigma=sigma)
 
@@ -458,8 +455,6 @@ def admm_tv_ct(A: Operator, y, *, lam: float = ADMM_TV_LAM, rho: float = ADMM_TV
     -------
     images (slices, ny, nx) or (ny, nx) [, history]
     """
-    from tqdm.auto import tqdm
-
     A = _check_operator(A)
     if A.dtype.is_complex:
         raise TypeError(f"A must be a real operator (CT), got dtype {A.dtype}")
@@ -474,45 +469,55 @@ def admm_tv_ct(A: Operator, y, *, lam: float = ADMM_TV_LAM, rho: float = ADMM_TV
     yt, batch, as_numpy = _data(A, y)
     if len(batch) > 1:
         raise ValueError(f"y must have shape (*{A.oshape}) or (slices, *{A.oshape}), got {tuple(yt.shape)}")
-    S = yt.shape[0]
-    dims = 3 if (tv == "3d" or (tv == "auto" and S > 1)) else 2
-    shape = (S,) + A.ishape
+    dims = 3 if (tv == "3d" or (tv == "auto" and yt.shape[0] > 1)) else 2
     with torch.no_grad():
         AHy = A.H._apply(yt)  # (S, ny, nx)
-        if x0 is None:
-            x = torch.zeros_like(AHy)
-        else:
-            x = torch.as_tensor(x0) if isinstance(x0, np.ndarray) else x0
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"x0 must be a numpy array or torch tensor, got {type(x0).__name__}")
-            if tuple(x.shape) != batch + A.ishape:
-                raise ValueError(f"x0 must have shape {batch + A.ishape}, got {tuple(x.shape)}")
-            x = x.to(device=AHy.device, dtype=AHy.dtype).reshape(shape).clone()
-        if dims == 3:
-            op, k = _TVNormal(A, rho, S), 1
-        else:
-            op, k = _TVNormal(A, rho, None), S
-        z = finite_differences(x, dims)
-        u = torch.zeros_like(z)
-
-        def objective(x):
-            r = A._apply(x) - yt
-            return float(0.5 * (r * r).sum() + lam * finite_differences(x, dims).abs().sum())
-
-        history = [objective(x)] if return_history else None
-        for _ in tqdm(range(iters), disable=not progress, desc="ADMM-TV", unit="it", dynamic_ncols=True):
-            b = AHy + rho * finite_differences_adjoint(z - u)
-            res = cg(op, b.reshape(k, -1), x.reshape(k, -1), rtol=0.0, maxiter=cg_steps, nullspace=None)
-            x = res.x.reshape(shape)
-            dx = finite_differences(x, dims)
-            z = _soft(dx + u, lam / rho)
-            u = u + dx - z
-            if history is not None:
-                history.append(objective(x))
+        x, history = _admm_iterations(A, yt, AHy, _admm_start(x0, AHy, batch, A.ishape), lam=lam, rho=rho,
+                                      iters=iters, cg_steps=cg_steps, dims=dims, history=return_history,
+                                      progress=progress)
         if not bool(torch.isfinite(x).all()):
             raise FloatingPointError("admm_tv_ct: the iterate became non-finite (lower rho or check A, y)")
     out = _out(x, batch + A.ishape, as_numpy)
     return (out, history) if return_history else out
+
+
+def _admm_start(x0, AHy: torch.Tensor, batch: tuple, ishape: tuple) -> torch.Tensor:
+    """The starting images of :func:`admm_tv_ct`, like ``AHy`` (zeros, or a checked copy of ``x0``)."""
+    if x0 is None:
+        return torch.zeros_like(AHy)
+    x = torch.as_tensor(x0) if isinstance(x0, np.ndarray) else x0
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x0 must be a numpy array or torch tensor, got {type(x0).__name__}")
+    if tuple(x.shape) != batch + ishape:
+        raise ValueError(f"x0 must have shape {batch + ishape}, got {tuple(x.shape)}")
+    return x.to(device=AHy.device, dtype=AHy.dtype).reshape(AHy.shape).clone()
+
+
+def _admm_iterations(A: Operator, yt, AHy, x, *, lam, rho, iters, cg_steps, dims, history, progress):
+    """The ADMM iterations of :func:`admm_tv_ct` from ``x (S, ny, nx)``: ``(x, objective history or None)``."""
+    S, shape = yt.shape[0], x.shape
+    if dims == 3:
+        op, k = _TVNormal(A, rho, S), 1
+    else:
+        op, k = _TVNormal(A, rho, None), S
+    z = finite_differences(x, dims)
+    u = torch.zeros_like(z)
+
+    def objective(x):
+        r = A._apply(x) - yt
+        return float(0.5 * (r * r).sum() + lam * finite_differences(x, dims).abs().sum())
+
+    hist = [objective(x)] if history else None
+    for _ in tqdm(range(iters), disable=not progress, desc="ADMM-TV", unit="it", dynamic_ncols=True):
+        b = AHy + rho * finite_differences_adjoint(z - u)
+        res = cg(op, b.reshape(k, -1), x.reshape(k, -1), rtol=0.0, maxiter=cg_steps, nullspace=None)
+        x = res.x.reshape(shape)
+        dx = finite_differences(x, dims)
+        z = _soft(dx + u, lam / rho)
+        u = u + dx - z
+        if hist is not None:
+            hist.append(objective(x))
+    return x, hist
 
 
 # ------------------------------------------------------------------ scaling and tuning

@@ -1,4 +1,4 @@
-"""`krylearn bench mri|ct` (krylearn/bench/imaging.py): outputs, metrics, slice bookkeeping, targets, errors."""
+"""`krylearn bench mri|ct` (benchmarks/imaging.py, solvers/dds/bench_*.py): outputs, metrics, slices, targets, errors."""
 
 import json
 import math
@@ -14,9 +14,10 @@ pytest.importorskip("nilearn")  # the MNI152 template ships inside nilearn's whe
 
 from krylearn.solvers.dds import UNet, save_prior
 
-from krylearn.benchmarks import ct as bct
 from krylearn.benchmarks import imaging as bi
-from krylearn.benchmarks import mri as bmri
+from krylearn.solvers.dds import bench_common as bdds
+from krylearn.solvers.dds import bench_ct as bct
+from krylearn.solvers.dds import bench_mri as bmri
 
 FAST_MRI = {"l1-wavelet": {"iters": 30}, "tv": {"iters": 30}}
 
@@ -244,22 +245,22 @@ def test_targets_met_missed_and_not_run():
               accel_requested=4.0, same=[{"dds": "dds-49", "dps": "dps-1000", "speedup": 20.0, "dds_psnr": 31.0,
                                           "dps_psnr": 29.0, "dds_seconds_per_slice": 1.0,
                                           "dps_seconds_per_slice": 20.0, "slices": [0], "slice_z": [82]}])
-    t = bi.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})
+    t = bdds.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})
     assert [x["status"] for x in t] == ["met", "missed", "met"]  # +3.25 dB >= 3; +0.5 dB < 1; 20x and higher PSNR
     assert t[0]["value_db"] == pytest.approx(3.25) and t[1]["value_db"] == pytest.approx(0.5)
     c["same_slices"][0].update(speedup=10.0)
-    assert bi.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})[2]["status"] == "missed"
+    assert bdds.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})[2]["status"] == "missed"
     c["same_slices"][0].update(speedup=30.0, dps_psnr=31.5)
-    assert bi.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})[2]["status"] == "missed"
+    assert bdds.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})[2]["status"] == "missed"
     c["same_slices"][0].update(dps="dps-50", dps_psnr=20.0)
-    t = bi.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})
+    t = bdds.check_targets({"benchmark": "mri", "cases": [c], "skipped": {}})
     assert t[2]["status"] == "not run" and "DPS-1000" in t[2]["detail"]
     lines = bi.target_lines({"benchmark": "mri", "cases": [c], "skipped": {}, "targets": t})
     assert lines[0].startswith("TARGET met: DDS-49 >= CG-SENSE + 3 dB") and "+3.25 dB" in lines[0]
     ct = _case({"dds-49": [30.0], "fbp": [21.0], "admm-tv": [29.5]}, case="views-8", views=8)
-    t = bi.check_targets({"benchmark": "ct", "cases": [ct], "skipped": {}})
+    t = bdds.check_targets({"benchmark": "ct", "cases": [ct], "skipped": {}})
     assert [x["status"] for x in t] == ["met", "missed"]
-    t = bi.check_targets({"benchmark": "ct", "cases": [_case({"fbp": [1.0]}, case="views-16", views=16)],
+    t = bdds.check_targets({"benchmark": "ct", "cases": [_case({"fbp": [1.0]}, case="views-16", views=16)],
                           "skipped": {}})
     assert [x["status"] for x in t] == ["not run", "not run"]
 

@@ -94,11 +94,10 @@ def ddim_loop(denoiser, prob: Problem, dc, *, nfe, eta, schedule, seed, progress
             out = dc(img, i, t)
             if callback is not None:
                 callback(i, t, prob.output(out.clone()))
-            if tn < 0:
-                break
-            x0p, _ = pad_to_multiple(to_channels(prob.images(out), prob.complex_data, net_dtype).to(net_dev), m)
-            z = torch.randn(canvas, generator=gen, device=net_dev, dtype=net_dtype)
-            x = sq(abn) * x0p + sq(1 - abn) * (eta * z + math.sqrt(1 - eta * eta) * eps)
+            if tn >= 0:  # re-noise towards t_next; the last step (t_next = -1) returns x0' as it is
+                x0p, _ = pad_to_multiple(to_channels(prob.images(out), prob.complex_data, net_dtype).to(net_dev), m)
+                z = torch.randn(canvas, generator=gen, device=net_dev, dtype=net_dtype)
+                x = sq(abn) * x0p + sq(1 - abn) * (eta * z + math.sqrt(1 - eta * eta) * eps)
     return out
 
 

@@ -1,4 +1,4 @@
-"""``krylearn train diffusion`` / ``krylearn data mri|ct``: brain slices -> DDS prior -> weights, card, log, plot.
+"""``krylearn train diffusion``: brain slices -> DDS prior -> weights, card, log, plot (and the test sets).
 
 :func:`train_prior` trains the epsilon-prediction UNet of
 :mod:`krylearn.solvers.dds` on the *train* band of the MNI152 brain
@@ -25,7 +25,7 @@ attenuation-like in ``[0, 1]`` (MR anatomy, see the data module), default
 
 Examples
 --------
->>> from krylearn.pipelines.dds import train_prior, make_data              # doctest: +SKIP
+>>> from krylearn.solvers.dds.recipe import train_prior, make_data        # doctest: +SKIP
 >>> card = train_prior("mri", out="weights/dds-mri", steps=9000)       # doctest: +SKIP
 >>> make_data("mri", "brain-x4.h5", accel=4, snr_db=30)                # doctest: +SKIP
 """
@@ -42,14 +42,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..problems.brain import BAND_GAP, BANDS, BrainAugment, brain_slices, complex_brain_slices, field_of_view
-from ..problems.phantoms import random_phantom
-from ..problems.simulate import write_ct_testset, write_mri_testset
-from ..solvers.dds import UNet, evaluate_loss, train_diffusion
-from ..solvers.learned import check_writable, hardware, pick_device, plot_losses, save_pretrained, seed_everything
-from ..solvers.learned.weights import weights_stem
-from ..utils.atomic import atomic_write_text
-from ..utils.checks import check_int, check_real
+from ...problems.brain import BAND_GAP, BANDS, BrainAugment, brain_slices, complex_brain_slices, field_of_view
+from ...problems.phantoms import random_phantom
+from ...problems.simulate import write_ct_testset, write_mri_testset
+from ...utils.atomic import atomic_write_text
+from ...utils.checks import check_int, check_real
+from ..learned import check_writable, hardware, pick_device, plot_losses, save_pretrained, seed_everything
+from ..learned.weights import weights_stem
+from .train import evaluate_loss, train_diffusion
+from .unet import UNet
 
 __all__ = ["PRIOR_DEFAULTS", "make_data", "prior_data", "train_prior"]
 

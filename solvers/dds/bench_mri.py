@@ -16,7 +16,8 @@ the validation slices are ``tune_slices`` slices of the ``val`` band with
 their own phase, mask draw and noise (seed ``seed + 1``).
 
 Everything else (methods, timing, metrics, outputs, targets) is in
-:mod:`krylearn.benchmarks.imaging`.
+:mod:`krylearn.benchmarks.imaging`; the prior, the DDS/DPS runs and the targets in
+:mod:`.bench_common`.
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ import numbers
 
 import numpy as np
 
-from ..utils.checks import check_int, check_real
-
-from .imaging import (
-    case_table,
-    common_footer,
+from ...benchmarks.imaging import case_table, common_footer, finish, run_case, spread
+from ...operators.mri import SenseOperator
+from ...pipelines.reconstruct import run_method
+from ...problems.brain import brain_slices, complex_brain_slices
+from ...problems.simulate import simulate_mri
+from ...utils.checks import check_int, check_real
+from .bench_common import (
+    check_targets,
+    comparison_table,
     dps_selection,
-    finish,
+    prior_lines,
     report_head,
-    run_case,
     same_slices,
     setup,
-    spread,
+    specs,
 )
 
 __all__ = ["DEFAULT_MRI_CASES", "MRI_BENCH_METHODS", "format_mri_table", "parse_case", "run_mri_benchmark"]
@@ -76,8 +80,6 @@ class _MRIProblem:
     magnitude = True
 
     def __init__(self, x, z, *, mask, accel, coils, acs, snr_db, seed, device):
-        from ..problems.simulate import simulate_mri
-
         self.sim = simulate_mri(x, coils, mask=mask, accel=accel, acs=acs, snr_db=snr_db, seed=seed, downsample=2)
         self.z = np.asarray(z, dtype=np.int64)
         self.reference = np.abs(self.sim.image).astype(np.float32)
@@ -85,22 +87,17 @@ class _MRIProblem:
         self.device = device
         self.n = self.reference.shape[0]
 
-    def solve(self, spec, idx, prior, seed, opts):
+    def solve(self, spec, idx, shared, seed, opts):
         """Yield ``(images (1, ny, nx) float32 magnitude, [seconds])`` per slice of ``idx``."""
-        from ..operators.mri import SenseOperator
-        from ..pipelines.reconstruct import run_method
-
         for i in idx:
             A = SenseOperator(self.sim.maps[i], self.mask_f).to(self.device)
-            x, s = run_method("mri", spec["method"], A, self.sim.kspace[i], prior=prior, nfe=spec["nfe"],
-                              seed=seed + int(i), progress=False, **opts)
+            x, s = run_method("mri", spec["method"], A, self.sim.kspace[i], nfe=spec["nfe"], seed=seed + int(i),
+                              progress=False, **shared, **opts)
             yield np.abs(x).astype(np.float32)[None], [float(s)]
 
 
 def _load(split, size, k, seed, volume, name):
     """``k`` evenly spaced complex slices of a band (as ``write_mri_testset``): ``(x (k, 2s, 2s), z (k,))``."""
-    from ..problems.brain import brain_slices, complex_brain_slices
-
     x, z = complex_brain_slices(split, 2 * size, seed=seed, volume=volume, return_index=True)
     _, z_out = brain_slices(split, size, volume=volume, return_index=True)  # foreground rule on the output grid
     keep = np.isin(z, z_out)
@@ -115,8 +112,7 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
                       acs: float = 0.08, methods=MRI_BENCH_METHODS, prior="dds-mri", dds_nfe=(49,),
                       dps_nfe: int = 1000, dps_count: int = 2, options=None, tune: bool = False,
                       tune_slices: int = 2, seed: int = 0, warmup: bool = True, device=None, volume=None,
-                      out_dir=None, save_images: bool = True,
-                      progress: bool = True) -> dict:
+                      out_dir=None, save_images: bool = True, progress: bool = True) -> dict:
     """Benchmark MRI reconstructions on held-out simulated multi-coil brain slices.
 
     Parameters
@@ -169,6 +165,47 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
     per-slice metrics and seconds, ``same_slices``, ``tuning``),
     ``targets``, ``machine``, ``files``.
     """
+    n_slices, size, parsed, snr_db, coils, acs = _check_args(n_slices, size, cases, snr_db, coils, acs)
+    cfg = setup("mri", methods=methods, allowed=MRI_BENCH_METHODS, prior=prior, dds_nfe=dds_nfe, dps_nfe=dps_nfe,
+                dps_count=dps_count, tune_slices=tune_slices, seed=seed, options=options, device=device)
+    seed = cfg["seed"]
+    x, z = _load("test", size, n_slices, seed, volume, "n_slices")
+    val = _load("val", size, cfg["tune_slices"], seed + 1, volume, "tune_slices") if tune else None
+    dps_slices = dps_selection(cfg, n_slices)
+    sim = {"coils": coils, "acs": acs, "snr_db": snr_db, "device": cfg["device"]}
+    out_cases = [_run_mri_case(cfg, (x, z), val, mask, accel, sim, size=size, dps_slices=dps_slices,
+                               warm=warmup and k == 0, progress=progress)
+                 for k, (mask, accel) in enumerate(parsed)]
+    report = {
+        "benchmark": "mri",
+        "data": _data_record(volume, size=size, n_slices=n_slices, z=z, seed=seed, **sim),
+        "dps_slices": dps_slices,
+        **report_head(cfg, what="magnitude images", tune=tune, warmup=warmup,
+                      timing="seconds per slice of run_method (scale estimate included), slice by slice"),
+    }
+
+    return finish(report, out_cases, out_dir, _mask_panel, format_mri_table, save_images, targets=check_targets)
+
+
+def _mask_panel(case):
+    """The figure's panel under the truth: the case's sampling mask."""
+    m = np.asarray(case["_problem"].sim.mask, dtype=np.float32)
+    size = case["_problem"].reference.shape[-1]
+    return (f"mask (R = {case['acceleration']:.2f})", np.broadcast_to(m, (size, size)))
+
+
+def _data_record(volume, *, size, n_slices, z, coils, acs, snr_db, seed, device) -> dict:
+    """The report's ``data``: what was simulated and how."""
+    return {"source": "MNI152 2009a sym T1 (nilearn), test band" if volume is None else "user volume, test band",
+            "split": "test", "size": size, "n_slices": n_slices, "slice_z": z.tolist(), "coils": coils,
+            "maps": "birdcage (normalised to sum |S|^2 = 1)", "acs": acs, "snr_db": snr_db,
+            "snr_definition": "20 log10(rms(fully sampled noiseless k-space) / sigma), see krylearn.problems.simulate",
+            "simulation": "complex images on a 2x finer grid, k-space cropped (downsample=2): no inverse crime",
+            "truth": "|x| of the object low-passed to the reconstruction grid", "seed": seed}
+
+
+def _check_args(n_slices, size, cases, snr_db, coils, acs):
+    """The checked ``(n_slices, size, [(mask, accel), ...], snr_db, coils, acs)``; errors name the argument."""
     n_slices = check_int("n_slices", n_slices, 1)
     size = check_int("size", size, 16)
     parsed = [parse_case(c) for c in ([cases] if isinstance(cases, str) else cases)]
@@ -180,51 +217,26 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
     acs = check_real("acs", acs)
     if not 0 <= acs < 1:
         raise ValueError(f"acs must lie in [0, 1), got {acs}")
-    cfg = setup("mri", methods=methods, allowed=MRI_BENCH_METHODS, prior=prior, dds_nfe=dds_nfe, dps_nfe=dps_nfe,
-                dps_count=dps_count, tune_slices=tune_slices, seed=seed, options=options, device=device)
-    seed, dev = cfg["seed"], cfg["device"]
+    return n_slices, size, parsed, snr_db, coils, acs
 
-    x, z = _load("test", size, n_slices, seed, volume, "n_slices")
-    if tune:
-        xv, zv = _load("val", size, cfg["tune_slices"], seed + 1, volume, "tune_slices")
-    dps_slices = dps_selection(cfg, n_slices)
 
-    out_cases = []
-    for k, (mask, accel) in enumerate(parsed):
-        name = f"{mask}-x{accel:g}"
-        prob = _MRIProblem(x, z, mask=mask, accel=accel, coils=coils, acs=acs, snr_db=snr_db, seed=seed, device=dev)
-        val = _MRIProblem(xv, zv, mask=mask, accel=accel, coils=coils, acs=acs, snr_db=snr_db, seed=seed + 1,
-                          device=dev) if tune else None
-        rows, choices = run_case(prob, cfg, name=name, dps_slices=dps_slices, validation=val,
-                                 warm=warmup and k == 0, progress=progress)
-        out_cases.append({
-            "case": name, "mask": mask, "accel_requested": accel, "acceleration": float(prob.sim.acceleration),
-            "sigma": float(prob.sim.sigma), "snr_db": snr_db, "slice_z": z.tolist(),
-            "tuning": None if val is None else {"split": "val", "slice_z": zv.tolist(), "seed": seed + 1,
-                                                "choices": choices},
-            "title": (f"{mask} R={prob.sim.acceleration:.2f}, {coils} coils, "
-                      f"SNR {'inf' if snr_db is None else f'{snr_db:g}'} dB, {size}x{size}"),
-            "rows": rows, "same_slices": same_slices(rows), "_problem": prob, "_reference": prob.reference,
-        })
-    report = {
-        "benchmark": "mri",
-        "data": {"source": "MNI152 2009a sym T1 (nilearn), test band" if volume is None else "user volume, test band",
-                 "split": "test", "size": size, "n_slices": n_slices, "slice_z": z.tolist(), "coils": coils,
-                 "maps": "birdcage (normalised to sum |S|^2 = 1)", "acs": acs, "snr_db": snr_db,
-                 "snr_definition": "20 log10(rms(fully sampled noiseless k-space) / sigma), see "
-                                   "krylearn.problems.simulate",
-                 "simulation": "complex images on a 2x finer grid, k-space cropped (downsample=2): no inverse crime",
-                 "truth": "|x| of the object low-passed to the reconstruction grid", "seed": seed},
-        "dps_slices": dps_slices,
-        **report_head(cfg, what="magnitude images", tune=tune, warmup=warmup,
-                      timing="seconds per slice of run_method (scale estimate included), slice by slice"),
+def _run_mri_case(cfg, test, val, mask, accel, sim, *, size, dps_slices, warm, progress) -> dict:
+    """One case (mask, acceleration): simulate the test (and validation) slices, run every method, record."""
+    (x, z), seed, coils, snr_db = test, cfg["seed"], sim["coils"], sim["snr_db"]
+    name = f"{mask}-x{accel:g}"
+    prob = _MRIProblem(x, z, mask=mask, accel=accel, seed=seed, **sim)
+    vprob = None if val is None else _MRIProblem(*val, mask=mask, accel=accel, seed=seed + 1, **sim)
+    rows, choices = run_case(prob, cfg, specs(cfg, prob.n, dps_slices), name=name, validation=vprob, warm=warm,
+                             progress=progress)
+    return {
+        "case": name, "mask": mask, "accel_requested": accel, "acceleration": float(prob.sim.acceleration),
+        "sigma": float(prob.sim.sigma), "snr_db": snr_db, "slice_z": z.tolist(),
+        "tuning": None if vprob is None else {"split": "val", "slice_z": val[1].tolist(), "seed": seed + 1,
+                                              "choices": choices},
+        "title": (f"{mask} R={prob.sim.acceleration:.2f}, {coils} coils, "
+                  f"SNR {'inf' if snr_db is None else f'{snr_db:g}'} dB, {size}x{size}"),
+        "rows": rows, "same_slices": same_slices(rows), "_problem": prob, "_reference": prob.reference,
     }
-
-    def extra(case):
-        m = np.asarray(case["_problem"].sim.mask, dtype=np.float32)
-        return (f"mask (R = {case['acceleration']:.2f})", np.broadcast_to(m, (size, size)))
-
-    return finish(report, out_cases, out_dir, extra, format_mri_table, save_images)
 
 
 def format_mri_table(report: dict) -> str:
@@ -237,6 +249,6 @@ def format_mri_table(report: dict) -> str:
     for case in report["cases"]:
         head = f"### {case['case']}: realised R = {case['acceleration']:.2f}, noise sigma {case['sigma']:.3g}"
         lines += ["", head, ""]
-        lines += case_table(case, d["n_slices"])
-    lines += ["", *common_footer(report)]
+        lines += case_table(case, d["n_slices"], sections=(comparison_table,))
+    lines += ["", *common_footer(report, prior_lines(report))]
     return "\n".join(lines)

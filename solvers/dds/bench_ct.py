@@ -21,7 +21,8 @@ With ``tune=True`` the validation volume is the first ``tune_slices``
 slices of the ``val`` band (seed ``seed + 1``).
 
 Everything else (methods, timing, metrics, outputs, targets) is in
-:mod:`krylearn.benchmarks.imaging`.
+:mod:`krylearn.benchmarks.imaging`; the prior, the DDS/DPS runs and the targets in
+:mod:`.bench_common`.
 """
 
 from __future__ import annotations
@@ -29,18 +30,23 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import torch
 
-from ..utils.checks import check_int, check_real
-
-from .imaging import (
-    case_table,
-    common_footer,
+from ...benchmarks.imaging import case_table, common_footer, finish, run_case
+from ...operators.ct import ParallelBeamProjector
+from ...pipelines.reconstruct import run_method
+from ...problems.brain import brain_volume
+from ...problems.simulate import simulate_ct
+from ...utils.checks import check_int, check_real
+from .bench_common import (
+    check_targets,
+    comparison_table,
     dps_selection,
-    finish,
+    prior_lines,
     report_head,
-    run_case,
     same_slices,
     setup,
+    specs,
 )
 
 __all__ = ["CT_BENCH_METHODS", "DEFAULT_CT_METHODS", "DEFAULT_CT_VIEWS", "format_ct_table", "run_ct_benchmark"]
@@ -57,11 +63,6 @@ class _CTProblem:
     magnitude = False
 
     def __init__(self, vol, z, *, views, noise, seed, device):
-        import torch
-
-        from ..problems.simulate import simulate_ct
-        from ..operators.ct import ParallelBeamProjector
-
         self.sim = simulate_ct(vol, views, noise=noise, seed=seed, downsample=2)
         self.z = np.asarray(z, dtype=np.int64)
         self.reference = self.sim.reference.astype(np.float32)
@@ -70,13 +71,11 @@ class _CTProblem:
         self.P = ParallelBeamProjector(self.reference.shape[1:], self.sim.angles, n_det=self.sim.n_det,
                                        det_spacing=1.0, dtype=dtype, device=device)
 
-    def solve(self, spec, idx, prior, seed, opts):
+    def solve(self, spec, idx, shared, seed, opts):
         """Yield once: ``(images (k, ny, nx) float32, [seconds / k] * k)`` of one call on the slices ``idx``."""
-        from ..pipelines.reconstruct import run_method
-
         idx = list(idx)
-        x, s = run_method("ct", spec["method"], self.P, self.sim.sinogram[idx], prior=prior, nfe=spec["nfe"],
-                          seed=seed + int(idx[0]), progress=False, **opts)
+        x, s = run_method("ct", spec["method"], self.P, self.sim.sinogram[idx], nfe=spec["nfe"],
+                          seed=seed + int(idx[0]), progress=False, **shared, **opts)
         x = np.asarray(x, dtype=np.float32).reshape((len(idx),) + self.reference.shape[1:])
         yield x, [float(s) / len(idx)] * len(idx)
 
@@ -115,49 +114,24 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
     -------
     dict (as ``ct.json``).
     """
-    from ..problems.brain import brain_volume
-
-    n_slices = check_int("n_slices", n_slices, 1)
-    size = check_int("size", size, 16)
-    if isinstance(views, numbers.Integral) and not isinstance(views, bool):
-        views = [views]
-    if isinstance(views, str) or not hasattr(views, "__iter__"):
-        raise TypeError(f"views must be an int or a sequence of ints, got {views!r}")
-    views = [check_int("views", v, 1) for v in views]
-    if not views:
-        raise ValueError("views must name at least one view count")
-    noise = check_real("noise", noise)
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    n_slices, size, views, noise = _check_args(n_slices, size, views, noise)
     cfg = setup("ct", methods=methods, allowed=CT_BENCH_METHODS, prior=prior, dds_nfe=dds_nfe, dps_nfe=dps_nfe,
                 dps_count=dps_count, tune_slices=tune_slices, seed=seed, options=options, device=device)
-    seed, dev = cfg["seed"], cfg["device"]
-
+    seed = cfg["seed"]
     vol, z = brain_volume("test", 2 * size, volume=volume, return_index=True)
     if n_slices > len(z):
         raise ValueError(f"n_slices={n_slices} exceeds the {len(z)} slices of the 'test' band")
     vol, z = vol[:n_slices], z[:n_slices]
+    val = None
     if tune:
         vvol, vz = brain_volume("val", 2 * size, volume=volume, return_index=True)
         k = min(cfg["tune_slices"], len(vz))
-        vvol, vz = vvol[:k], vz[:k]
+        val = (vvol[:k], vz[:k])
     dps_slices = dps_selection(cfg, n_slices)
-
-    out_cases = []
-    for k, v in enumerate(views):
-        name = f"views-{v}"
-        prob = _CTProblem(vol, z, views=v, noise=noise, seed=seed, device=dev)
-        val = _CTProblem(vvol, vz, views=v, noise=noise, seed=seed + 1, device=dev) if tune else None
-        rows, choices = run_case(prob, cfg, name=name, dps_slices=dps_slices, validation=val,
-                                 warm=warmup and k == 0, progress=progress)
-        out_cases.append({
-            "case": name, "views": v, "sigma": float(prob.sim.sigma), "n_det": int(prob.sim.n_det),
-            "slice_z": z.tolist(),
-            "tuning": None if val is None else {"split": "val", "slice_z": vz.tolist(), "seed": seed + 1,
-                                                "choices": choices},
-            "title": f"{v} views, {n_slices}-slice volume, {size}x{size}, noise {noise:g}",
-            "rows": rows, "same_slices": same_slices(rows), "_problem": prob, "_reference": prob.reference,
-        })
+    out_cases = [_run_ct_case(cfg, (vol, z), val, v, noise, title=f"{v} views, {n_slices}-slice volume, "
+                              f"{size}x{size}, noise {noise:g}", dps_slices=dps_slices, warm=warmup and k == 0,
+                              progress=progress)
+                 for k, v in enumerate(views)]
     report = {
         "benchmark": "ct",
         "data": {"source": ("MNI152 2009a sym T1 (nilearn), test band, MR T1 intensity used as an attenuation-like "
@@ -179,7 +153,42 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
         i = min(range(p.n), key=lambda j: abs(j - (p.n - 1) / 2))
         return (f"sinogram ({case['views']} views)", p.sim.sinogram[i])
 
-    return finish(report, out_cases, out_dir, extra, format_ct_table, save_images)
+    return finish(report, out_cases, out_dir, extra, format_ct_table, save_images, targets=check_targets)
+
+
+def _check_args(n_slices, size, views, noise):
+    """The checked ``(n_slices, size, [views, ...], noise)``; errors name the argument."""
+    n_slices = check_int("n_slices", n_slices, 1)
+    size = check_int("size", size, 16)
+    if isinstance(views, numbers.Integral) and not isinstance(views, bool):
+        views = [views]
+    if isinstance(views, str) or not hasattr(views, "__iter__"):
+        raise TypeError(f"views must be an int or a sequence of ints, got {views!r}")
+    views = [check_int("views", v, 1) for v in views]
+    if not views:
+        raise ValueError("views must name at least one view count")
+    noise = check_real("noise", noise)
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    return n_slices, size, views, noise
+
+
+def _run_ct_case(cfg, test, val, views, noise, *, title, dps_slices, warm, progress) -> dict:
+    """One view count: project the test (and validation) volume, run every method, record."""
+    (vol, z), seed, dev = test, cfg["seed"], cfg["device"]
+    name = f"views-{views}"
+    prob = _CTProblem(vol, z, views=views, noise=noise, seed=seed, device=dev)
+    vprob = None if val is None else _CTProblem(*val, views=views, noise=noise, seed=seed + 1, device=dev)
+    rows, choices = run_case(prob, cfg, specs(cfg, prob.n, dps_slices), name=name, validation=vprob, warm=warm,
+                             progress=progress)
+    return {
+        "case": name, "views": views, "sigma": float(prob.sim.sigma), "n_det": int(prob.sim.n_det),
+        "slice_z": z.tolist(),
+        "tuning": None if vprob is None else {"split": "val", "slice_z": val[1].tolist(), "seed": seed + 1,
+                                              "choices": choices},
+        "title": title, "rows": rows, "same_slices": same_slices(rows), "_problem": prob,
+        "_reference": prob.reference,
+    }
 
 
 def format_ct_table(report: dict) -> str:
@@ -190,6 +199,6 @@ def format_ct_table(report: dict) -> str:
               f"{d['noise_relative']:g}; {d['simulation']}.")]
     for case in report["cases"]:
         lines += ["", f"### {case['views']} views ({case['n_det']} detector bins)", ""]
-        lines += case_table(case, d["n_slices"])
-    lines += ["", *common_footer(report)]
+        lines += case_table(case, d["n_slices"], sections=(comparison_table,))
+    lines += ["", *common_footer(report, prior_lines(report))]
     return "\n".join(lines)

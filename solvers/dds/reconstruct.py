@@ -1,0 +1,216 @@
+"""DDS and DPS as reconstruction methods (``krylearn reconstruct --method dds|dps``).
+
+Declared in :mod:`.method` (``reconstructors={"dds": "reconstruct:DDS",
+"dps": "reconstruct:DPS"}``) and found by
+:func:`krylearn.solvers.reconstructors.setup`; each is a
+:class:`~krylearn.solvers.reconstructors.Reconstructor` whose options are
+a small dataclass (:class:`DDSOptions`, :class:`DPSOptions`).  Setting one up
+loads its diffusion prior once (:func:`resolve_prior`); the data are then
+normalised to the prior's image range (its card's ``normalization.peak``,
+else 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+
+from ...utils.errors import FormatError
+from ..reconstructors import Options, Reconstructor, check_kind
+from .dds_sampler import dds_sample
+from .dps import dps_sample
+from .prior import available_priors, load_prior
+from .volume import dds_sample_volume
+
+__all__ = ["DDS", "DDSOptions", "DEFAULT_PRIOR", "DPS", "DPSOptions", "prior_peak", "resolve_prior"]
+
+#: The shipped prior of each modality (the default of ``prior``).
+DEFAULT_PRIOR = {"mri": "dds-mri", "ct": "dds-ct"}
+
+
+def _channels(den):
+    ch = getattr(den, "in_channels", None)
+    if ch is None and isinstance(getattr(den, "config", None), dict):
+        ch = den.config.get("in_channels")
+    return ch
+
+
+def prior_peak(card) -> float:
+    """The image peak a prior was trained on: its card's ``normalization`` ``peak`` (or ``max``), else 1."""
+    norm = card.get("normalization") if isinstance(card, dict) else None
+    if isinstance(norm, dict):
+        for key in ("peak", "max"):
+            v = norm.get(key)
+            if isinstance(v, numbers.Real) and math.isfinite(v) and v > 0:
+                return float(v)
+    return 1.0
+
+
+def resolve_prior(prior, kind: str, device="cpu"):
+    """The denoiser for ``prior``: ``(denoiser, card, label)``.
+
+    Parameters
+    ----------
+    prior : str, path, or callable
+        A shipped prior name (``"dds-mri"``, ``"dds-ct"``), the path of
+        weights written by :func:`krylearn.solvers.dds.save_prior`, or a
+        denoiser object (a :class:`~krylearn.solvers.dds.UNet`, a
+        :class:`~krylearn.solvers.dds.GaussianDenoiser`, ...).
+    kind : {"mri", "ct"}
+        Checks the channels: 2 (real, imaginary) for MRI, 1 for CT.
+
+    Raises
+    ------
+    ValueError
+        Unknown prior (the message says how to train one) or wrong channels.
+    FormatError
+        The weights file exists but is corrupt or of another kind (the
+        message names the file and what does not match).
+    """
+    check_kind(kind)
+    if prior is None:
+        raise ValueError(f"prior is required for the diffusion methods; pass --prior NAME|PATH "
+                         f"(shipped: {', '.join(available_priors()) or 'none'})")
+    if isinstance(prior, (str, os.PathLike)):
+        try:
+            den, card = load_prior(prior, device=device, return_card=True)
+        except FormatError:
+            raise  # the file exists and names itself: a corrupt or mismatched prior is not a missing one
+        except ValueError:
+            shipped = ", ".join(available_priors()) or "none"
+            raise ValueError(
+                f"prior {str(prior)!r} is neither a shipped prior (shipped: {shipped}) nor a weights file; "
+                f"train one with `krylearn train diffusion --kind {kind} ...` and pass --prior PATH") from None
+        label = str(prior)
+    elif callable(prior):
+        den, card, label = prior, dict(getattr(prior, "card", None) or {}), type(prior).__name__
+    else:
+        raise TypeError(f"prior must be a name, a path or a denoiser, got {type(prior).__name__}")
+    want = 2 if kind == "mri" else 1
+    ch = _channels(den)
+    if ch is not None and ch != want:
+        raise ValueError(f"prior {label!r} takes {ch} channel(s); {kind} needs {want} "
+                         f"({'real, imaginary' if kind == 'mri' else 'one real channel'})")
+    return den, card, label
+
+
+def _check_nfe(nfe) -> None:
+    if not isinstance(nfe, numbers.Integral) or isinstance(nfe, bool) or nfe < 1:
+        raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DDSOptions(Options):
+    """DDS's options (the sampler's defaults; see :func:`~krylearn.solvers.dds.dds_sample`).
+
+    Attributes
+    ----------
+    prior : name, path or denoiser, optional
+        Default: the shipped prior of the modality (:data:`DEFAULT_PRIOR`).
+    nfe : int
+        Network calls (49).
+    gamma : float, optional
+        Data weight of ``(I + gamma A^H A) x = x0 + gamma A^H y``; None: the
+        noiseless form ``A^H A x = A^H y``.
+    cg_steps : int
+        CG steps per diffusion step (5).
+    eta : float
+        Fresh-noise fraction (0.85).
+    net_batch : int, optional
+        At most this many images per network call.
+    volume : bool
+        CT with several slices: the 3D sampler (TV along z) rather than
+        independent slices.
+    lam, rho : float, optional
+        Weight and ADMM penalty of the TV along z (3D CT only; the 3D
+        sampler's defaults).
+    """
+
+    prior: object = None
+    nfe: int = 49
+    gamma: float | None = None
+    cg_steps: int = 5
+    eta: float = 0.85
+    net_batch: int | None = None
+    volume: bool = True
+    lam: float | None = None
+    rho: float | None = None
+
+    def __post_init__(self):
+        _check_nfe(self.nfe)
+
+
+@dataclasses.dataclass(frozen=True)
+class DPSOptions(Options):
+    """DPS's options (see :func:`~krylearn.solvers.dds.dps_sample`): ``prior``, ``nfe`` (1000),
+    guidance ``zeta``, DDIM ``eta``, ``net_batch``."""
+
+    prior: object = None
+    nfe: int = 1000
+    zeta: float | None = None
+    eta: float | None = None
+    net_batch: int | None = None
+
+    def __post_init__(self):
+        _check_nfe(self.nfe)
+
+
+class _Diffusion(Reconstructor):
+    """What DDS and DPS share: the prior, loaded once, and the data scaled to its range."""
+
+    def prepare(self, device):
+        prior = DEFAULT_PRIOR[self.kind] if self.options.prior is None else self.options.prior
+        self.denoiser, self.card, self.prior_label = resolve_prior(prior, self.kind, device)
+
+    @property
+    def scaled(self) -> bool:
+        return True
+
+    @property
+    def peak(self) -> float:
+        return prior_peak(self.card)
+
+    def record(self) -> dict:
+        return {"nfe": self.options.nfe, "prior": self.prior_label}
+
+
+class DDS(_Diffusion):
+    """The Decomposed Diffusion Sampler; CT volumes (several slices) use the 3D sampler unless ``volume=False``."""
+
+    Options = DDSOptions
+
+    def record(self) -> dict:
+        o = self.options
+        return super().record() | {"gamma": o.gamma, "cg_steps": o.cg_steps, "eta": o.eta,
+                                   "volume": bool(o.volume) if self.kind == "ct" else None}
+
+    def run(self, A, y, *, seed, scale, progress):
+        o = self.options
+        common = dict(nfe=o.nfe, seed=seed, scale=scale, progress=progress, cg_steps=o.cg_steps, eta=o.eta)
+        if o.net_batch is not None:
+            common["net_batch"] = o.net_batch
+        tv = {k: v for k, v in (("lam", o.lam), ("rho", o.rho)) if v is not None}
+        batch = y.shape[: y.ndim - len(A.oshape)]
+        if self.kind == "ct" and o.volume:
+            if len(batch) == 1 and batch[0] > 1:
+                if o.gamma is not None:
+                    raise ValueError("gamma is not used by the 3D CT sampler (it solves the noiseless ADMM "
+                                     "form); pass volume=False for slice-by-slice DDS with gamma")
+                return dds_sample_volume(self.denoiser, A, y, **common, **tv)
+            tv = {}  # a one-slice volume: TV along z is zero, lam / rho have nothing to act on
+        if tv:
+            raise TypeError(f"dds option(s) {', '.join(sorted(tv))} apply to 3D CT volumes only")
+        return dds_sample(self.denoiser, A, y, gamma=o.gamma, **common)
+
+
+class DPS(_Diffusion):
+    """Diffusion posterior sampling (the slow baseline DDS is compared with)."""
+
+    Options = DPSOptions
+
+    def run(self, A, y, *, seed, scale, progress):
+        opts = self.options.kwargs(skip=("prior", "nfe"))
+        return dps_sample(self.denoiser, A, y, nfe=self.options.nfe, seed=seed, scale=scale, progress=progress,
+                          **opts)
