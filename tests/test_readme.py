@@ -90,6 +90,17 @@ def test_readme_has_examples_and_commands():
     assert any(c[:2] == ["krylearn", "demo"] for p in _shell_blocks() for c in p.values[0])
 
 
+@pytest.mark.parametrize("doc", ["README.md", "benchmarks/README.md", *sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_relative_links_resolve(doc):
+    path = ROOT / doc
+    targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8"))
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    assert local, f"{doc} links nowhere"
+    missing = [t for t in local if not (path.parent / t).exists()]
+    assert not missing, f"{doc} links to missing files: {missing}"
+
+
 def test_command_lines_parsing():
     body = "pip install x && krylearn demo  # the demo\nkrylearn solve 'a b.mtx' -o x.npy\npytest -q\n"
     assert command_lines(body) == [["krylearn", "demo"], ["krylearn", "solve", "a b.mtx", "-o", "x.npy"]]
