@@ -167,7 +167,7 @@ def plot_residuals(histories: dict, path, *, title: str, rtol: float | None = No
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = ("-", "--", "-.", (0, (1, 1)))  # past the colour cycle, a new line style: every method its own
+    styles = ("-", "--", "-.", ":")  # past the colour cycle, a new line style: every method its own
     for k, (name, h) in enumerate(histories.items()):
         h = np.asarray(h, dtype=float)
         ax.semilogy(np.arange(len(h)), np.maximum(h, 1e-300), label=name, lw=1.4, color=colors[k % len(colors)],

@@ -16,13 +16,13 @@ import re
 
 from ..utils.errors import FormatError
 
-__all__ = ["error_line", "translate", "KNOWN_ERRORS"]
+__all__ = ["error_line", "translate", "KNOWN_ERRORS", "FLAG_PHRASES"]
 
 #: Errors that are the user's input or environment ("krylearn: error: ..."); others are internal errors.
 KNOWN_ERRORS = (ValueError, TypeError, FormatError, OSError, KeyError, IndexError, ImportError)
 
 #: ``(library phrase (regex), dests the CLI phrase needs, CLI phrase, phrase when the command lacks those flags)``.
-_PHRASES = [
+FLAG_PHRASES = [
     (r"pass grid_shape=\(ny, nx\) or \(nz, ny, nx\)", ("grid_shape",), "give {grid_shape} NY,NX or NZ,NY,NX",
      "this command knows no grid for it"),
     (r"pass resample=True (\([^)]*\)) or resample='native'", ("resample",),
@@ -44,7 +44,7 @@ _LEADING_NAME = re.compile(r"^([a-z][a-z0-9_]*)(?=( must | has | is |: | = ))")
 def translate(message: str, flags: dict | None) -> str:
     """``message`` with its Python argument names replaced by the flags in ``flags`` (dest -> option string)."""
     flags = flags or {}
-    for pattern, dests, cli, fallback in _PHRASES:
+    for pattern, dests, cli, fallback in FLAG_PHRASES:
         if all(d in flags for d in dests):
             repl = cli.format(**{d: flags[d] for d in dests})
         else:

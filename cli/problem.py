@@ -68,6 +68,7 @@ def methods_for(problem: Problem, methods: list[str]) -> list[str]:
         return list(methods)
     skipped = [m for m in methods if needs_grid(m)]
     if skipped:
+        where = problem.meta.get("file", problem.name)
         print(f"note: skipping {', '.join(skipped)}: {'it needs' if len(skipped) == 1 else 'they need'} the grid "
-              f"behind the matrix, which {problem.name} does not store; give --grid-shape NY,NX (or NZ,NY,NX)")
+              f"behind the matrix, and {where} stores none; give --grid-shape NY,NX (or NZ,NY,NX)")
     return [m for m in methods if m not in skipped]
