@@ -16,6 +16,11 @@ and ``update(value, result, context=None)``):
 Drivers: :func:`tune` (run a tuner over a sequence), :func:`grid_costs`,
 :func:`best_fixed`, :func:`instance_optimal` (grid-search oracles).
 
+Beside the tuners the folder holds ``method.py`` (its declaration: CLI
+subcommands only, no solve method or weights of its own), ``bench.py`` and
+``bench_report.py`` (``krylearn bench relax``) and ``commands.py``
+(``bench relax``, ``data sequence``).
+
 Examples
 --------
 >>> import numpy as np, pyamg, scipy.sparse as sp

@@ -4,6 +4,12 @@
 runs :func:`dcdm` with shipped weights; :func:`~.train.train_dcdm` trains new
 ones (``krylearn train dcdm``); weights load with
 ``krylearn.solvers.learned.load_pretrained`` like every learned method's.
+
+The folder is the method's whole room: ``method.py`` (its declaration),
+``model.py``, ``solve.py``, ``train.py`` (its ``TrainTask``), ``ritz.py``,
+``recipe.py`` (Ritz data -> trained weights and card), ``bench.py``
+(``krylearn bench dcdm``), ``commands.py`` (its CLI subcommands) and
+``weights/`` (shipped weights and cards).
 """
 
 from .model import DCDMNet

@@ -8,6 +8,12 @@ the shared :class:`~krylearn.solvers.learned.Trainer`; a trained
 :class:`NormalizedOperator` is saved and loaded with the package's one
 weights convention (``save_pretrained`` / ``load_pretrained`` /
 ``available("lsm")``, re-exported here).
+
+The folder is the method's whole room: ``method.py`` (its declaration), the
+networks, ``train.py`` (its ``TrainTask``), ``predict.py``, ``warm.py``,
+``recipe.py`` (Darcy files -> trained weights and card; ``krylearn train|eval
+lsm``), ``bench.py`` and ``bench_warm.py`` (``krylearn bench darcy``),
+``commands.py`` (its CLI subcommands) and ``weights/``.
 """
 
 from ..learned import available, load_pretrained, save_pretrained
