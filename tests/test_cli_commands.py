@@ -184,6 +184,13 @@ def test_missing_nilearn_is_a_plain_error_naming_the_package(monkeypatch):
     assert line.startswith("krylearn: error: ") and "pip install nilearn" in line and "krylearn[data]" not in line
 
 
+def test_a_command_that_needs_nilearn_says_so_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "nilearn", None)
+    assert main(["data", "mri", str(tmp_path / "m.h5"), "--size", "16", "--slices", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("krylearn: error: ") and err[0].endswith("pip install nilearn")
+
+
 # ------------------------------------------------------------------ outputs checked before any work
 def _fail(*_, **__):
     raise AssertionError("work started before the output was checked")
