@@ -90,7 +90,7 @@ def _check_operator(kind: str, A) -> None:
         raise TypeError(f"A must be a real operator for ct, got dtype {A.dtype}")
 
 
-def check_maps(maps, what: str = "maps", index=None) -> None:
+def check_maps(maps, what: str = "maps", index=None, hint: str | None = None) -> None:
     """``ValueError`` when the coil maps of a slice are all zero (nothing could be reconstructed there).
 
     Parameters
@@ -100,14 +100,16 @@ def check_maps(maps, what: str = "maps", index=None) -> None:
         Names the maps in the message (e.g. the file and its key).
     index : sequence of int, optional
         The slices' numbers to report (default ``0 .. slices - 1``).
+    hint : str, optional
+        What to do about it (default: store maps that are nonzero in the field of view).
     """
     m = maps.detach().abs() if isinstance(maps, torch.Tensor) else torch.from_numpy(np.abs(np.asarray(maps)))
     zero = torch.nonzero(m.reshape(m.shape[0], -1).amax(dim=1) == 0).reshape(-1).tolist()
     if zero:
         names = [int(index[i]) for i in zero] if index is not None else zero
+        hint = hint or "give maps that are nonzero inside the field of view"
         raise ValueError(f"{what}: the coil maps of slice(s) {', '.join(map(str, names[:8]))}"
-                         f"{' ...' if len(names) > 8 else ''} are all zero, so no image is determined there; "
-                         "store maps that are nonzero inside the field of view (or leave them out for ESPIRiT)")
+                         f"{' ...' if len(names) > 8 else ''} are all zero, so no image is determined there; {hint}")
 
 
 def run_reconstruction(rec: Reconstructor, A, y, *, seed: int = 0, scale=None, progress: bool = False):
@@ -401,7 +403,11 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
     data, index = _load_mri(input, slices)
     kspace, m, mask_label = _undersample(input, data, mask, accel, acs, seed)
     maps, maps_label = _coil_maps(data, kspace, m, calib_width, progress)
-    check_maps(maps, f"{input}: sensitivity_maps" if maps_label == "file" else f"{input}: {maps_label}", index)
+    if maps_label == "file":
+        check_maps(maps, f"{input}: sensitivity_maps", index,
+                   "store maps that are nonzero inside the field of view, or leave them out for ESPIRiT")
+    else:
+        check_maps(maps, f"{input}: {maps_label}", index, "is the slice's k-space empty? store sensitivity_maps")
     images, seconds, scale = _mri_slices(rec, kspace, maps, m, dev, seed=seed, scale=scale, batch=batch,
                                          progress=progress)
     if crop == "auto":

@@ -100,7 +100,7 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
     methods : sequence of str
         Subset of :data:`CT_BENCH_METHODS`.
     prior, dds_nfe, dps_nfe, dps_count, options, seed, warmup, device, volume, out_dir, save_images, progress
-        As :func:`krylearn.benchmarks.mri.run_mri_benchmark` (default prior
+        As :func:`.bench_mri.run_mri_benchmark` (default prior
         ``dds-ct``, 1 channel; files ``ct.json``, ``ct.md``,
         ``ct-images.h5`` (about 4 MB per view count at 16 slices of
         128 x 128), ``ct-views-<v>.png``).
