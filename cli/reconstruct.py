@@ -2,50 +2,75 @@
 
 The ``--method`` choices are every method that reconstructs the modality
 (:func:`krylearn.solvers.reconstructors.method_names`: the classical ones and
-those the learned methods declare).  Method options are flags shared by the
-methods that take them (``--lam``, ``--iters``, ``--nfe``, ...); a flag the
-chosen method does not take is an error that names it.
+those the learned methods declare in their folders), and the method options
+are flags built from the methods' own option declarations
+(:func:`~krylearn.solvers.reconstructors.option`): ``--lam``, ``--iters``,
+``--nfe``, ... (``--no-NAME`` for an option that is on by default), each
+listing the methods that take it.  A flag the chosen method does not take is
+an error that names it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from ..pipelines.reconstruct import MASKS, reconstruct_ct, reconstruct_mri
 from ..problems.simulate import write_ct_testset, write_mri_testset
-from ..solvers.reconstructors import method_names, option_names
+from ..solvers.reconstructors import method_class, method_names, option_names
 from .args import floats
 
 __all__ = ["add_parsers", "method_options"]
 
-#: Method-option flags: dest -> the method option it sets (``no_volume`` sets ``volume=False``).
-_OPTION_FLAGS = {"prior": "prior", "nfe": "nfe", "gamma": "gamma", "cg_steps": "cg_steps", "eta": "eta",
-                 "lam": "lam", "iters": "iters", "rho": "rho", "filter": "filter", "no_volume": "volume"}
+_TYPES = {int: int, float: floats, str: str}
 
 
 def _print(summary: dict) -> None:
     print(json.dumps(summary, indent=1, default=str))
 
 
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
+def _flag(name: str, negated: bool = False) -> str:
+    return ("--no-" if negated else "--") + name.replace("_", "-")
+
+
+def add_method_options(p: argparse.ArgumentParser, kind: str) -> None:
+    """One flag per option of the methods for ``kind`` (their declarations give the type and the help)."""
+    found = {}  # option -> (value type, on by default?, {help: [methods]})
+    for method in method_names(kind):
+        for name, typ, default, text in method_class(kind, method).Options.described(kind):
+            negated = typ is bool and default is True
+            seen = found.setdefault(name, (typ, negated, {}))
+            if seen[:2] != (typ, negated):
+                raise TypeError(f"option {name!r} of method {method!r} has another type than the other methods'")
+            seen[2].setdefault(text, []).append(method)
+    g = p.add_argument_group("method options (each lists the methods that take it)")
+    for name, (typ, negated, helps) in found.items():  # a name that collides with a flag above: argparse refuses it
+        text = "; ".join(f"{', '.join(ms)}: {h}" for h, ms in helps.items())
+        if typ is bool:
+            g.add_argument(_flag(name, negated), dest=f"no_{name}" if negated else name, action="store_true",
+                           help=text)
+        else:
+            g.add_argument(_flag(name), dest=name, type=_TYPES[typ], default=None, metavar=name.upper(), help=text)
+    p.set_defaults(method_flags={name: (_flag(name, negated), negated) for name, (_, negated, _) in found.items()})
 
 
 def method_options(args, kind: str) -> dict:
     """The options of ``args.method`` from the flags given; a flag the method does not take is a ``ValueError``."""
     given, flags = {}, {}
-    for dest, name in _OPTION_FLAGS.items():
-        value = getattr(args, dest, None)
-        if dest == "no_volume":
+    for name, (flag, negated) in args.method_flags.items():
+        value = getattr(args, f"no_{name}" if negated else name, None)
+        if negated:
             value = False if value else None
+        elif value is False:  # a switch that was not given
+            value = None
         if value is not None:
-            given[name], flags[name] = value, _flag(dest)
+            given[name], flags[name] = value, flag
     takes = option_names(kind, args.method)
     wrong = [flags[name] for name in given if name not in takes]
     if wrong:
-        own = [_flag(d) for d, name in _OPTION_FLAGS.items() if name in takes and hasattr(args, d)]
+        own = [f for name, (f, _) in args.method_flags.items() if name in takes]
         raise ValueError(f"{', '.join(wrong)} does not apply to --method {args.method} "
-                         f"(it takes {', '.join(own) or 'none of the method-option flags'})")
+                         f"(it takes {', '.join(own) or 'no method options'})")
     return given
 
 
@@ -67,7 +92,7 @@ def cmd_reconstruct_ct(args) -> int:
     return 0
 
 
-def _common_reconstruct(p, kind: str, prior: str) -> None:
+def _common_reconstruct(p, kind: str) -> None:
     p.add_argument("input", help="input HDF5 file")
     p.add_argument("-o", "--output", required=True, help="output HDF5 (reconstruction; a PNG preview next to it)")
     p.add_argument("--method", default="dds", choices=method_names(kind), help="reconstruction method (default dds)")
@@ -77,16 +102,6 @@ def _common_reconstruct(p, kind: str, prior: str) -> None:
     p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
     p.add_argument("--no-previews", action="store_true", help="no PNG preview")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    g = p.add_argument_group("method options (each applies to the methods named)")
-    g.add_argument("--prior", default=None,
-                   help=f"dds, dps: diffusion prior, shipped name or weights path (default {prior})")
-    g.add_argument("--nfe", type=int, default=None, help="dds, dps: network calls (default 49 for dds, 1000 for dps)")
-    g.add_argument("--gamma", type=floats, default=None,
-                   help="dds: data weight, (I + gamma A^H A) x = x0 + gamma A^H y (default: noiseless form)")
-    g.add_argument("--cg-steps", type=int, default=None, help="dds, admm-tv: CG steps per step (default 5)")
-    g.add_argument("--eta", type=floats, default=None, help="dds, dps: fresh-noise fraction (default 0.85 for dds)")
-    g.add_argument("--lam", type=floats, default=None, help="regularisation weight (default: the method's own)")
-    g.add_argument("--iters", type=int, default=None, help="iterations of the classical methods (default: their own)")
 
 
 def add_reconstruct_parser(sub) -> None:
@@ -98,20 +113,19 @@ def add_reconstruct_parser(sub) -> None:
         description="Reads kspace (slices, coils, ky, kx) with zeros where not sampled, an optional mask and "
                     "sensitivity_maps (else ESPIRiT on the ACS region); writes the fastMRI submission layout "
                     "(reconstruction: slices, ny, nx, float32 magnitude).")
-    _common_reconstruct(rm, "mri", "dds-mri")
+    _common_reconstruct(rm, "mri")
     rm.add_argument("--mask", default=None, choices=MASKS, help="undersample a fully sampled file retrospectively")
     rm.add_argument("--accel", type=floats, default=None, help="acceleration of --mask (alone: uniform1d)")
     rm.add_argument("--acs", type=floats, default=0.08, help="fully sampled centre fraction (default 0.08)")
     rm.add_argument("--batch", type=int, default=1, help="slices per method call (default 1)")
+    add_method_options(rm, "mri")
     rm.set_defaults(func=cmd_reconstruct_mri)
     rc = rsub.add_parser(
         "ct", help="parallel-beam CT from a krylearn CT file (sinogram, angles)",
         description="Reads sinogram (slices, views, det), angles and geometry attributes; several slices are "
                     "one volume (dds: 2D prior per slice + ADMM-TV along z).")
-    _common_reconstruct(rc, "ct", "dds-ct")
-    rc.add_argument("--rho", type=floats, default=None, help="admm-tv, dds: ADMM penalty (default: the method's own)")
-    rc.add_argument("--filter", default=None, help="fbp: filter (default ram-lak)")
-    rc.add_argument("--no-volume", action="store_true", help="dds: slices independently (no TV along z)")
+    _common_reconstruct(rc, "ct")
+    add_method_options(rc, "ct")
     rc.set_defaults(func=cmd_reconstruct_ct)
     r.set_defaults(func=lambda a, _p=r: (_p.print_help(), 2)[1])
 

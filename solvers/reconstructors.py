@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import types
+import typing
 from typing import Mapping
 
 import numpy as np
@@ -49,6 +51,7 @@ __all__ = [
     "Reconstructor",
     "check_kind",
     "check_seed",
+    "option",
     "method_class",
     "method_names",
     "option_names",
@@ -69,17 +72,52 @@ def check_kind(kind) -> str:
 
 
 # ------------------------------------------------------------------ the contract
+def option(default=None, help: str = "", *, kinds=None):
+    """A method option: a dataclass field with the help text of its command-line flag.
+
+    Parameters
+    ----------
+    default
+        The value when not given (``None``: the called function's default).
+    help : str
+        What it does and its default; ``krylearn reconstruct`` shows it under
+        ``--NAME`` (``--no-NAME`` for a boolean that defaults to True).
+    kinds : tuple of str, optional
+        The modalities it applies to (default all the method's).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "kinds": kinds})
+
+
+def _value_type(hint) -> type:
+    """``int | None`` -> int; anything that is not int, float or bool -> str (names, paths)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint if hint in (int, float, bool) else str
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
     """Base of a method's options: a frozen dataclass whose fields are its keyword options.
 
     A field left at ``None`` means the library default of the function the
     method calls; :meth:`kwargs` passes only the fields that are set.
+    Declare fields with :func:`option` to give them a command-line flag.
     """
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def described(cls, kind: str) -> list[tuple[str, type, object, str]]:
+        """``(name, value type, default, help)`` of the options with a help text that apply to ``kind``."""
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            kinds = f.metadata.get("kinds")
+            if f.metadata.get("help") and (kinds is None or kind in kinds):
+                out.append((f.name, _value_type(hints[f.name]), f.default, f.metadata["help"]))
+        return out
 
     @classmethod
     def build(cls, method: str, given: Mapping):
@@ -196,9 +234,9 @@ class ZeroFilled(Reconstructor):
 class CGOptions(Options):
     """:func:`~krylearn.solvers.imaging.cg_sense`'s ``iters``, ``rtol`` and Tikhonov ``lam``."""
 
-    iters: int | None = None
-    rtol: float | None = None
-    lam: float | None = None
+    iters: int | None = option(help=f"CG iterations (default {imaging.CG_SENSE_ITERS})")
+    rtol: float | None = option(help="relative residual to stop at (default 1e-6)")
+    lam: float | None = option(help="Tikhonov weight, (A^H A + lam I) x = A^H y (default 0)")
 
 
 class CGSense(Reconstructor):
@@ -223,16 +261,20 @@ class CGLeastSquares(CGSense):
 
 @dataclasses.dataclass(frozen=True)
 class L1WaveletOptions(Options):
-    lam: float | None = None
-    iters: int | None = None
-    wave_name: str | None = None
+    """:func:`~krylearn.solvers.imaging.l1_wavelet`'s options."""
+
+    lam: float | None = option(help=f"wavelet weight for unit-peak images (default {imaging.L1_WAVELET_LAM:g})")
+    iters: int | None = option(help=f"FISTA iterations (default {imaging.SIGPY_ITERS})")
+    wave_name: str | None = option(help="PyWavelets name (default db4)")
 
 
 @dataclasses.dataclass(frozen=True)
 class TVOptions(Options):
-    lam: float | None = None
-    iters: int | None = None
-    sigma: float | None = None
+    """:func:`~krylearn.solvers.imaging.tv_mri`'s options."""
+
+    lam: float | None = option(help=f"TV weight for unit-peak images (default {imaging.TV_MRI_LAM:g})")
+    iters: int | None = option(help=f"primal-dual iterations (default {imaging.SIGPY_ITERS})")
+    sigma: float | None = option(help=f"dual step (default {imaging.TV_MRI_SIGMA:g})")
 
 
 class L1Wavelet(Reconstructor):
@@ -261,7 +303,9 @@ class TV(L1Wavelet):
 
 @dataclasses.dataclass(frozen=True)
 class FBPOptions(Options):
-    filter: str | None = None
+    """:func:`krylearn.operators.ct.fbp`'s filter."""
+
+    filter: str | None = option(help="ram-lak, shepp-logan, cosine or hann (default ram-lak)")
 
 
 class FBP(Reconstructor):
@@ -278,11 +322,13 @@ class FBP(Reconstructor):
 
 @dataclasses.dataclass(frozen=True)
 class ADMMTVOptions(Options):
-    lam: float | None = None
-    rho: float | None = None
-    iters: int | None = None
-    cg_steps: int | None = None
-    tv: str | None = None
+    """:func:`~krylearn.solvers.imaging.admm_tv_ct`'s options."""
+
+    lam: float | None = option(help=f"TV weight for images in [0, 1] (default {imaging.ADMM_TV_LAM:g})")
+    rho: float | None = option(help=f"ADMM penalty (default {imaging.ADMM_TV_RHO:g})")
+    iters: int | None = option(help=f"ADMM iterations (default {imaging.ADMM_TV_ITERS})")
+    cg_steps: int | None = option(help=f"CG steps per x-update (default {imaging.ADMM_TV_CG_STEPS})")
+    tv: str | None = option(help="2d (per slice) or 3d (default: 3d for several slices)")
 
 
 class ADMMTV(Reconstructor):

@@ -1,6 +1,7 @@
 """One dispatcher for reconstruction methods (classical table + learned methods' declarations), their options
 objects, and the reconstruction pipeline's defects: scale (issue 12), corrupt priors, all-zero coil maps."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -78,6 +79,41 @@ def test_a_new_learned_method_needs_only_its_declaration(monkeypatch):
     np.testing.assert_allclose(x, 2 * run_method("mri", "zero-filled", A, y)[0], rtol=1e-6)
     with pytest.raises(ValueError, match="method must be one of"):
         run_method("ct", "doubling", ParallelBeamProjector(SHAPE, [0.0]), np.zeros((1, 30)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _GainOptions(R.Options):
+    gain: float = R.option(2.0, "multiplies the zero-filled image (default 2)")
+
+
+class _Gain(R.Reconstructor):
+    """A toy learned method: its declaration is all the dispatcher and the CLI need."""
+
+    kinds = ("mri",)
+    Options = _GainOptions
+
+    def run(self, A, y, *, seed, scale, progress):
+        return self.options.gain * A.H.apply(y)
+
+
+def test_a_declared_method_gets_its_cli_flags_from_its_options(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(R, "reconstructor_names", lambda: ["gain"])
+    monkeypatch.setattr(R, "reconstructor_entry", lambda name: _Gain if name == "gain" else None)
+    src = _mri_file(tmp_path / "k.h5")
+    with pytest.raises(SystemExit):
+        main(["reconstruct", "mri", "--help"])
+    assert "--gain GAIN" in capsys.readouterr().out
+    for args, name in ((["--gain", "3"], "g3"), ([], "g2"), (["--method", "zero-filled"], "zf")):
+        method = [] if args[:1] == ["--method"] else ["--method", "gain"]
+        assert main(["reconstruct", "mri", str(src), *method, *args, "-q", "--no-previews", "-o",
+                     str(tmp_path / f"{name}.h5")]) == 0
+    capsys.readouterr()
+    zf = read_reconstruction(tmp_path / "zf.h5")[0]
+    np.testing.assert_allclose(read_reconstruction(tmp_path / "g3.h5")[0], 3 * zf, rtol=1e-5)
+    np.testing.assert_allclose(read_reconstruction(tmp_path / "g2.h5")[0], 2 * zf, rtol=1e-5)
+    assert main(["reconstruct", "mri", str(src), "--method", "cg-sense", "--gain", "3", "-q", "-o",
+                 str(tmp_path / "x.h5")]) == 2
+    assert "--gain does not apply to --method cg-sense" in capsys.readouterr().err
 
 
 def test_options_are_a_dataclass_per_method_checked_by_name():

@@ -18,7 +18,7 @@ import numbers
 import os
 
 from ...utils.errors import FormatError
-from ..reconstructors import Options, Reconstructor, check_kind
+from ..reconstructors import Options, Reconstructor, check_kind, option
 from .dds_sampler import dds_sample
 from .dps import dps_sample
 from .prior import available_priors, load_prior
@@ -28,6 +28,7 @@ __all__ = ["DDS", "DDSOptions", "DEFAULT_PRIOR", "DPS", "DPSOptions", "prior_pea
 
 #: The shipped prior of each modality (the default of ``prior``).
 DEFAULT_PRIOR = {"mri": "dds-mri", "ct": "dds-ct"}
+_PRIOR_HELP = "diffusion prior: a shipped name or a weights path (default dds-mri for mri, dds-ct for ct)"
 
 
 def _channels(den):
@@ -128,15 +129,16 @@ class DDSOptions(Options):
         sampler's defaults).
     """
 
-    prior: object = None
-    nfe: int = 49
-    gamma: float | None = None
-    cg_steps: int = 5
-    eta: float = 0.85
-    net_batch: int | None = None
-    volume: bool = True
-    lam: float | None = None
-    rho: float | None = None
+    prior: object = option(help=_PRIOR_HELP)
+    nfe: int = option(49, "network calls (default 49)")
+    gamma: float | None = option(help="data weight, (I + gamma A^H A) x = x0 + gamma A^H y (default: the noiseless "
+                                      "form A^H A x = A^H y)")
+    cg_steps: int = option(5, "CG steps per diffusion step (default 5)")
+    eta: float = option(0.85, "fresh-noise fraction (default 0.85)")
+    net_batch: int | None = option(help="at most this many images per network call (default: all)")
+    volume: bool = option(True, "slices independently, without TV along z (default: one volume)", kinds=("ct",))
+    lam: float | None = option(help="weight of the TV along z (default 0.04)", kinds=("ct",))
+    rho: float | None = option(help="ADMM penalty of the TV along z (default 10)", kinds=("ct",))
 
     def __post_init__(self):
         _check_nfe(self.nfe)
@@ -147,11 +149,11 @@ class DPSOptions(Options):
     """DPS's options (see :func:`~krylearn.solvers.dds.dps_sample`): ``prior``, ``nfe`` (1000),
     guidance ``zeta``, DDIM ``eta``, ``net_batch``."""
 
-    prior: object = None
-    nfe: int = 1000
-    zeta: float | None = None
-    eta: float | None = None
-    net_batch: int | None = None
+    prior: object = option(help=_PRIOR_HELP)
+    nfe: int = option(1000, "network calls (default 1000)")
+    zeta: float | None = option(help="guidance strength (default 1)")
+    eta: float | None = option(help="DDIM noise level (default 1)")
+    net_batch: int | None = option(help="at most this many images per network call (default: all)")
 
     def __post_init__(self):
         _check_nfe(self.nfe)
