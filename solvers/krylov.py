@@ -24,7 +24,7 @@ from .base import IterativeMethod
 from .driver import Stepper, iterate
 from .inputs import Flattened, prepare_rhs
 from .nullspace import ConstantNullSpace, detect_constant_nullspace
-from .preconditioners import make_preconditioner
+from .preconditioners import complex_over_real, make_preconditioner
 from .result import SolveResult
 
 __all__ = ["CGStepper", "CGMethod", "PCG_CLASSES", "as_preconditioner", "check_hermitian", "cg_batch"]
@@ -181,6 +181,8 @@ def _projected(M, nullspace):
         return M._apply
 
     def apply(v):
+        if v.is_complex() and not M.dtype.is_complex:
+            return complex_over_real(apply, v)
         z = M._solve(v.to(device=M.device, dtype=M.dtype))
         return nullspace.project(z).to(device=v.device, dtype=v.dtype)
 

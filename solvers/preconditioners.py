@@ -65,6 +65,8 @@ class Preconditioner(Operator):
         self.info: dict = {}
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_complex() and not self.dtype.is_complex:
+            return complex_over_real(self._apply, x)
         in_dtype = x.dtype
         if x.dtype != self.dtype or x.device != self.device:
             x = x.to(device=self.device, dtype=self.dtype)
@@ -78,6 +80,13 @@ class Preconditioner(Operator):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} n={self.shape[0]} dtype={self.dtype} device={self.device} setup={self.setup_seconds:.3g}s>"
+
+
+def complex_over_real(apply, x: torch.Tensor) -> torch.Tensor:
+    """A real linear map applied to a complex batch: real and imaginary parts in one call."""
+    k = x.shape[0]
+    z = apply(torch.cat([x.real, x.imag]))
+    return torch.complex(z[:k], z[k:])
 
 
 def _operator(A, csr=None, *, real: bool = False, matrix: bool = True, what: str = "this preconditioner"):

@@ -7,7 +7,7 @@ and declares all of it in one place, ``solvers/<name>/method.py``::
     METHOD = Method(
         name="dcdm",
         summary="deep conjugate direction method for SPD Poisson systems",
-        solvers={"dcdm": "solve:dcdm", "dcdm-pure": "solve:dcdm_pure"},
+        solvers={"dcdm": "solve:DCDM", "dcdm-pure": "solve:DCDMPure"},
         network="model:DCDMNet",
         commands="commands:add_commands",
     )
@@ -43,8 +43,11 @@ class Method:
     summary : str
         One line for ``krylearn --help`` and the docs.
     solvers : dict[str, str]
-        ``krylearn.solve`` method names -> ``"module:function"`` with the
-        signature ``fn(A, b, x0=None, *, rtol, atol, maxiter, **options) -> SolveResult``.
+        ``krylearn.solve`` method names -> ``"module:Class"`` of an
+        :class:`~krylearn.solvers.base.IterativeMethod` subclass (set up once by
+        :class:`~krylearn.solvers.Solver`, run by the shared driver), or
+        ``"module:function"`` with the signature
+        ``fn(A, b, x0=None, *, rtol, atol, maxiter, **options) -> SolveResult``.
     reconstructors : dict[str, str]
         Reconstruction method names (``krylearn reconstruct --method``) -> ``"module:function"``.
     network : str, optional

@@ -324,3 +324,16 @@ def test_imaging_cg_gives_the_same_image_at_any_scale_of_the_data():
         x = cg_sense(S, y * s, iters=30)
         assert torch.all(torch.isfinite(x)) and torch.linalg.vector_norm(x) > 0
         assert torch.allclose(x / s, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("method", ["pcg-jacobi", "pcg-ic", "pcg-ssor", "pcg-amg"])
+def test_real_matrix_with_complex_rhs(method):
+    """A real SPD matrix and a complex b: the real preconditioner acts on both parts."""
+    A = poisson(12, boundary="solid") + 0.1 * sp.identity(144)
+    rng = np.random.default_rng(4)
+    b = rng.standard_normal(144) + 1j * rng.standard_normal(144)
+    opts = {"omega": 1.3} if method == "pcg-ssor" else {}
+    r = krylearn.solve(A.tocsr(), b, method=method, rtol=1e-10, **opts)
+    assert r.converged and np.iscomplexobj(r.x) and rel_true(A, b, r.x) <= 1e-10
+    re = krylearn.solve(A.tocsr(), b.real, method=method, rtol=1e-12, **opts).x
+    assert np.allclose(r.x.real, re, atol=1e-8)
