@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates every table and plot in benchmarks/results/ (quoted in the README).
+# Regenerates every table and plot in benchmarks/results/ (quoted in benchmarks/README.md).
 # About 10 minutes on a 2-core CPU; run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LSM against FNO and U-Net on Darcy flow at 85^2, plus LSM-warm-started CG / AMG-PCG (README "LSM").
+# LSM against FNO and U-Net on Darcy flow at 85^2, plus LSM-warm-started CG / AMG-PCG (benchmarks/README.md, "LSM").
 #   data: 1200 training-file samples (seed 0: 1000 train + 100 validation) and a separate
 #         200-sample test file (seed 1), both 421^2 solves sub-sampled by 5 (about 25 min).
 #   training: the same data and budget for every model (35 epochs, StepLR x0.5 every 7,

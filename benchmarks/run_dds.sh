@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DDS (issue 6): the MRI and CT tables and figures of the README ("DDS"), from the shipped priors
+# DDS: the MRI and CT tables and figures of benchmarks/README.md ("DDS"), from the shipped priors
 # dds-mri (complex 64^2 brain slices) and dds-ct (128^2 brain slices).
 #   MRI: the 16 held-out test-band slices of the MNI152 brain at 64^2, 8 birdcage coils, k-space SNR 30 dB,
 #        simulated on a 2x finer grid (no inverse crime); uniform 1D x4 / x8 and Poisson-disc x8; zero-filled,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the bandit-tuned SOR tables and plots in benchmarks/results/relax/ (quoted in the README).
+# Regenerates the bandit-tuned SOR tables and plots in benchmarks/results/relax/ (quoted in benchmarks/README.md).
 # About 40 minutes on a 2-core CPU (the 99^2 heat sequence with T = 5000 is most of it).
 # The grid-cost caches (*.npz) are written beside the results and not committed.
 # One torch thread: on a shared 2-core machine torch's thread pool made small CG steps 30-80x slower.
