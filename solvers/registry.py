@@ -49,7 +49,9 @@ class Method:
         ``"module:function"`` with the signature
         ``fn(A, b, x0=None, *, rtol, atol, maxiter, **options) -> SolveResult``.
     reconstructors : dict[str, str]
-        Reconstruction method names (``krylearn reconstruct --method``) -> ``"module:function"``.
+        Reconstruction method names (``krylearn reconstruct --method``) ->
+        ``"module:Class"`` of a :class:`~krylearn.solvers.reconstructors.Reconstructor`
+        subclass (``solvers/dds/reconstruct.py`` is the example).
     network : str, optional
         ``"module:Class"`` of the network its shipped weights load into.
     weights : str, optional
