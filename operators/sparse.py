@@ -44,6 +44,9 @@ class SparseMatrix(Operator):
 
     def __init__(self, A, dtype=None, device=None):
         indptr, indices, data, shape = _csr_parts(A)
+        checked = isinstance(data, np.ndarray)  # numpy's check is much cheaper than torch's on small matrices
+        if checked and data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
+            raise ValueError("A contains NaN or Inf")
         if device is None:
             device = data.device if isinstance(data, torch.Tensor) else "cpu"
         device = canonical_device(device)
@@ -54,7 +57,7 @@ class SparseMatrix(Operator):
             data = data.to(torch.float64)
         if dtype is not None:
             data = data.to(dtype)
-        if not torch.isfinite(data).all():
+        if (not checked or dtype is not None) and not torch.isfinite(data).all():
             raise ValueError("A contains NaN or Inf")
         index_dtype = torch.int32 if max(shape[1], data.numel()) < 2**31 - 1 else torch.int64
         self.indptr = indptr.to(device=device, dtype=index_dtype).contiguous()
@@ -62,7 +65,7 @@ class SparseMatrix(Operator):
         self.data = data.to(device=device).contiguous()
         self._torch_csr = None
         self._transpose = None
-        self._scipy = None
+        self._scipy = _shared_view(A, self) if device.type == "cpu" else None
         super().__init__((shape[1],), (shape[0],), self.data.dtype, device)
 
     # -------------------------------------------------------------- queries
@@ -138,7 +141,8 @@ class SparseMatrix(Operator):
 def _csr_parts(A):
     """``(indptr, indices, data, shape)`` of ``A`` in canonical CSR form, validated; ``A`` is never modified."""
     if scipy.sparse.issparse(A):
-        A = scipy.sparse.csr_matrix(A)  # shares the arrays of a CSR input
+        if A.format != "csr":
+            A = scipy.sparse.csr_matrix(A)
         if len(A.indptr) and A.indptr[-1] != len(A.data):
             raise ValueError(f"A: indptr ends at {A.indptr[-1]} but there are {len(A.data)} stored values")
         _check_indices(A.indices, A.shape[1])
@@ -186,6 +190,15 @@ def _csr_parts(A):
         "A must be a scipy sparse matrix, a torch sparse tensor or (indptr, indices, data, shape), "
         f"got {type(A).__name__}"
     )
+
+
+def _shared_view(A, M: "SparseMatrix"):
+    """``A`` itself as ``M``'s scipy view when ``M``'s arrays are ``A``'s (a canonical scipy CSR input), else None."""
+    if not scipy.sparse.issparse(A) or A.format != "csr":
+        return None
+    same = (M.data.data_ptr() == A.data.ctypes.data and M.indices.data_ptr() == A.indices.ctypes.data
+            and M.indptr.data_ptr() == A.indptr.ctypes.data and M.data.dtype == torch.from_numpy(A.data[:0]).dtype)
+    return A if same else None
 
 
 def _check_indices(indices: np.ndarray, n: int) -> None:

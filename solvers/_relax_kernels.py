@@ -9,9 +9,8 @@ Identically zero rows (the full-grid convention) have no stored entries;
 the kernels skip them (relaxation) or the caller arranges the diagonal so
 that they act as the identity (preconditioners).
 
-Also here: :func:`matrix_form`, the shared "give me a canonical CSR matrix
-and its empty-row mask" helper of :mod:`.relaxation` and
-:mod:`.preconditioners`.
+The canonical CSR form itself comes from
+:func:`krylearn.solvers.inputs.canonical_csr`, built once per solver setup.
 """
 
 from __future__ import annotations
@@ -20,51 +19,9 @@ import numba
 import numpy as np
 import scipy.sparse
 
-from ..operators.base import Operator
 
 
 # --------------------------------------------------------------------- helpers
-def matrix_form(op: Operator, name: str = "A") -> tuple[scipy.sparse.csr_matrix, np.ndarray]:
-    """Canonical CSR form of a square operator and its empty-row mask.
-
-    Returns
-    -------
-    csr : scipy.sparse.csr_matrix, (n, n)
-        Sorted indices, duplicates summed, explicit zeros removed; the dtype
-        of ``op`` (numpy equivalent).
-    empty : numpy.ndarray of bool, (n,)
-        Rows with no nonzero entry.
-
-    Raises
-    ------
-    TypeError
-        ``op`` has no matrix form (``to_sparse`` not implemented).
-    ValueError
-        ``op`` is not square.
-    """
-    if not op.is_square:
-        raise ValueError(f"{name} must be square, got shape {op.shape}")
-    try:
-        M = op.to_sparse()
-    except NotImplementedError:
-        raise TypeError(
-            f"{name} must have a matrix form: a scipy sparse matrix, an array, a SparseMatrix or an "
-            f"operator implementing to_sparse(); {type(op).__name__} does not"
-        ) from None
-    M = scipy.sparse.csr_matrix(M, copy=True)
-    M.sum_duplicates()
-    M.eliminate_zeros()
-    M.sort_indices()
-    if M.shape != op.shape:
-        raise ValueError(f"{name}.to_sparse() has shape {M.shape}, expected {op.shape}")
-    if not np.all(np.isfinite(M.data)):
-        raise ValueError(f"{name} contains NaN or Inf")
-    M.indptr = M.indptr.astype(np.int64)
-    M.indices = M.indices.astype(np.int64)
-    empty = np.diff(M.indptr) == 0
-    return M, empty
-
-
 def check_diagonal(diag: np.ndarray, empty: np.ndarray, name: str = "A", positive: bool = False) -> None:
     """Raise ``ValueError`` if a nonzero row has a zero (or, if ``positive``, non-positive) diagonal."""
     bad = ~empty & ((diag.real <= 0) if positive else (diag == 0))

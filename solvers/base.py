@@ -79,6 +79,13 @@ class IterativeMethod:
     def info(self) -> dict:
         return {}
 
+    def history_buffer(self, maxiter: int) -> np.ndarray:
+        """A residual buffer of ``maxiter + 1`` entries for the compiled fast paths, reused across solves."""
+        buf = getattr(self, "_hist_buf", None)
+        if buf is None or buf.shape[0] < maxiter + 1:
+            buf = self._hist_buf = np.empty(maxiter + 1)
+        return buf
+
 
 def rounding_floor(csr, x: torch.Tensor, rhs: Rhs) -> np.ndarray:
     """``m * eps * (|| |A| |x| || + ||b||)``: below it ``b - A x`` is rounding noise (``m`` = max nonzeros per row)."""

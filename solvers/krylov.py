@@ -10,6 +10,7 @@ convergence on the true residual.  The function is :func:`krylearn.solvers.cg`. 
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -276,12 +277,16 @@ def _pcg_class(pc: str, base=CGMethod):
 class _PCGSSOR(CGMethod):
     """SSOR-PCG, with a compiled whole-solve loop for one real fp64 right-hand side on the CPU."""
 
+    def __init__(self, op, csr, **options):
+        super().__init__(op, csr, **options)
+        self.empty_rows = np.nonzero(self.empty)[0].astype(np.int64) if self.empty is not None else None
+
     def update_options(self, **options) -> bool:
         """``omega`` changes rebuild only the preconditioner (no symmetry check, no null-space search)."""
         if set(options) - {"omega"}:
             return False
         self.pc_options.update(options)
-        self.M = make_preconditioner("ssor", self.op, csr=self.csr, **self.pc_options)
+        self.M = self.M.with_omega(self.pc_options["omega"])
         self._apply_M = _projected(self.M, self.nullspace)
         return True
 
@@ -301,18 +306,18 @@ def _fast_pcg_ssor(method, M, b, x0, rtol, atol, maxiter):
     t0 = time.perf_counter()
     check_empty_rows(method.empty, b)
     amax = float(np.max(np.abs(b))) if b.size else 0.0
-    s = np.ldexp(1.0, -np.frexp(amax)[1]) if amax > 0 else 1.0
+    s = math.ldexp(1.0, -math.frexp(amax)[1]) if amax > 0 else 1.0
     bs = b * s
     x = np.zeros_like(bs) if x0 is None else np.asarray(x0, dtype=np.float64) * s
-    bnorm = float(np.linalg.norm(bs))
+    bnorm = math.sqrt(bs @ bs)
     info = {**method.info(), "fast_path": True}
     if bnorm == 0:
         return SolveResult(np.zeros_like(b), True, 0, np.zeros(1), "zero_rhs", 0.0, time.perf_counter() - t0,
                            method.name, {**info, "true_residual": 0.0, "matvecs": 0})
     tol = max(rtol * bnorm, atol * s)
     c = M._csr
-    hist = np.empty(maxiter + 1)
-    empty_rows = np.nonzero(method.empty)[0].astype(np.int64)
+    hist = method.history_buffer(maxiter)
+    empty_rows = method.empty_rows
     it, code, matvecs, true_norm = K2.pcg_ssor_solve(c.indptr, c.indices, c.data, M._diag, M._wdinv, empty_rows,
                                                      M.omega, x, bs, tol, maxiter, hist)
     reason = "converged" if code == -1 else K2.CODES[code]

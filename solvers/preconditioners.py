@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import numbers
 import time
 import warnings
@@ -256,19 +257,34 @@ class SSORPreconditioner(_TriangularPairPreconditioner):
         omega = _check_omega(omega)
         dtype = _work_dtype(op)
         super().__init__(op.shape[0], dtype, op.device)
-        csr = csr.astype(_np_dtype(dtype))
+        csr = csr.astype(_np_dtype(dtype), copy=False)
         diag = csr.diagonal().real.astype(np.float64)
         K.check_diagonal(diag, empty, positive=True)  # an SPD preconditioner needs D > 0
-        # rows of an identically zero row act as the identity: x_i = w (2-w) r_i / d_i
-        diag[empty] = omega * (2.0 - omega)
-        self.omega = omega
         self._csr = csr
-        self._diag = diag.astype(_np_dtype(dtype))
-        self._wdinv = (omega / self._diag).astype(self._diag.dtype)
+        self._d, self._empty_mask = diag, empty
         self._empty = torch.from_numpy(np.nonzero(empty)[0]).to(self.device) if empty.any() else None
-        self.info.update(omega=omega, empty_rows=int(empty.sum()))
-        self._init_backend(backend)
+        self._backend_choice = backend
+        self._set_omega(omega)
         self.setup_seconds = time.perf_counter() - t0
+
+    def _set_omega(self, omega: float) -> None:
+        diag = self._d.copy()
+        # rows of an identically zero row act as the identity: x_i = w (2-w) r_i / d_i
+        diag[self._empty_mask] = omega * (2.0 - omega)
+        self.omega = omega
+        self._diag = diag.astype(_np_dtype(self.dtype))
+        self._wdinv = (omega / self._diag).astype(self._diag.dtype)
+        self.info.update(omega=omega, empty_rows=int(self._empty_mask.sum()))
+        self._init_backend(self._backend_choice)
+
+    def with_omega(self, omega: float) -> "SSORPreconditioner":
+        """The same preconditioner with another ``omega``: only the diagonal terms are recomputed."""
+        t0 = time.perf_counter()
+        out = copy.copy(self)
+        out.info = dict(self.info)
+        out._set_omega(_check_omega(omega))
+        out.setup_seconds = time.perf_counter() - t0
+        return out
 
     def _torch_factors(self):
         D = scipy.sparse.diags(self._diag.astype(np.float64) / self.omega)

@@ -34,6 +34,7 @@ left untouched.  A zero diagonal on a nonzero row raises ``ValueError``.
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 
@@ -355,23 +356,23 @@ class SORMethod(IterativeMethod):
         t0 = time.perf_counter()
         e = self._engine(torch.float64)
         amax = float(np.max(np.abs(b))) if b.size else 0.0
-        s = np.ldexp(1.0, -np.frexp(amax)[1]) if amax > 0 else 1.0
+        s = math.ldexp(1.0, -math.frexp(amax)[1]) if amax > 0 else 1.0
         bs = b * s
         x = np.zeros_like(bs) if x0 is None else np.asarray(x0, dtype=np.float64) * s
         if not np.all(np.isfinite(x)):
             return None
         check_empty_rows(self.empty, bs)
-        bnorm = float(np.linalg.norm(bs))
+        bnorm = float(np.sqrt(bs @ bs))
         tol = max(rtol * bnorm, atol * s)
-        info = {**self.info(), "residual_refreshes": 0, "fast_path": True, "_method": self.name}
-        hist = np.empty(maxiter + 1)
+        info = {**self.info(), "residual_refreshes": 0, "fast_path": True}
         if bnorm == 0:
-            return _fast_result(np.zeros_like(b), 0, "zero_rhs", np.zeros(1), info, 0.0, t0)
-        r0 = np.sqrt(K.residual_norm2(e.indptr, e.indices, e.data, x, bs))
+            return _fast_result(np.zeros_like(b), 0, "zero_rhs", np.zeros(1), info, self.name, t0)
+        hist = self.history_buffer(maxiter)
+        r0 = math.sqrt(K.residual_norm2(e.indptr, e.indices, e.data, x, bs))
         hist[0] = r0
         if r0 <= tol:
             info["true_residual"] = r0 / bnorm
-            return _fast_result(x / s, 0, "converged", hist[:1] / bnorm, info, 0, t0)
+            return _fast_result(x / s, 0, "converged", hist[:1] / bnorm, info, self.name, t0)
         it, code = K.sor_solve(e.indptr, e.indices, e.data, e.dinv, e.first, e.last, x, bs, self.omega, tol, r0,
                                maxiter, self.opts["sweep"] == "symmetric", DIVERGENCE_FACTOR, hist)
         h = hist[: it + 1] / bnorm
@@ -380,12 +381,12 @@ class SORMethod(IterativeMethod):
         info["sweeps"] = int(it) * e.passes
         info["true_residual"] = float(hist[it] / bnorm)
         return _fast_result(x / s, int(it), ("maxiter", "converged", "nonfinite", "diverged")[code], h, info,
-                            0, t0)
+                            self.name, t0)
 
 
-def _fast_result(x, it, reason, hist, info, _unused, t0) -> SolveResult:
+def _fast_result(x, it, reason, hist, info, method, t0) -> SolveResult:
     return SolveResult(x, reason in ("converged", "zero_rhs"), it, hist, reason, 0.0, time.perf_counter() - t0,
-                       info.pop("_method", ""), info)
+                       method, info)
 
 
 class _SSORMethod(SORMethod):
