@@ -50,7 +50,7 @@ def cmd_solve(args) -> int:
     A, b, grid, flags = _load(path, args.index)
     grid = _grid(args.grid_shape, grid, A.shape[0])
     if args.rhs:
-        b = _read_vector(args.rhs, A.shape[0], complex_ok=np.iscomplexobj(A.data))
+        b = _read_vector(args.rhs, A.shape[0])
     elif b is None:
         b = np.ones(A.shape[0]) * (np.diff(A.indptr) > 0)
         print("no --rhs given: using b = 1 on nonzero rows")
@@ -104,7 +104,7 @@ def _options(args, grid, flags) -> dict:
     return opts
 
 
-def _read_vector(path, n: int, *, complex_ok: bool) -> np.ndarray:
+def _read_vector(path, n: int) -> np.ndarray:
     """The right-hand side in ``path`` (.npy, .mtx or text) as a flat float64 (or complex128) vector of ``n``."""
     p = Path(path)
     if p.suffix == ".npy":
@@ -119,10 +119,7 @@ def _read_vector(path, n: int, *, complex_ok: bool) -> np.ndarray:
             v = np.loadtxt(p, dtype=np.complex128)
     v = np.asarray(v).reshape(-1)
     if np.iscomplexobj(v) and np.any(v.imag != 0):
-        if not complex_ok:
-            raise ValueError(f"--rhs {p.name} has complex entries but the matrix is real: solve its real and "
-                             "imaginary parts as two right-hand sides, or give a complex matrix")
-        v = v.astype(np.complex128)
+        v = v.astype(np.complex128)  # kept whole: x comes back complex (a real matrix acts on both parts)
     else:
         v = np.real(v).astype(np.float64)
     if v.shape[0] != n:
