@@ -25,7 +25,7 @@ from ..datasets.matrix_market import read_mtx
 from ..datasets.systems import SystemsFile
 from ..problems.smoke import SmokeSimulation
 from ..solvers.learned import cpu_name
-from ..solvers.solver import Solver
+from ..solvers.solver import Solver, takes_grid
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.version import __version__
 
@@ -48,10 +48,13 @@ class Problem:
 
 
 def smoke_problem(scene: str = "smoke-obstacle", dim: int = 2, n: int = 128, frames: int = 10,
-                  seed: int = 0, progress: bool = False) -> Problem:
-    """Run the smoke simulation for ``frames`` frames; return the last frame's pressure system."""
+                  seed: int = 0, progress: bool = False, sim_solver: str = "pcg-amg") -> Problem:
+    """Run the smoke simulation for ``frames`` frames; return the last frame's pressure system.
+
+    ``sim_solver`` solves the simulation's own pressure systems (to rtol 1e-8).
+    """
     shape = (n,) * dim
-    sim = SmokeSimulation(shape, scene=scene, seed=seed)
+    sim = SmokeSimulation(shape, scene=scene, seed=seed, solver=sim_solver)
     it = range(frames)
     if progress:
         it = tqdm(it, desc=f"simulating {scene} {n}^{dim}", unit="frame")
@@ -99,7 +102,7 @@ def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0,
                repeats: int = 3, warmup: int = 1, options=None) -> tuple[dict, np.ndarray]:
     """Run ``method`` ``warmup + repeats`` times; return a table row and the residual history."""
     options = dict(options or {})
-    if method.startswith("dcdm") and problem.grid_shape is not None:  # DCDM needs the grid behind the matrix
+    if takes_grid(method) and problem.grid_shape is not None:  # DCDM and MGPCG work on the grid behind the matrix
         options.setdefault("grid_shape", tuple(problem.grid_shape))
         if problem.flags is not None:
             options.setdefault("flags", problem.flags)

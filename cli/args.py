@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..solvers.learned import check_writable
-from ..solvers.solver import method_class
+from ..solvers.solver import takes_grid
 
 __all__ = ["DEFAULT_OUT", "floats", "method_list", "int_list", "grid_shape", "add_stopping", "add_run_options",
            "add_quiet", "comma_list", "writable_folder", "writable_file", "needs_grid"]
@@ -89,9 +89,5 @@ def writable_file(path, flag: str) -> Path:
 
 
 def needs_grid(method: str) -> bool:
-    """Whether ``method`` needs the grid behind the matrix (``grid_shape``), as DCDM does."""
-    try:
-        cls = method_class(method)
-    except ValueError:
-        return False  # an unknown method: the solve itself reports it
-    return "grid_shape" in (getattr(cls, "options", None) or {})
+    """Whether ``method`` needs the grid behind the matrix (``grid_shape``), as DCDM and MGPCG do."""
+    return takes_grid(method)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 
 from ..benchmarks.baselines import compare_cg, compare_spmv, format_cg_table, format_spmv_table
-from ..benchmarks.frames import format_frames_table, record_frames, run_frames
+from ..benchmarks.frames import format_frames_table, plot_frames, record_frames, run_frames
 from ..benchmarks.poisson import format_table, machine, run_benchmark
+from ..solvers.solver import method_class
 from ..utils.atomic import atomic_write_text
 from .args import add_run_options, add_stopping, floats, method_list, writable_folder
 from .problem import add_problem, load_problem, methods_for
@@ -26,10 +27,14 @@ def add_bench_parsers(bench) -> None:
     add_problem(bp)
     add_stopping(bp)
     bp.add_argument("--methods", type=method_list, default=None,
-                    help="comma-separated (default cg,pcg-ic,pcg-amg; with --sequence also dcdm)")
+                    help="comma-separated (default cg,pcg-ic,pcg-amg,mgpcg; with --sequence also dcdm)")
     bp.add_argument("--sequence", type=int, default=0, metavar="N",
                     help="solve N consecutive frames of the scene instead of one: a fresh krylearn.solve per "
                          "frame against one Solver warm-started from the previous frame (default 0: one frame)")
+    bp.add_argument("--solver-only", action="store_true",
+                    help="with --sequence: skip the fresh-solve-per-frame path (default: run both)")
+    bp.add_argument("--sim-solver", default="pcg-amg",
+                    help="with --sequence: the method the simulation solves its own pressure with (default pcg-amg)")
     add_run_options(bp, out="bench", repeats=3)
     bp.set_defaults(func=cmd_bench_poisson)
     bb = bench.add_parser("baselines", help="krylearn cg / pcg-amg / SpMV against scipy and pyamg on one system")
@@ -44,7 +49,7 @@ def cmd_bench_poisson(args) -> int:
     if args.sequence:
         return _bench_frames(args)
     problem = load_problem(args)
-    methods = methods_for(problem, args.methods or ["cg", "pcg-ic", "pcg-amg"])
+    methods = methods_for(problem, args.methods or ["cg", "pcg-ic", "pcg-amg", "mgpcg"])
     if not methods:
         raise ValueError("no method left to run")
     report = run_benchmark(problem, methods, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter,
@@ -60,9 +65,12 @@ def _bench_frames(args) -> int:
         raise ValueError("--sequence simulates its frames; it cannot be combined with --file")
     if args.grid_shape is not None:
         raise ValueError("--grid-shape applies to a .mtx --file; simulated frames have their own grid")
-    seq = record_frames(args.scene, args.dim, args.n, args.sequence, args.seed, progress=not args.quiet)
-    methods = args.methods or ["cg", "pcg-ic", "pcg-amg", "dcdm"]
-    report = run_frames(seq, methods, rtol=args.rtol, maxiter=args.maxiter, progress=not args.quiet)
+    methods = args.methods or ["cg", "pcg-ic", "pcg-amg", "mgpcg", "dcdm"]
+    method_class(args.sim_solver)  # an unknown name fails before the simulation runs
+    seq = record_frames(args.scene, args.dim, args.n, args.sequence, args.seed, progress=not args.quiet,
+                        sim_solver=args.sim_solver)
+    report = run_frames(seq, methods, rtol=args.rtol, maxiter=args.maxiter, progress=not args.quiet,
+                        fresh=not args.solver_only)
     report["machine"] = machine()
     report["command"] = args.command_line
     table = format_frames_table(report)
@@ -71,7 +79,8 @@ def _bench_frames(args) -> int:
     name = report["problem"]["name"]
     atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1))
     atomic_write_text(out / f"{name}.md", table + "\n")
-    print(f"\nwrote {out / (name + '.json')} and {out / (name + '.md')}")
+    plot_frames(report, out / f"{name}.png")
+    print(f"\nwrote {out / (name + '.json')}, {out / (name + '.md')} and {out / (name + '.png')}")
     return 0
 
 

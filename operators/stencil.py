@@ -106,45 +106,45 @@ def _row3(d, wx, wylo, wyhi, wzlo, wzhi, xc, xylo, xyhi, xzlo, xzhi, y, nx):
     )
 
 
+@numba.njit(cache=True, inline="always")
+def _row2_at(d, wy, wx, x, b, j, y):
+    """Row ``j`` of ``A x[b]`` into ``y``; neighbours across the domain side are clamped (zero weight)."""
+    ny, nx = d.shape
+    jm = j - 1 if j > 0 else 0
+    jp = j + 1 if j < ny - 1 else ny - 1
+    _row(d[j], wx[j], wy[j], wy[j + 1], x[b, j], x[b, jm], x[b, jp], y, nx)
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def _apply2d(d, wy, wx, x, y):
     """``y[b] = A x[b]`` on an ``(ny, nx)`` grid; ``x``, ``y``: ``(B, ny, nx)``."""
     nb = x.shape[0]
-    ny, nx = d.shape
-    for j in numba.prange(ny):
-        jm = j - 1 if j > 0 else 0
-        jp = j + 1 if j < ny - 1 else ny - 1
+    for j in numba.prange(d.shape[0]):
         for b in range(nb):
-            _row(d[j], wx[j], wy[j], wy[j + 1], x[b, j], x[b, jm], x[b, jp], y[b, j], nx)
+            _row2_at(d, wy, wx, x, b, j, y[b, j])
+
+
+@numba.njit(cache=True, inline="always")
+def _row3_at(d, wz, wy, wx, x, b, k, j, y):
+    """Row ``(k, j)`` of ``A x[b]`` into ``y``; neighbours across the domain side are clamped (zero weight)."""
+    nz, ny, nx = d.shape
+    km = k - 1 if k > 0 else 0
+    kp = k + 1 if k < nz - 1 else nz - 1
+    jm = j - 1 if j > 0 else 0
+    jp = j + 1 if j < ny - 1 else ny - 1
+    _row3(d[k, j], wx[k, j], wy[k, j], wy[k, j + 1], wz[k, j], wz[k + 1, j],
+          x[b, k, j], x[b, k, jm], x[b, k, jp], x[b, km, j], x[b, kp, j], y, nx)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def _apply3d(d, wz, wy, wx, x, y):
     """``y[b] = A x[b]`` on an ``(nz, ny, nx)`` grid; ``x``, ``y``: ``(B, nz, ny, nx)``."""
     nb = x.shape[0]
-    nz, ny, nx = d.shape
+    nz, ny = d.shape[:2]
     for k in numba.prange(nz):
-        km = k - 1 if k > 0 else 0
-        kp = k + 1 if k < nz - 1 else nz - 1
         for b in range(nb):
             for j in range(ny):
-                jm = j - 1 if j > 0 else 0
-                jp = j + 1 if j < ny - 1 else ny - 1
-                _row3(
-                    d[k, j],
-                    wx[k, j],
-                    wy[k, j],
-                    wy[k, j + 1],
-                    wz[k, j],
-                    wz[k + 1, j],
-                    x[b, k, j],
-                    x[b, k, jm],
-                    x[b, k, jp],
-                    x[b, km, j],
-                    x[b, kp, j],
-                    y[b, k, j],
-                    nx,
-                )
+                _row3_at(d, wz, wy, wx, x, b, k, j, y[b, k, j])
 
 
 # ------------------------------------------------------------- torch path
@@ -344,6 +344,48 @@ class PoissonGrid(Operator):
         A.sum_duplicates()  # no duplicates exist; this sorts the indices
         A.sort_indices()
         return A
+
+    @classmethod
+    def from_weights(cls, diag, weights, *, dtype=torch.float64, device="cpu") -> "PoissonGrid":
+        """The stencil operator of a given per-cell diagonal and per-axis face weights.
+
+        Parameters
+        ----------
+        diag : array, shape ``grid_shape``
+            ``A_ii``; a cell with ``diag == 0`` is not an unknown (its row and
+            column are zero; its faces must have zero weight).
+        weights : sequence of ``dim`` arrays
+            ``weights[a]`` has ``grid_shape`` with axis ``a`` extended by one:
+            entry ``k`` is ``-A_ij`` between cells ``k-1`` and ``k`` (entries 0
+            and ``grid_shape[a]``, the domain sides, are 0).
+
+        The Dirichlet and Neumann conditions live in ``diag`` (a face to air
+        adds its coefficient there, a wall adds nothing), so this builds the
+        coarse levels of a multigrid hierarchy from any fine stencil.
+        ``boundary`` is None and ``flags`` is FLUID where ``diag > 0``.
+        """
+        d = np.ascontiguousarray(_to_numpy(diag), dtype=np.float64)
+        grid = _check_shape(d.shape)
+        w = [np.ascontiguousarray(_to_numpy(wa), dtype=np.float64) for wa in weights]
+        if len(w) != len(grid) or any(wa.shape != _face_shape(grid, a) for a, wa in enumerate(w)):
+            raise ValueError(f"weights must be {len(grid)} arrays of the grid {grid} with one axis extended by one")
+        out = PoissonGrid.__new__(PoissonGrid)
+        n = math.prod(grid)
+        Operator.__init__(out, (n,), (n,), dtype, device)
+        out.grid_shape = grid
+        out.boundary = None
+        out.spacing = 1.0
+        out.flags = torch.from_numpy(np.where(d > 0, FLUID, SOLID).astype(np.uint8)).to(out.device)
+        out.fluid_mask = out.flags == FLUID
+        out._diag = torch.from_numpy(d).to(device=out.device, dtype=dtype)
+        out._w = tuple(torch.from_numpy(wa).to(device=out.device, dtype=dtype) for wa in w)
+        out._cast_cache = {}
+        out._use_numba = True
+        return out
+
+    def weights(self) -> tuple[np.ndarray, tuple]:
+        """``(diag, face_weights)`` as float64 numpy arrays (see :meth:`from_weights`)."""
+        return self._diag.cpu().double().numpy(), tuple(wa.cpu().double().numpy() for wa in self._w)
 
     def _to(self, device, dtype):
         if dtype not in (torch.float32, torch.float64):

@@ -59,7 +59,7 @@ import torch
 from ..datasets.systems import LinearSystem, SystemsWriter
 from ..operators.stencil import FLUID, PoissonGrid
 from ..solvers.api import solve
-from ..solvers.solver import Solver
+from ..solvers.solver import Solver, matrix_free
 from ..solvers.result import SolveResult
 from .smoke_grid import face_shape, fixed_faces, grid_coords, sample_field, source_indices
 from .smoke_scene import (
@@ -423,11 +423,12 @@ class SmokeSimulation:
             u.masked_fill_(fx, 0.0)
 
     def _solve(self, b: np.ndarray) -> SolveResult:
+        A = self.operator if matrix_free(self.solver) else self.A  # mgpcg works on the grid itself
         if not self.reuse_preconditioner:
-            return solve(self.A, b, method=self.solver, rtol=self.rtol)
+            return solve(A, b, method=self.solver, rtol=self.rtol)
         reused = self._solver is not None
         if not reused:
-            self._solver = Solver(self.A, self.solver, rtol=self.rtol)
+            self._solver = Solver(A, self.solver, rtol=self.rtol)
         res = self._solver.solve(b)
         res.info["preconditioner_reused"] = reused
         return res

@@ -31,8 +31,11 @@ def solve(A, b, method: str = "cg", x0=None, *, rtol: float = 1e-6, atol: float 
         DLPack array (cupy, JAX, Warp) in, the same kind out, on its device.
     method : str
         ``"cg"``, ``"pcg-jacobi"``, ``"pcg-ic"``, ``"pcg-ssor"``,
-        ``"pcg-amg"``, ``"sor"``, ``"ssor"``, ``"gauss-seidel"``,
-        ``"jacobi"``, a learned method such as ``"dcdm"``, or one added with
+        ``"pcg-amg"``, ``"mgpcg"`` (geometric multigrid on a
+        :class:`~krylearn.operators.PoissonGrid`, or on a stored grid
+        Laplacian with ``grid_shape``), ``"sor"``, ``"ssor"``,
+        ``"gauss-seidel"``, ``"jacobi"``, a learned method such as
+        ``"dcdm"``, or one added with
         :func:`register_method` (see :func:`available_methods`).
     x0 : like ``b``, or ``"Mb"``, optional
         Initial guess.
@@ -48,7 +51,8 @@ def solve(A, b, method: str = "cg", x0=None, *, rtol: float = 1e-6, atol: float 
         Method options: ``M`` (a preconditioner for ``cg``: an Operator,
         a scipy ``LinearOperator`` such as pyamg's ``ml.aspreconditioner()``,
         a matrix or a callable), ``omega`` for ``sor``/``ssor``/``pcg-ssor``/
-        ``jacobi``, pyamg options for ``pcg-amg``, ``nullspace``, ``dtype``,
+        ``jacobi``, pyamg options for ``pcg-amg``, ``grid_shape``, ``flags``,
+        ``sweeps``, ``coarse_size``, ``precision`` for ``mgpcg``, ``nullspace``, ``dtype``,
         ``check_symmetry=False`` (skip the symmetry check of the CG family).
 
     Returns

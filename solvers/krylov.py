@@ -20,11 +20,13 @@ import torch
 from ..operators.base import Dense, FunctionOperator, Operator
 from ..operators.convert import as_operator
 from ..operators.sparse import SparseMatrix
+from ..operators.stencil import PoissonGrid
 from . import _cg_kernels as K2
 from .base import IterativeMethod
 from .driver import Stepper, iterate
 from .inputs import Flattened, prepare_rhs
-from .nullspace import ConstantNullSpace, detect_constant_nullspace
+from .multigrid import MultigridPreconditioner
+from .nullspace import ConstantNullSpace, detect_constant_nullspace, grid_nullspace
 from .preconditioners import complex_over_real, make_preconditioner
 from .result import SolveResult
 
@@ -227,17 +229,23 @@ class CGMethod(IterativeMethod):
         if self.preconditioner_name:
             if self.opts["M"] is not None:
                 raise TypeError(f"{self.name} builds its own preconditioner; pass M only with method='cg'")
-            self.M = make_preconditioner(self.preconditioner_name, op, csr=csr, **self.pc_options)
+            self.M = self._make_preconditioner(op, csr)
             self._apply_M = _projected(self.M, self.nullspace)
         else:
             self.M = self.opts["M"]
             self._apply_M = as_preconditioner(self.M, op.shape[0])
+
+    def _make_preconditioner(self, op, csr):
+        return make_preconditioner(self.preconditioner_name, op, csr=csr, **self.pc_options)
 
     @staticmethod
     def _nullspace(choice, csr, op):
         if isinstance(choice, ConstantNullSpace):
             return choice
         if choice == "auto":
+            inner = getattr(op, "op", op)
+            if csr is None and isinstance(inner, PoissonGrid):
+                return grid_nullspace(inner)
             return detect_constant_nullspace(csr, device=op.device)
         if choice is None:
             return None
@@ -337,9 +345,35 @@ def check_empty_rows(empty: np.ndarray | None, b: np.ndarray) -> None:
                          "full-grid convention): the system has no solution; zero b there")
 
 
+class MGPCG(CGMethod):
+    """CG preconditioned by one geometric-multigrid V-cycle on the grid (``method="mgpcg"``).
+
+    Matrix-free on a :class:`~krylearn.operators.PoissonGrid` (no CSR is
+    built; the null space comes from the grid); a stored 5-/7-point grid
+    Laplacian works with ``grid_shape``.  Options: ``grid_shape``, ``omega``,
+    ``sweeps``, ``coarse_size`` (see
+    :class:`~krylearn.solvers.multigrid.MultigridPreconditioner`), and CG's.
+    """
+
+    name = "mgpcg"
+    preconditioner_name = "mg"
+    options = {**CGMethod.options, "grid_shape": None, "flags": None}
+    uses_matrix = False  # on a PoissonGrid: the Solver builds no CSR
+
+    def __init__(self, op, csr, **options):
+        super().__init__(op, csr, **options)
+        inner = getattr(op, "op", op)
+        if self.empty is None and isinstance(inner, PoissonGrid):
+            self.empty = (inner.weights()[0] == 0).reshape(-1)
+
+    def _make_preconditioner(self, op, csr):
+        return MultigridPreconditioner(op, csr=csr, grid_shape=self.opts["grid_shape"], flags=self.opts["flags"],
+                                       **self.pc_options)
+
+
 #: The PCG methods by name.
 PCG_CLASSES = {"pcg-jacobi": _pcg_class("jacobi"), "pcg-ic": _pcg_class("ic0"),
-               "pcg-ssor": _pcg_class("ssor", _PCGSSOR), "pcg-amg": _pcg_class("amg")}
+               "pcg-ssor": _pcg_class("ssor", _PCGSSOR), "pcg-amg": _pcg_class("amg"), "mgpcg": MGPCG}
 
 
 def cg_batch(apply, b: torch.Tensor, x0: torch.Tensor | None = None, *, maxiter: int, rtol: float = 0.0,

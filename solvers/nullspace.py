@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse
+import scipy.ndimage
 import scipy.sparse.csgraph
 import torch
 
@@ -89,7 +90,12 @@ def detect_constant_nullspace(A: scipy.sparse.csr_matrix | None, *, device="cpu"
     if not zero_sum.any():
         return None
     pattern = scipy.sparse.csr_matrix((np.ones(A.nnz, dtype=np.int8), A.indices, A.indptr), shape=A.shape)
-    ncomp, comp = scipy.sparse.csgraph.connected_components(pattern, directed=False)
+    return _singular_components(pattern, active, zero_sum, device)
+
+
+def _singular_components(graph, active: np.ndarray, zero_sum: np.ndarray, device) -> ConstantNullSpace | None:
+    """The components of ``graph`` whose every row sums to zero, as a :class:`ConstantNullSpace`."""
+    ncomp, comp = scipy.sparse.csgraph.connected_components(graph, directed=False)
     # a component is regular if any of its rows has a nonzero row sum (Dirichlet contact)
     regular = np.zeros(ncomp, dtype=bool)
     regular[comp[active & ~zero_sum]] = True
@@ -102,3 +108,61 @@ def detect_constant_nullspace(A: scipy.sparse.csr_matrix | None, *, device="cpu"
     labels = relabel[comp]
     labels[~active] = -1
     return ConstantNullSpace(labels, device=device)
+
+
+def grid_nullspace(op, *, slack: float = 2.0) -> ConstantNullSpace | None:
+    """:func:`detect_constant_nullspace` for a :class:`~krylearn.operators.PoissonGrid`, without its matrix.
+
+    Components are the fluid regions connected through faces of nonzero
+    weight; one is singular when ``A 1`` vanishes on it to rounding (no face
+    to air and no Dirichlet side).  Costs one product and a labelling of the
+    grid.
+    """
+    d, w = op.weights()
+    fluid = d > 0
+    if not fluid.any():
+        return None
+    rowsum = np.abs(op.apply(np.ones(d.size)).reshape(d.shape))
+    eps = np.finfo(np.float64).eps
+    zero_sum = fluid & (rowsum <= slack * (2 * d.ndim + 1) * eps * 2 * d)
+    if not zero_sum.any():
+        return None
+    if _faces_couple_all_neighbours(d, w):  # components are the face-connected fluid regions
+        labels, count = scipy.ndimage.label(fluid)
+        comp, active = labels.reshape(-1), fluid.reshape(-1)
+        regular = np.zeros(count + 1, dtype=bool)
+        regular[comp[active & ~zero_sum.reshape(-1)]] = True
+        regular[0] = True  # the background: not unknowns
+        if regular.all():
+            return None
+        relabel = -np.ones(count + 1, dtype=np.int64)
+        relabel[~regular] = np.arange(int((~regular).sum()))
+        return ConstantNullSpace(relabel[comp], device=op.device)
+    n = d.size
+    idx = np.arange(n).reshape(d.shape)
+    rows, cols = [], []
+    for a, wa in enumerate(w):
+        if d.shape[a] < 2:
+            continue
+        inner = wa.take(np.arange(1, d.shape[a]), axis=a) != 0
+        lo = idx.take(np.arange(d.shape[a] - 1), axis=a)[inner]
+        hi = idx.take(np.arange(1, d.shape[a]), axis=a)[inner]
+        rows += [lo, hi]
+        cols += [hi, lo]
+    rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    graph = scipy.sparse.csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n))
+    return _singular_components(graph, fluid.reshape(-1), zero_sum.reshape(-1), op.device)
+
+
+def _faces_couple_all_neighbours(d: np.ndarray, w) -> bool:
+    """Whether every face between two unknowns has a nonzero weight (then the couplings are the grid's)."""
+    fluid = d > 0
+    for a, wa in enumerate(w):
+        n = d.shape[a]
+        if n < 2:
+            continue
+        both = fluid.take(np.arange(n - 1), axis=a) & fluid.take(np.arange(1, n), axis=a)
+        if np.any(both & (wa.take(np.arange(1, n), axis=a) == 0)):
+            return False
+    return True

@@ -17,6 +17,7 @@ import scipy.sparse.linalg
 import torch
 
 from ..operators.base import _numpy_dtype
+from ..operators.stencil import PoissonGrid
 from . import registry
 from .base import IterativeMethod
 from .driver import iterate
@@ -73,6 +74,24 @@ def method_class(method: str):
     return found
 
 
+def takes_grid(method: str) -> bool:
+    """Whether ``method`` works on the grid behind a stored matrix (``grid_shape``, ``flags`` options)."""
+    try:
+        cls = method_class(method)
+    except ValueError:
+        return False  # an unknown method: the solve itself reports it
+    return "grid_shape" in (getattr(cls, "options", None) or {})
+
+
+def matrix_free(method: str) -> bool:
+    """Whether ``method`` runs on a :class:`~krylearn.operators.PoissonGrid` without building its matrix."""
+    try:
+        cls = method_class(method)
+    except ValueError:
+        return False
+    return getattr(cls, "uses_matrix", True) is False
+
+
 class Solver:
     """A linear solver set up once for ``A`` and reused for many right-hand sides.
 
@@ -82,8 +101,12 @@ class Solver:
         See :func:`krylearn.solve`.  Never modified.
     method : str
         ``"cg"``, ``"pcg-jacobi"``, ``"pcg-ic"``, ``"pcg-ssor"``, ``"pcg-amg"``,
-        ``"sor"``, ``"ssor"``, ``"gauss-seidel"``, ``"jacobi"``, a learned
-        method (``"dcdm"``, ...) or one added with :func:`register_method`.
+        ``"mgpcg"``, ``"sor"``, ``"ssor"``, ``"gauss-seidel"``, ``"jacobi"``,
+        a learned method (``"dcdm"``, ...) or one added with
+        :func:`register_method`.  ``"mgpcg"`` on a
+        :class:`~krylearn.operators.PoissonGrid` builds no matrix: its setup
+        is a restriction of the grid's weights, cheap enough to pay every
+        frame.
     rtol, atol : float
         Stopping rule ``||b - A x|| <= max(rtol * ||b||, atol)`` (defaults for
         every :meth:`solve`; ``inf`` allowed).
@@ -128,7 +151,8 @@ class Solver:
         self.op, self._original = prepare_operator(A)
         self._ops = {}
         if isinstance(self._cls, type) and issubclass(self._cls, IterativeMethod):
-            self.csr = canonical_csr(self.op)
+            on_grid = getattr(self._cls, "uses_matrix", True) is False and isinstance(self._original, PoissonGrid)
+            self.csr = None if on_grid else canonical_csr(self.op)
             self.impl = self._cls(self.op, self.csr, **self.options)
         else:
             self.csr = None

@@ -31,15 +31,17 @@ def iterations_to(history, rtol: float) -> int | None:
     return int(hit[0]) if hit.size else None
 
 
-def _cached_problem(scene, dim, n, frames, seed, cache: Path | None, progress: bool) -> Problem:
+def _cached_problem(scene, dim, n, frames, seed, cache: Path | None, progress: bool,
+                    sim_solver: str = "pcg-amg") -> Problem:
     """Simulate (or load from ``cache``) the held-out frame."""
-    name = f"{scene}-{dim}d-{n}-f{frames}-s{seed}.npz"
+    tag = "" if sim_solver == "pcg-amg" else f"-{sim_solver}"
+    name = f"{scene}-{dim}d-{n}-f{frames}-s{seed}{tag}.npz"
     if cache is not None and (cache / name).is_file():
         with np.load(cache / name, allow_pickle=False) as z:
             A = scipy.sparse.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
             meta = json.loads(str(z["meta"]))
             return Problem(str(z["name"]), A, z["b"], tuple(z["grid_shape"]), z["flags"], meta)
-    p = smoke_problem(scene, dim, n, frames, seed, progress=progress)
+    p = smoke_problem(scene, dim, n, frames, seed, progress=progress, sim_solver=sim_solver)
     p.name = f"{p.name}-s{seed}"
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -54,14 +56,14 @@ def _cached_problem(scene, dim, n, frames, seed, cache: Path | None, progress: b
 def run_dcdm_benchmark(*, dim: int, sizes, scenes=("smoke-plume", "smoke-obstacle"), seed: int = 0,
                        frames: int = 10, methods=DEFAULT_METHODS, rtol: float = 1e-6, rtol_coarse: float = 1e-4,
                        repeats: int = 1, warmup: int = 1, model: str | None = None, out_dir=None, cache: bool = True,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, sim_solver: str = "pcg-amg") -> dict:
     """Run every method on every (scene, size); return (and write) the report."""
     out = Path(out_dir) if out_dir is not None else None
     rows, residuals = [], {}
     options = {m: {"model": model} for m in methods if m.startswith("dcdm")} if model else {}
     for scene in scenes:
         for n in sizes:
-            p = _cached_problem(scene, dim, n, frames, seed, out if (cache and out) else None, progress)
+            p = _cached_problem(scene, dim, n, frames, seed, out if (cache and out) else None, progress, sim_solver)
             hist = {}
             for m in methods:
                 row, h = run_method(p, m, rtol=rtol, repeats=repeats, warmup=warmup,
@@ -80,6 +82,7 @@ def run_dcdm_benchmark(*, dim: int, sizes, scenes=("smoke-plume", "smoke-obstacl
     report = {
         "benchmark": "dcdm",
         "dim": dim, "sizes": list(sizes), "scenes": list(scenes), "seed": seed, "frames": frames,
+        "sim_solver": sim_solver,
         "stopping_rule": {"rtol": rtol, "rtol_coarse": rtol_coarse, "atol": 0.0,
                           "rule": "||r|| <= rtol*||b||; iterations to rtol_coarse read off the same history"},
         "timing": {"repeats": repeats, "warmup": warmup, "statistic": "median"},

@@ -121,6 +121,9 @@ def _add_bench(bench_verb) -> None:
     bd.add_argument("--rtol", type=floats, default=1e-6, help="relative tolerance of the runs (default 1e-6)")
     bd.add_argument("--rtol-coarse", type=floats, default=1e-4, help="also report iterations to this (default 1e-4)")
     bd.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones (default 1)")
+    bd.add_argument("--sim-solver", default="pcg-amg",
+                    help="the method the simulation solves its own pressure with (default pcg-amg; mgpcg for "
+                         "large grids)")
     add_run_options(bd, out="dcdm", repeats=1)
     bd.set_defaults(func=cmd_bench_dcdm)
 
@@ -135,7 +138,7 @@ def cmd_bench_dcdm(args) -> int:
     report = run_dcdm_benchmark(dim=args.dim, sizes=sizes, scenes=args.scenes, seed=args.seed, frames=args.frames,
                                 methods=args.methods, rtol=args.rtol, rtol_coarse=args.rtol_coarse,
                                 repeats=args.repeats, warmup=args.warmup, model=args.model,
-                                out_dir=out, progress=not args.quiet)
+                                out_dir=out, progress=not args.quiet, sim_solver=args.sim_solver)
     print(format_dcdm_table(report))
     print("\nwrote " + ", ".join(report["files"]))
     return 0

@@ -1,0 +1,377 @@
+"""Geometric multigrid on cell grids: the V-cycle that preconditions CG in ``method="mgpcg"``.
+
+The fine level is the pressure Laplacian itself, a 5-point (2D) or 7-point
+(3D) stencil on the cell grid: a :class:`~krylearn.operators.PoissonGrid`, or
+a stored matrix with ``grid_shape`` whose entries are such a stencil.  In
+the spirit of McAdams, Sifakis and Teran (2010), the hierarchy is
+matrix-free and its setup is a few array sums:
+
+* **coarsening**: each coarse cell aggregates ``2^d`` fine cells; its face
+  weights are the sums of the fine faces across the coarse face and its
+  diagonal the aggregate's row sum, both scaled by ``1 / 2^(d+1)``, which
+  is the stencil re-discretised at twice the spacing.  Because the diagonal
+  carries the faces to air, Dirichlet (air) and Neumann (walls) conditions,
+  obstacles, and any face coefficients coarsen without flags: a coarse cell
+  is an unknown wherever one of its children is;
+* **transfers**: cell-centred (bi/tri)linear prolongation ``P`` (weights
+  ``3/4, 1/4`` per axis) from the coarse unknowns only, renormalised so the
+  weights reaching a fine cell sum to one (a constant is interpolated
+  exactly next to walls and obstacles, where plain interpolation would pull
+  it towards zero), and restriction ``R = P^T / 2^d``; separable strided
+  convolutions;
+* **smoothing**: ``sweeps`` damped-Jacobi sweeps before and after the coarse
+  correction, with the same ``omega``, so the V-cycle is a symmetric
+  positive definite operator (a valid CG preconditioner); the coarsest
+  level (at most ``coarse_size`` unknowns) is solved exactly with a
+  precomputed pseudo-inverse, which also handles pure-Neumann regions.
+
+Everything is torch on the device of the operator; on the CPU the stencil
+products are the compiled kernels of :class:`~krylearn.operators.PoissonGrid`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..operators.stencil import FLUID, PoissonGrid
+from . import _mg_kernels as K
+from .preconditioners import Preconditioner
+
+__all__ = ["MultigridPreconditioner", "grid_stencil", "coarsen"]
+
+
+# ------------------------------------------------------------------ stencils
+def _check_grid(grid_shape, n: int) -> tuple:
+    if isinstance(grid_shape, (str, bytes)) or not hasattr(grid_shape, "__len__"):
+        raise TypeError(f"grid_shape must be a tuple of ints, got {grid_shape!r}")
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in grid_shape):
+        raise ValueError(f"grid_shape must hold positive whole numbers of cells, got {tuple(grid_shape)!r}")
+    grid = tuple(int(s) for s in grid_shape)
+    if len(grid) not in (2, 3):
+        raise ValueError(f"grid_shape must be (ny, nx) or (nz, ny, nx), got {grid}")
+    if math.prod(grid) != n:
+        raise ValueError(f"grid_shape {grid} has {math.prod(grid)} cells but A has {n} rows")
+    return grid
+
+
+def grid_stencil(op, csr, grid_shape=None) -> tuple[np.ndarray, list]:
+    """``(diag, face_weights)`` of the grid Laplacian behind ``op`` (see :meth:`PoissonGrid.from_weights`).
+
+    A :class:`PoissonGrid` gives its own arrays; a stored matrix (``csr``)
+    needs ``grid_shape`` and must be a symmetric 5-/7-point stencil on it
+    (``ValueError`` otherwise).
+    """
+    inner = getattr(op, "op", op)
+    if isinstance(inner, PoissonGrid):
+        if grid_shape is not None and tuple(grid_shape) != inner.grid_shape:
+            raise ValueError(f"grid_shape {tuple(grid_shape)} does not match the PoissonGrid's {inner.grid_shape}")
+        d, w = inner.weights()
+        return d, list(w)
+    if csr is None:
+        raise TypeError("mgpcg needs a PoissonGrid or a stored matrix with grid_shape=(ny, nx) or (nz, ny, nx)")
+    if grid_shape is None:
+        raise ValueError("grid_shape is required for mgpcg on a matrix: pass grid_shape=(ny, nx) or (nz, ny, nx) "
+                         "(rows are the grid cells in C order)")
+    grid = _check_grid(grid_shape, csr.shape[0])
+    coo = csr.tocoo()
+    r, c, v = coo.row.astype(np.int64), coo.col.astype(np.int64), np.asarray(coo.data).real.astype(np.float64)
+    d = np.zeros(math.prod(grid))
+    on_diag = r == c
+    d[r[on_diag]] = v[on_diag]
+    used = int(on_diag.sum())
+    strides = np.cumprod((1,) + grid[::-1])[:-1][::-1]
+    w = []
+    for a, (stride, size) in enumerate(zip(strides, grid)):
+        wa = np.zeros(_face_shape(grid, a))
+        upper = (c - r == stride) & ((r // stride) % size != size - 1)
+        lower = (r - c == stride) & ((c // stride) % size != size - 1)
+        cells = np.unravel_index(c[upper], grid)  # face k along a lies between cells k-1 and k
+        wa[cells] = -v[upper]
+        mirror = np.zeros(_face_shape(grid, a))
+        mirror[np.unravel_index(r[lower], grid)] = -v[lower]
+        if np.abs(wa - mirror).max(initial=0.0) > 1e-12 * np.abs(v).max(initial=0.0):
+            raise ValueError("A is not symmetric: mgpcg needs a symmetric grid Laplacian")
+        wa = 0.5 * (wa + mirror)
+        used += int(upper.sum() + lower.sum())
+        w.append(wa)
+    if used != coo.nnz:
+        raise ValueError(f"A is not a 5-/7-point stencil on the grid {grid}: {coo.nnz - used} of its entries "
+                         "couple cells that are not face neighbours (mgpcg needs a grid Laplacian)")
+    return d.reshape(grid), w
+
+
+def _face_shape(grid, a):
+    return tuple(s + 1 if i == a else s for i, s in enumerate(grid))
+
+
+def _check_laplacian(d: np.ndarray, w: list) -> None:
+    """``ValueError`` unless ``A`` is a weighted graph Laplacian plus a non-negative diagonal (an M-matrix)."""
+    if not (np.isfinite(d).all() and all(np.isfinite(wa).all() for wa in w)):
+        raise ValueError("A has non-finite entries")
+    if any((wa < 0).any() for wa in w):
+        raise ValueError("A has positive off-diagonal entries: mgpcg needs a grid Laplacian (A_ij <= 0 for i != j)")
+    offsum = np.zeros_like(d)
+    for a, wa in enumerate(w):
+        n = d.shape[a]
+        offsum += wa.take(np.arange(n), axis=a) + wa.take(np.arange(1, n + 1), axis=a)
+    short = d < offsum * (1 - 1e-12)
+    if short.any():
+        raise ValueError(f"A is not diagonally dominant in {int(short.sum())} row(s): mgpcg needs a grid Laplacian "
+                         "(A_ii >= sum_j |A_ij|; Dirichlet faces add to the diagonal)")
+
+
+def _pairs(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sum of neighbouring pairs along ``axis`` (length even)."""
+    shape = x.shape[:axis] + (x.shape[axis] // 2, 2) + x.shape[axis + 1:]
+    return x.reshape(shape).sum(axis=axis + 1)
+
+
+def _pad_even(x: np.ndarray, axes) -> np.ndarray:
+    return np.pad(x, [(0, s % 2) if a in axes else (0, 0) for a, s in enumerate(x.shape)])
+
+
+def coarsen(d: np.ndarray, w: list) -> tuple[np.ndarray, list]:
+    """The stencil of the next coarser level (see the module docstring)."""
+    dim = d.ndim
+    d = _pad_even(d, range(dim))
+    scale = 1.0 / 2 ** (dim + 1)
+    dc = d
+    for a in range(dim):
+        dc = _pairs(dc, a)
+    wc = []
+    for a in range(dim):
+        others = [b for b in range(dim) if b != a]
+        wa = _pad_even(w[a], others)
+        if wa.shape[a] % 2 == 0:  # an odd number of cells along a: one more (empty) face
+            wa = np.pad(wa, [(0, 1) if b == a else (0, 0) for b in range(dim)])
+        across, inside = wa.take(np.arange(0, wa.shape[a], 2), axis=a), wa.take(np.arange(1, wa.shape[a], 2), axis=a)
+        for b in others:
+            across, inside = _pairs(across, b), _pairs(inside, b)
+        dc = dc - 2.0 * inside
+        wc.append(across * scale)
+    dc = dc * scale
+    dc = np.where(dc > 1e-12 * max(float(dc.max()), 0.0), dc, 0.0)  # aggregates without a row sum: not unknowns
+    fluid = dc > 0
+    for a in range(dim):  # faces only between unknowns
+        lo = np.concatenate([np.zeros_like(fluid.take([0], axis=a)), fluid], axis=a)
+        hi = np.concatenate([fluid, np.zeros_like(fluid.take([0], axis=a))], axis=a)
+        wc[a] = np.where(lo & hi, wc[a], 0.0)
+    return dc, wc
+
+
+# ------------------------------------------------------------------ V-cycle
+def _exact_in_float32(a: np.ndarray) -> bool:
+    return bool(np.array_equal(a.astype(np.float32).astype(np.float64), a))
+
+
+class _Level:
+    """One level: its stencil as an operator (torch path) and as 3D-form arrays (compiled path)."""
+
+    def __init__(self, d: np.ndarray, w: list, dtype, device):
+        self.op = PoissonGrid.from_weights(d, w, dtype=dtype, device=device)
+        self.shape = d.shape
+        dt = torch.from_numpy(d).to(device=device, dtype=dtype)
+        self.inv_diag = torch.where(dt > 0, 1.0 / torch.where(dt > 0, dt, torch.ones_like(dt)), torch.zeros_like(dt))
+        self.mask = (dt > 0).to(dtype)
+        self.unknowns = int((d > 0).sum())
+        if device.type == "cpu":
+            npt = np.float32 if dtype == torch.float32 else np.float64
+            # the compiled smoother is memory-bound: float32 stencil arrays where that loses nothing
+            sdt = np.float32 if all(_exact_in_float32(a) for a in (d, *w)) else npt
+            self.stencil = tuple(np.ascontiguousarray(a, dtype=sdt) for a in (d, *w))
+            self.shape3 = d.shape if d.ndim == 3 else (d.shape[0], 1, d.shape[1])
+            self.omega_inv = None  # set by the preconditioner, which knows omega
+            self.mask3 = self.mask.cpu().numpy().reshape(self.shape3)
+            self.kernels = {name: builds[d.size < K.SERIAL_BELOW] for name, builds in K.KERNELS.items()}
+            self.jacobi = self.kernels["jacobi3d" if d.ndim == 3 else "jacobi2d"]
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        return self.op._apply(x.reshape(B, -1)).reshape(x.shape)
+
+
+class MultigridPreconditioner(Preconditioner):
+    """One geometric-multigrid V-cycle from zero, ``z = M^-1 r``, on the grid of ``A``.
+
+    Parameters
+    ----------
+    A : PoissonGrid, or a stored 5-/7-point grid Laplacian (with ``grid_shape``)
+    grid_shape : tuple of int, optional
+        Required for a stored matrix (cells in C order).
+    omega : float in (0, 1]
+        Damped-Jacobi weight (default 2/3 in 2D, 6/7 in 3D: the classical
+        smoothing optima of the 5- and 7-point stencils).
+    sweeps : int
+        Jacobi sweeps before and after each coarse correction (default 2).
+    coarse_size : int
+        Coarsen until a level has at most this many unknowns (default 512);
+        that level is solved exactly.
+    csr : scipy.sparse.csr_matrix, optional
+        ``A``'s canonical CSR form when the caller already has it.
+
+    Attributes
+    ----------
+    levels : int
+    info : dict
+        ``levels``, ``unknowns`` per level, ``omega``, ``sweeps``.
+    """
+
+    name = "mg"
+
+    def __init__(self, A, *, grid_shape=None, flags=None, omega=None, sweeps: int = 2, coarse_size: int = 512,
+                 csr=None, precision=None):
+        t0 = time.perf_counter()
+        op = A
+        dtype = op.dtype if op.dtype in (torch.float32, torch.float64) else torch.float64
+        if precision not in (None, "single", "double"):
+            raise ValueError(f"precision must be 'single', 'double' or None (A's), got {precision!r}")
+        if precision is not None:
+            dtype = torch.float32 if precision == "single" else torch.float64
+        super().__init__(op.shape[0], dtype, op.device)
+        if not isinstance(sweeps, numbers.Integral) or isinstance(sweeps, bool) or sweeps < 1:
+            raise ValueError(f"sweeps must be an integer >= 1, got {sweeps!r}")
+        if not isinstance(coarse_size, numbers.Integral) or isinstance(coarse_size, bool) or coarse_size < 1:
+            raise ValueError(f"coarse_size must be an integer >= 1, got {coarse_size!r}")
+        d, w = grid_stencil(op, csr, grid_shape)
+        _check_laplacian(d, w)
+        if flags is not None:
+            f = np.asarray(flags.cpu() if isinstance(flags, torch.Tensor) else flags)
+            if f.shape != d.shape and f.size != d.size:
+                raise ValueError(f"flags has shape {f.shape}; expected the grid {d.shape}")
+            if not np.array_equal(f.reshape(d.shape) == FLUID, d > 0):
+                raise ValueError("flags do not match A: FLUID cells must be exactly the rows with a nonzero diagonal")
+        self.dim = d.ndim
+        if omega is None:
+            omega = 2.0 / 3.0 if self.dim == 2 else 6.0 / 7.0
+        if not isinstance(omega, numbers.Real) or isinstance(omega, bool) or not 0 < omega <= 1:
+            raise ValueError(f"omega must be a number in (0, 1], got {omega!r}")
+        self.omega, self.sweeps = float(omega), int(sweeps)
+        self._levels = [_Level(d, w, dtype, self.device)]
+        while self._levels[-1].unknowns > coarse_size and min(self._levels[-1].shape) > 2:
+            d, w = coarsen(d, w)
+            self._levels.append(_Level(d, w, dtype, self.device))
+        self._setup_coarse()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=dtype, device=self.device) / 4.0
+        kernel = k[:, None] * k[None, :] if self.dim == 2 else k[:, None, None] * k[None, :, None] * k[None, None, :]
+        self._kernel = kernel[None, None]
+        self._norm = [self._weights_sum(f, c) for f, c in zip(self._levels, self._levels[1:])]
+        self._use_numba = self.device.type == "cpu"
+        if self._use_numba:
+            self._norm3 = [nm.cpu().numpy().reshape(f.shape3) for nm, f in zip(self._norm, self._levels)]
+            self._cinv_np = self._cinv.cpu().numpy()
+            self._cidx_np = self._cidx.cpu().numpy()
+            self._work = {}
+            for lv in self._levels:
+                lv.omega_inv = (self.omega * lv.inv_diag).cpu().numpy().reshape(lv.shape3)
+        self.levels = len(self._levels)
+        self.info.update(levels=self.levels, unknowns=[lv.unknowns for lv in self._levels], omega=self.omega,
+                         sweeps=self.sweeps)
+        self.setup_seconds = time.perf_counter() - t0
+
+    def _setup_coarse(self) -> None:
+        """The pseudo-inverse of the coarsest level on its unknowns."""
+        lv = self._levels[-1]
+        A = lv.op.to_sparse().toarray()
+        self._cidx = torch.from_numpy(np.flatnonzero(np.diag(A) > 0)).to(self.device)
+        sub = A[np.ix_(self._cidx.cpu().numpy(), self._cidx.cpu().numpy())]
+        self._cinv = torch.from_numpy(np.linalg.pinv(sub, hermitian=True)).to(device=self.device, dtype=self.dtype)
+
+    # ----------------------------------------------------------- transfers
+    def _conv(self, x, transpose: bool):
+        x = x.unsqueeze(1)
+        if self.dim == 2:
+            y = (F.conv_transpose2d if transpose else F.conv2d)(x, self._kernel, stride=2, padding=1)
+        else:
+            y = (F.conv_transpose3d if transpose else F.conv3d)(x, self._kernel, stride=2, padding=1)
+        return y.squeeze(1)
+
+    def _weights_sum(self, fine: _Level, coarse: _Level) -> torch.Tensor:
+        """``P 1_c`` on the fine grid: the interpolation weight that reaches each fine cell from unknowns."""
+        y = self._conv(coarse.mask.unsqueeze(0), transpose=True)[0]
+        y = y[tuple(slice(0, s) for s in fine.shape)] * fine.mask
+        return torch.where(y > 0, 1.0 / torch.where(y > 0, y, torch.ones_like(y)), torch.zeros_like(y))
+
+    def _restrict(self, r: torch.Tensor, level: int) -> torch.Tensor:
+        r = r * self._norm[level]
+        pad = []
+        for s in reversed(r.shape[1:]):
+            pad += [0, s % 2]
+        rc = self._conv(F.pad(r, pad), transpose=False) / 2 ** self.dim
+        return rc * self._levels[level + 1].mask
+
+    def _prolong(self, e: torch.Tensor, level: int) -> torch.Tensor:
+        fine = self._levels[level]
+        y = self._conv(e * self._levels[level + 1].mask, transpose=True)
+        y = y[(slice(None),) + tuple(slice(0, s) for s in fine.shape)]
+        return y * self._norm[level]
+
+    # -------------------------------------------------------------- cycle
+    def _smooth(self, lv: _Level, x, b, sweeps: int):
+        for _ in range(sweeps):
+            x = x + self.omega * lv.inv_diag * (b - lv.apply(x))
+        return x
+
+    def _cycle(self, level: int, b: torch.Tensor) -> torch.Tensor:
+        if level == len(self._levels) - 1:
+            B = b.shape[0]
+            x = torch.zeros_like(b).reshape(B, -1)
+            x[:, self._cidx] = b.reshape(B, -1)[:, self._cidx] @ self._cinv.T
+            return x.reshape(b.shape)
+        lv = self._levels[level]
+        x = self.omega * lv.inv_diag * b
+        x = self._smooth(lv, x, b, self.sweeps - 1)
+        r = b - lv.apply(x)
+        x = x + self._prolong(self._cycle(level + 1, self._restrict(r, level)), level)
+        return self._smooth(lv, x, b, self.sweeps)
+
+    # ----------------------------------------------- compiled CPU cycle
+    def _buffers(self, level: int, B: int, dtype) -> list:
+        """Work arrays ``[x, tmp, r, coarse rhs]`` of a level, kept between cycles (no page faults per call)."""
+        key = (level, B, np.dtype(dtype).str)
+        if key not in self._work:
+            lv = self._levels[level]
+            coarse = self._levels[min(level + 1, len(self._levels) - 1)]
+            self._work[key] = [np.empty((B,) + lv.shape3, dtype) for _ in range(3)] + [
+                np.empty((B,) + coarse.shape3, dtype)]
+        return self._work[key]
+
+    def _cycle_np(self, level: int, b: np.ndarray) -> np.ndarray:
+        """The V-cycle from ``level`` down; returns one of the level's work arrays."""
+        B = b.shape[0]
+        x, tmp, r, rc = self._buffers(level, B, b.dtype)
+        if level == len(self._levels) - 1:
+            x.fill(0.0)
+            xf = x.reshape(B, -1)
+            xf[:, self._cidx_np] = b.reshape(B, -1)[:, self._cidx_np] @ self._cinv_np.T
+            return x
+        lv = self._levels[level]
+        grid = (B,) + lv.shape
+        x, tmp, r, bv = x.reshape(grid), tmp.reshape(grid), r.reshape(grid), b.reshape(grid)
+        np.multiply(lv.omega_inv.reshape(lv.shape), bv, out=x)  # the first sweep from zero
+        for _ in range(self.sweeps - 1):
+            lv.jacobi(*lv.stencil, x, bv, self.omega, tmp)
+            x, tmp = tmp, x
+        lv.jacobi(*lv.stencil, x, bv, 0.0, r)  # omega 0: the residual
+        sy = self.dim == 3
+        lv.kernels["restrict"](r.reshape((B,) + lv.shape3), self._norm3[level], self._levels[level + 1].mask3,
+                               True, sy, 1.0 / 2 ** self.dim, rc)
+        lv.kernels["prolong_add"](self._cycle_np(level + 1, rc), self._norm3[level], True, sy,
+                                  x.reshape((B,) + lv.shape3))
+        for _ in range(self.sweeps):
+            lv.jacobi(*lv.stencil, x, bv, self.omega, tmp)
+            x, tmp = tmp, x
+        return x.reshape((B,) + lv.shape3)
+
+    def _solve(self, x):
+        B = x.shape[0]
+        if self._use_numba and x.device.type == "cpu" and x.dtype == self.dtype:
+            b = np.ascontiguousarray(x.detach().numpy()).reshape((B,) + self._levels[0].shape3)
+            return torch.from_numpy(self._cycle_np(0, b).reshape(B, -1).copy())
+        grid = self._levels[0].shape
+        return self._cycle(0, x.reshape((B,) + grid)).reshape(B, -1)
