@@ -99,6 +99,10 @@ def held_bytes(obj, _seen=None, _depth=0) -> int:
             return 0
         seen.add(id(base))
         return int(obj.nbytes)
+    if isinstance(obj, torch.Tensor) and obj.layout == torch.sparse_csr:
+        return sum(held_bytes(t, seen, _depth + 1) for t in (obj.crow_indices(), obj.col_indices(), obj.values()))
+    if isinstance(obj, torch.Tensor) and obj.layout == torch.sparse_coo:
+        return held_bytes(obj._indices(), seen, _depth + 1) + held_bytes(obj._values(), seen, _depth + 1)
     if isinstance(obj, torch.Tensor):
         ptr = ("t", obj.untyped_storage().data_ptr())
         if ptr in seen:
@@ -138,14 +142,16 @@ def _reused(seq, method, rtol, maxiter):
     S, x, last = None, None, None
     for A, b in _systems(seq, method):
         t0 = time.perf_counter()
-        if S is None:
+        first = S is None
+        if first:
             S = Solver(A, method, rtol=rtol, maxiter=maxiter, **_options(method, seq))
-            row["held_bytes"] = held_bytes(S) - held_bytes(A)  # what the solver adds to the caller's matrix
         elif A is not last:
             S.update(A)
             row["updates"] += 1
         setup = time.perf_counter() - t0
         r = S.solve(b, x0=x)
+        if first:  # after a solve: work arrays kept between solves count too
+            row["held_bytes"] = held_bytes(S) - held_bytes(A)  # what the solver adds to the caller's matrix
         row["setup_s"] += setup
         row["solve_s"] += r.solve_seconds
         row["iterations"] += int(r.iterations)

@@ -210,8 +210,10 @@ class MultigridPreconditioner(Preconditioner):
     sweeps : int
         Jacobi sweeps before and after each coarse correction (default 2).
     coarse_size : int
-        Coarsen until a level has at most this many unknowns (default 512);
-        that level is solved exactly.
+        Coarsen until a level has at most this many unknowns (default 128);
+        that level is solved exactly (a dense pseudo-inverse: larger values
+        cost setup and time per cycle, and saved at most one iteration in
+        our measurements).
     csr : scipy.sparse.csr_matrix, optional
         ``A``'s canonical CSR form when the caller already has it.
 
@@ -224,7 +226,7 @@ class MultigridPreconditioner(Preconditioner):
 
     name = "mg"
 
-    def __init__(self, A, *, grid_shape=None, flags=None, omega=None, sweeps: int = 2, coarse_size: int = 512,
+    def __init__(self, A, *, grid_shape=None, flags=None, omega=None, sweeps: int = 2, coarse_size: int = 128,
                  csr=None, precision=None):
         t0 = time.perf_counter()
         op = A
