@@ -255,7 +255,7 @@ class MultigridPreconditioner(Preconditioner):
             raise ValueError(f"omega must be a number in (0, 1], got {omega!r}")
         self.omega, self.sweeps = float(omega), int(sweeps)
         self._levels = [_Level(d, w, dtype, self.device)]
-        while self._levels[-1].unknowns > coarse_size and min(self._levels[-1].shape) > 2:
+        while self._levels[-1].unknowns > coarse_size and max(self._levels[-1].shape) > 2:
             d, w = coarsen(d, w)
             self._levels.append(_Level(d, w, dtype, self.device))
         self._setup_coarse()

@@ -223,3 +223,14 @@ def test_grid_null_space_is_the_matrix_one():
             assert a.count == b.count and torch.equal(a.index, b.index)
             assert len(set(zip(a.labels.tolist(), b.labels.tolist()))) == a.count  # the same partition
     assert singular >= 5
+
+
+@pytest.mark.parametrize("shape", [(3, 2000), (1, 3000), (3, 40, 900)])
+def test_thin_grids_keep_coarsening(shape):
+    """An axis of 1-3 cells does not stop the hierarchy: the coarsest level stays small (no huge dense solve)."""
+    A = PoissonGrid(shape, boundary="empty")
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    M = MultigridPreconditioner(A)
+    assert M.info["unknowns"][-1] <= 128
+    res = krylearn.solve(A, b, method="mgpcg", rtol=1e-8)
+    assert res.converged and res.iterations <= 20
