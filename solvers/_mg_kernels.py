@@ -137,6 +137,41 @@ def prolong_add(e, norm, sz, sy, x):
                     xr[xf] += nr[xf] * v
 
 
+@numba.njit(cache=True)
+def csr_stencil(indptr, indices, data, nz, ny, nx, d, wz, wy, wx, wz_lo, wy_lo, wx_lo):
+    """Scatter a CSR grid Laplacian into its diagonal and face weights; returns the entries that fit no face.
+
+    Cells are C-ordered on ``(nz, ny, nx)`` (``nz = 1`` in 2D).  Upper
+    entries (column above the row) fill ``wz, wy, wx``, lower ones the
+    ``*_lo`` mirrors, so the caller can check symmetry.  All arrays are
+    zero on entry; weights are ``-A_ij``.
+    """
+    plane = ny * nx
+    stray = 0
+    for i in range(indptr.shape[0] - 1):
+        k, j, m = i // plane, (i // nx) % ny, i % nx
+        for p in range(indptr[i], indptr[i + 1]):
+            off = indices[p] - i
+            v = data[p]
+            if off == 0:
+                d[k, j, m] = v
+            elif off == 1 and m < nx - 1:
+                wx[k, j, m + 1] = -v
+            elif off == -1 and m > 0:
+                wx_lo[k, j, m] = -v
+            elif off == nx and j < ny - 1:
+                wy[k, j + 1, m] = -v
+            elif off == -nx and j > 0:
+                wy_lo[k, j, m] = -v
+            elif off == plane and k < nz - 1:
+                wz[k + 1, j, m] = -v
+            elif off == -plane and k > 0:
+                wz_lo[k, j, m] = -v
+            else:
+                stray += 1
+    return stray
+
+
 def _builds(fn):
     serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
     serial.__qualname__ = serial.__name__  # its own on-disk cache entry

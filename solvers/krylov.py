@@ -25,7 +25,7 @@ from . import _cg_kernels as K2
 from .base import IterativeMethod
 from .driver import Stepper, iterate
 from .inputs import Flattened, prepare_rhs
-from .multigrid import MultigridPreconditioner
+from .multigrid import MultigridPreconditioner, grid_stencil
 from .nullspace import ConstantNullSpace, detect_constant_nullspace, grid_nullspace
 from .preconditioners import complex_over_real, make_preconditioner
 from .result import SolveResult
@@ -366,9 +366,17 @@ class MGPCG(CGMethod):
         if self.empty is None and isinstance(inner, PoissonGrid):
             self.empty = (inner.weights()[0] == 0).reshape(-1)
 
+    def _nullspace(self, choice, csr, op):
+        """On a stored matrix: the grid's null space, from the stencil the V-cycle needs anyway."""
+        self._stencil = None
+        if choice == "auto" and csr is not None:
+            self._stencil = grid_stencil(op, csr, self.opts["grid_shape"])
+            return grid_nullspace(PoissonGrid.from_weights(*self._stencil, device=op.device))
+        return super()._nullspace(choice, csr, op)
+
     def _make_preconditioner(self, op, csr):
         return MultigridPreconditioner(op, csr=csr, grid_shape=self.opts["grid_shape"], flags=self.opts["flags"],
-                                       **self.pc_options)
+                                       stencil=self._stencil, **self.pc_options)
 
 
 #: The PCG methods by name.

@@ -79,31 +79,23 @@ def grid_stencil(op, csr, grid_shape=None) -> tuple[np.ndarray, list]:
         raise ValueError("grid_shape is required for mgpcg on a matrix: pass grid_shape=(ny, nx) or (nz, ny, nx) "
                          "(rows are the grid cells in C order)")
     grid = _check_grid(grid_shape, csr.shape[0])
-    coo = csr.tocoo()
-    r, c, v = coo.row.astype(np.int64), coo.col.astype(np.int64), np.asarray(coo.data).real.astype(np.float64)
-    d = np.zeros(math.prod(grid))
-    on_diag = r == c
-    d[r[on_diag]] = v[on_diag]
-    used = int(on_diag.sum())
-    strides = np.cumprod((1,) + grid[::-1])[:-1][::-1]
-    w = []
-    for a, (stride, size) in enumerate(zip(strides, grid)):
-        wa = np.zeros(_face_shape(grid, a))
-        upper = (c - r == stride) & ((r // stride) % size != size - 1)
-        lower = (r - c == stride) & ((c // stride) % size != size - 1)
-        cells = np.unravel_index(c[upper], grid)  # face k along a lies between cells k-1 and k
-        wa[cells] = -v[upper]
-        mirror = np.zeros(_face_shape(grid, a))
-        mirror[np.unravel_index(r[lower], grid)] = -v[lower]
-        if np.abs(wa - mirror).max(initial=0.0) > 1e-12 * np.abs(v).max(initial=0.0):
-            raise ValueError("A is not symmetric: mgpcg needs a symmetric grid Laplacian")
-        wa = 0.5 * (wa + mirror)
-        used += int(upper.sum() + lower.sum())
-        w.append(wa)
-    if used != coo.nnz:
-        raise ValueError(f"A is not a 5-/7-point stencil on the grid {grid}: {coo.nnz - used} of its entries "
+    g3 = grid if len(grid) == 3 else (1,) + grid
+    d = np.zeros(g3)
+    up = [np.zeros(_face_shape(g3, a)) for a in range(3)]
+    lo = [np.zeros(_face_shape(g3, a)) for a in range(3)]
+    data = np.ascontiguousarray(np.asarray(csr.data).real, dtype=np.float64)
+    stray = K.csr_stencil(csr.indptr.astype(np.int64, copy=False), csr.indices.astype(np.int64, copy=False), data,
+                          *g3, d, *up, *lo)
+    if stray:
+        raise ValueError(f"A is not a 5-/7-point stencil on the grid {grid}: {stray} of its entries "
                          "couple cells that are not face neighbours (mgpcg needs a grid Laplacian)")
-    return d.reshape(grid), w
+    scale = np.abs(data).max(initial=0.0)
+    if any(np.abs(u - m).max(initial=0.0) > 1e-12 * scale for u, m in zip(up, lo)):
+        raise ValueError("A is not symmetric: mgpcg needs a symmetric grid Laplacian")
+    w = [0.5 * (u + m) for u, m in zip(up, lo)]
+    if len(grid) == 2:
+        return d[0], [w[1][0], w[2][0]]
+    return d, w
 
 
 def _face_shape(grid, a):
@@ -216,6 +208,8 @@ class MultigridPreconditioner(Preconditioner):
         our measurements).
     csr : scipy.sparse.csr_matrix, optional
         ``A``'s canonical CSR form when the caller already has it.
+    stencil : tuple, optional
+        ``(diag, face_weights)`` from :func:`grid_stencil`, when already extracted.
 
     Attributes
     ----------
@@ -227,7 +221,7 @@ class MultigridPreconditioner(Preconditioner):
     name = "mg"
 
     def __init__(self, A, *, grid_shape=None, flags=None, omega=None, sweeps: int = 2, coarse_size: int = 128,
-                 csr=None, precision=None):
+                 csr=None, precision=None, stencil=None):
         t0 = time.perf_counter()
         op = A
         dtype = op.dtype if op.dtype in (torch.float32, torch.float64) else torch.float64
@@ -240,7 +234,7 @@ class MultigridPreconditioner(Preconditioner):
             raise ValueError(f"sweeps must be an integer >= 1, got {sweeps!r}")
         if not isinstance(coarse_size, numbers.Integral) or isinstance(coarse_size, bool) or coarse_size < 1:
             raise ValueError(f"coarse_size must be an integer >= 1, got {coarse_size!r}")
-        d, w = grid_stencil(op, csr, grid_shape)
+        d, w = stencil if stencil is not None else grid_stencil(op, csr, grid_shape)
         _check_laplacian(d, w)
         if flags is not None:
             f = np.asarray(flags.cpu() if isinstance(flags, torch.Tensor) else flags)
@@ -295,8 +289,14 @@ class MultigridPreconditioner(Preconditioner):
 
     def _weights_sum(self, fine: _Level, coarse: _Level) -> torch.Tensor:
         """``P 1_c`` on the fine grid: the interpolation weight that reaches each fine cell from unknowns."""
-        y = self._conv(coarse.mask.unsqueeze(0), transpose=True)[0]
-        y = y[tuple(slice(0, s) for s in fine.shape)] * fine.mask
+        if self.device.type == "cpu":  # the compiled interpolation; torch's transposed convolution is slower
+            y = np.zeros((1,) + fine.shape3)
+            K.KERNELS["prolong_add"][0](coarse.mask3[None].astype(np.float64), np.ones(fine.shape3), True,
+                                        self.dim == 3, y)
+            y = torch.from_numpy(y.reshape(fine.shape)).to(self.dtype) * fine.mask
+        else:
+            y = self._conv(coarse.mask.unsqueeze(0), transpose=True)[0]
+            y = y[tuple(slice(0, s) for s in fine.shape)] * fine.mask
         return torch.where(y > 0, 1.0 / torch.where(y > 0, y, torch.ones_like(y)), torch.zeros_like(y))
 
     def _restrict(self, r: torch.Tensor, level: int) -> torch.Tensor:

@@ -176,6 +176,11 @@ def test_bad_input_names_the_problem():
     nine = csr + sp.diags([-0.1, -0.1], [17, -17], shape=csr.shape) + sp.eye(csr.shape[0])
     with pytest.raises(ValueError, match="face neighbours"):
         krylearn.solve(nine.tocsr(), np.ones(256), method="mgpcg", grid_shape=(16, 16), check_symmetry=False)
+    skew = csr.tolil()
+    i = int(np.flatnonzero(csr.diagonal())[20])
+    skew[i, i + 1] *= 1.5  # an existing coupling, made one-sided
+    with pytest.raises(ValueError, match="not symmetric"):
+        krylearn.solve(skew.tocsr(), np.ones(256), method="mgpcg", grid_shape=(16, 16), check_symmetry=False)
     pos = PoissonGrid.from_weights(A.weights()[0], [-wa for wa in A.weights()[1]])
     with pytest.raises(ValueError, match="off-diagonal"):
         MultigridPreconditioner(pos)
