@@ -25,8 +25,16 @@ needs about 3 GB while reading).
 ``coeff`` with its axes reversed, ``(s2, s1, N)``; the reader transposes back.
 Only the requested samples are read.
 
-Coordinates missing from a file (always, for the FNO files) default to
-``linspace(0, 1, s)``, the grid LSM and FNO feed their networks.
+Coordinates. The reader returns the coordinates it read (``x``, ``y``,
+sub-sampled with the fields) and :attr:`DarcyData.layout` names their layout
+on the unit square (:mod:`krylearn.datasets.grids`): ``"node"`` (end points
+on the edges, ``linspace(0, 1, s)``), ``"cell"`` (cell centres
+``(i + 1/2) / s``: PDEBench's Darcy files) or ``"general"`` (other strictly
+monotone coordinates, e.g. cell centres sub-sampled by ``sub > 1``).
+Coordinates that are not one-dimensional, not of the grid's length, not
+finite or not strictly monotone raise :class:`FormatError` naming the key.
+Coordinates missing from a file (always, for the FNO ``.mat`` files) default
+to the nodes ``linspace(0, 1, s)``, the grid LSM and FNO feed their networks.
 
 neuraloperator's ``darcy_*.pt`` files are pickled torch objects and are
 refused (loading them executes code from the file); convert them once, in a
@@ -59,6 +67,7 @@ from ..utils.atomic import atomic_path
 from ..utils.checks import check_int
 from ..utils.errors import FormatError
 from .fileio import MAX_COMPRESSION_RATIO, check_readable, check_stored, format_bytes, open_h5
+from .grids import check_coordinates, classify_coordinates, grid_coordinates
 
 __all__ = [
     "DARCY_SOURCES",
@@ -87,7 +96,8 @@ class DarcyData:
     u : numpy.ndarray, (N, s1, s2), float32
         Solution fields.
     x : numpy.ndarray, (s1,), float64
-        Coordinates along axis 1 of ``a``/``u``.
+        Coordinates along axis 1 of ``a``/``u``, as read (default: the nodes
+        ``linspace(0, 1, s1)``).
     y : numpy.ndarray, (s2,), float64
         Coordinates along axis 2.
     attrs : dict
@@ -116,6 +126,20 @@ class DarcyData:
     def resolution(self) -> tuple[int, int]:
         """``(s1, s2)``."""
         return tuple(int(v) for v in self.a.shape[1:])
+
+    @property
+    def layout(self) -> str:
+        """``"node"``, ``"cell"`` or ``"general"``: the layout of ``x`` and ``y`` on the unit square.
+
+        ``"general"`` also when the two axes differ in layout.
+        """
+        lx, ly = classify_coordinates(self.x), classify_coordinates(self.y)
+        return lx if lx == ly else "general"
+
+    @property
+    def coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)``, as :func:`krylearn.solvers.lsm.predict`'s ``coords`` argument takes them."""
+        return self.x, self.y
 
 
 # ---------------------------------------------------------------------------
@@ -170,20 +194,27 @@ def _read(path: str, d: h5py.Dataset, key: str, sel) -> np.ndarray:
         raise FormatError(f"unreadable data ({e})", path=path, key=key) from None
 
 
-def _coordinate(path: str, f, key: str, s: int, sub: int) -> np.ndarray:
+def _coordinate(path: str, f, key: str, n: int, sub: int) -> np.ndarray:
+    """Coordinates ``(len(range(0, n, sub)),)`` float64 of a grid axis of ``n`` points, read ``[::sub]``.
+
+    Missing: the nodes ``linspace(0, 1, n)[::sub]``.  Not 1-D numeric, of
+    another length than ``n``, non-finite or not strictly monotone:
+    :class:`FormatError` naming ``key``.
+    """
     if key not in f:
-        return np.linspace(0.0, 1.0, s)
+        return grid_coordinates(n, "node")[::sub]
     d = f[key]
     if not isinstance(d, h5py.Dataset) or d.dtype.kind not in "iuf" or d.ndim != 1:
         raise FormatError(f"expected a 1-D numeric dataset, got {d!r}", path=path, key=key)
     check_stored(d, path, key)
-    c = _read(path, d, key, slice(None, None, sub)).astype(np.float64)
-    if c.shape[0] != s:
-        raise FormatError(f"length {c.shape[0]} after subsampling does not match the grid size {s}",
+    if d.shape[0] != n:
+        raise FormatError(f"{d.shape[0]} coordinates, but the grid has {n} points along this axis",
                           path=path, key=key)
-    if not np.isfinite(c).all():
-        raise FormatError("non-finite coordinates", path=path, key=key)
-    return c
+    try:
+        c = check_coordinates("coordinates", _read(path, d, key, slice(None)), n)
+    except ValueError as e:
+        raise FormatError(str(e), path=path, key=key) from None
+    return c[::sub]
 
 
 def detect_darcy_format(path) -> str:
@@ -243,8 +274,8 @@ def _read_pdebench(path, start, count, sub, source) -> DarcyData:
         lo, hi = _window(path, nu.shape[0], start, count)
         a = _read(path, nu, "nu", np.s_[lo:hi, ::sub, ::sub]).astype(np.float32, copy=False)
         u = _read(path, tensor, "tensor", np.s_[lo:hi, 0, ::sub, ::sub]).astype(np.float32, copy=False)
-        x = _coordinate(path, f, "x-coordinate", a.shape[1], sub)
-        y = _coordinate(path, f, "y-coordinate", a.shape[2], sub)
+        x = _coordinate(path, f, "x-coordinate", nu.shape[1], sub)
+        y = _coordinate(path, f, "y-coordinate", nu.shape[2], sub)
         try:
             attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
         except (OSError, RuntimeError, TypeError) as e:
@@ -263,14 +294,15 @@ def _read_mat73(path, start, count, sub) -> DarcyData:
             raise FormatError(f"MATLAB shape {sol.shape[::-1]} does not match 'coeff' {coeff.shape[::-1]}",
                               path=path, key="sol")
         lo, hi = _window(path, coeff.shape[2], start, count)
+        full = coeff.shape[1::-1]
         sel = np.s_[::sub, ::sub, lo:hi]
         a = _read(path, coeff, "coeff", sel).transpose(2, 1, 0).astype(np.float32)
         u = _read(path, sol, "sol", sel).transpose(2, 1, 0).astype(np.float32)
         attrs = {"matlab_version": "7.3"}
     _check_finite(path, "coeff", a, lo)
     _check_finite(path, "sol", u, lo)
-    return DarcyData(a=np.ascontiguousarray(a), u=np.ascontiguousarray(u), x=np.linspace(0.0, 1.0, a.shape[1]),
-                     y=np.linspace(0.0, 1.0, a.shape[2]), attrs=attrs, source="fno-mat-v7.3", path=path, start=lo)
+    return DarcyData(a=np.ascontiguousarray(a), u=np.ascontiguousarray(u), x=grid_coordinates(full[0])[::sub],
+                     y=grid_coordinates(full[1])[::sub], attrs=attrs, source="fno-mat-v7.3", path=path, start=lo)
 
 
 _MAT_ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4,
@@ -307,7 +339,8 @@ def _read_mat5(path, start, count, sub) -> DarcyData:
     u = np.ascontiguousarray(m.pop("sol")[lo:hi, ::sub, ::sub], dtype=np.float32)
     _check_finite(path, "coeff", a, lo)
     _check_finite(path, "sol", u, lo)
-    return DarcyData(a=a, u=u, x=np.linspace(0.0, 1.0, a.shape[1]), y=np.linspace(0.0, 1.0, a.shape[2]),
+    _, s1, s2 = info["coeff"][0]
+    return DarcyData(a=a, u=u, x=grid_coordinates(s1)[::sub], y=grid_coordinates(s2)[::sub],
                      attrs={"matlab_version": "5"}, source="fno-mat-v5", path=path, start=lo)
 
 
@@ -330,7 +363,8 @@ def read_darcy(path, *, start: int = 0, count: int | None = None, sub: int = 1) 
     Returns
     -------
     DarcyData
-        ``a``, ``u`` float32 ``(count, s1, s2)``.
+        ``a``, ``u`` float32 ``(count, s1, s2)``; ``x``, ``y`` float64 the
+        coordinates read (``[::sub]``), ``layout`` their layout.
 
     Raises
     ------
@@ -340,22 +374,29 @@ def read_darcy(path, *, start: int = 0, count: int | None = None, sub: int = 1) 
         A dataset declaring more data than the file stores;
         missing or malformed ``nu``/``tensor``/``coeff``/``sol`` (wrong rank,
         mismatched sample counts or grids), non-finite values in the samples
-        read, a pickled ``.pt`` file, or an unknown format.
+        read, ``x-coordinate``/``y-coordinate`` of the wrong length,
+        non-finite or not strictly monotone, a pickled ``.pt`` file, or an
+        unknown format.
     ValueError, TypeError
         Bad ``start``/``count``/``sub``.
     """
+    return _read_by_format(path, start, count, sub, detect_darcy_format, _read_pdebench, _read_mat73, _read_mat5)
+
+
+def _read_by_format(path, start, count, sub, detect, read_hdf5, read_mat73, read_mat5):
+    """Check the window arguments, detect the format and call its reader; I/O errors become ``FormatError``."""
     start = check_int("start", start, 0)
     if count is not None:
         count = check_int("count", count, 0)
     sub = check_int("sub", sub, 1)
     path = os.fspath(path)
-    fmt = detect_darcy_format(path)
+    fmt = detect(path)
     try:
         if fmt in ("krylearn", "pdebench"):
-            return _read_pdebench(path, start, count, sub, fmt)
+            return read_hdf5(path, start, count, sub, fmt)
         if fmt == "fno-mat-v7.3":
-            return _read_mat73(path, start, count, sub)
-        return _read_mat5(path, start, count, sub)
+            return read_mat73(path, start, count, sub)
+        return read_mat5(path, start, count, sub)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except OSError as e:
@@ -365,14 +406,26 @@ def read_darcy(path, *, start: int = 0, count: int | None = None, sub: int = 1) 
 # ---------------------------------------------------------------------------
 # writer
 # ---------------------------------------------------------------------------
-def create_darcy_layout(h5: h5py.File, n: int, shape, *, x=None, y=None, chunk: int = 1,
+def _layout_coordinates(x, y, layout: str, s1: int, s2: int) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(x, y)``: the given arrays, or ``layout``'s grid on the unit square where ``None``."""
+    if layout not in ("node", "cell"):
+        raise ValueError(f"layout must be 'node' or 'cell', got {layout!r}")
+    return tuple(grid_coordinates(s, layout) if c is None else check_coordinates(name, c, s)
+                 for name, c, s in (("x", x, s1), ("y", y, s2)))
+
+
+def create_darcy_layout(h5: h5py.File, n: int, shape, *, x=None, y=None, layout: str = "node", chunk: int = 1,
                         compression: str | None = None) -> tuple[h5py.Dataset, h5py.Dataset]:
     """Create the empty PDEBench-layout datasets in an open file; returns ``(nu, tensor)``.
 
     ``nu`` is ``(n, s1, s2)`` and ``tensor`` ``(n, 1, s1, s2)``, float32,
-    chunked by ``chunk`` samples; coordinates default to ``linspace(0, 1, s)``.
+    chunked by ``chunk`` samples.  ``x-coordinate`` ``(s1,)`` and
+    ``y-coordinate`` ``(s2,)`` are ``x`` and ``y`` (strictly monotone,
+    finite), or where ``None`` the ``layout`` grid on the unit square:
+    ``"node"`` (default, ``linspace(0, 1, s)``) or ``"cell"`` (``(i + 1/2) / s``).
     """
     s1, s2 = (int(v) for v in shape)
+    x, y = _layout_coordinates(x, y, layout, s1, s2)
     n = check_int("n", n, 0)
     chunk = check_int("chunk", chunk, 1)
     if compression not in (None, "gzip", "lzf"):
@@ -382,15 +435,12 @@ def create_darcy_layout(h5: h5py.File, n: int, shape, *, x=None, y=None, chunk: 
                            compression=compression)
     tensor = h5.create_dataset("tensor", shape=(n, 1, s1, s2), dtype=np.float32, chunks=(c, 1, s1, s2),
                                compression=compression)
-    for key, coord, s in (("x-coordinate", x, s1), ("y-coordinate", y, s2)):
-        coord = np.linspace(0.0, 1.0, s) if coord is None else np.asarray(coord, dtype=np.float64)
-        if coord.shape != (s,):
-            raise ValueError(f"{key[0]} must have shape ({s},), got {coord.shape}")
+    for key, coord in (("x-coordinate", x), ("y-coordinate", y)):
         h5.create_dataset(key, data=coord.astype(np.float32))
     return nu, tensor
 
 
-def write_darcy(path, a, u, *, x=None, y=None, attrs: dict | None = None, chunk: int = 1,
+def write_darcy(path, a, u, *, x=None, y=None, layout: str = "node", attrs: dict | None = None, chunk: int = 1,
                 compression: str | None = None) -> None:
     """Write ``(a, u)`` samples as a PDEBench-layout HDF5 file, atomically.
 
@@ -401,7 +451,11 @@ def write_darcy(path, a, u, *, x=None, y=None, attrs: dict | None = None, chunk:
     a, u : array_like, (N, s1, s2)
         Coefficients and solutions (stored float32, ``u`` as ``tensor`` (N, 1, s1, s2)).
     x, y : array_like, (s1,) and (s2,), optional
-        Coordinates (default ``linspace(0, 1, s)``).
+        Coordinates, strictly monotone (default: ``layout``'s grid).
+    layout : {"node", "cell"}
+        The grid on the unit square where ``x`` or ``y`` is not given:
+        nodes ``linspace(0, 1, s)`` (default) or cell centres ``(i + 1/2) / s``
+        (PDEBench's layout).
     attrs : dict, optional
         File attributes (scalars or strings); ``generator`` defaults to
         ``"krylearn.write_darcy"``.
@@ -420,10 +474,11 @@ def write_darcy(path, a, u, *, x=None, y=None, attrs: dict | None = None, chunk:
             raise TypeError(f"{name} must be numeric, got dtype {v.dtype}")
         if not np.isfinite(v).all():
             raise ValueError(f"{name} contains NaN or Inf")
+    x, y = _layout_coordinates(x, y, layout, *a.shape[1:])
     attrs = {"generator": "krylearn.write_darcy", **(attrs or {})}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            nu, tensor = create_darcy_layout(h5, a.shape[0], a.shape[1:], x=x, y=y, chunk=chunk,
+            nu, tensor = create_darcy_layout(h5, a.shape[0], a.shape[1:], x=x, y=y, layout=layout, chunk=chunk,
                                              compression=compression)
             nu[...] = a.astype(np.float32)
             tensor[...] = u.astype(np.float32)[:, None]

@@ -11,7 +11,16 @@ the boundary, where
   :func:`krylearn.operators.darcy.darcy_system` (arithmetic-mean face
   coefficients, scaled by ``(s-1)^2``) at ``res = 421`` points a side,
   solved to ``rtol = 1e-10`` (:func:`solve_darcy`), then subsampled
-  ``[::sub, ::sub]`` (421 with ``sub = 5`` gives 85, the LSM/FNO grid).
+  ``[::sub, ::sub]`` (421 with ``sub = 5`` gives 85, the LSM/FNO grid), or
+  ``[offset::sub, offset::sub]``.
+
+Cell-centred files (PDEBench's layout) come from an offset: the cell centres
+``(i + 1/2) / s`` are the points ``[sub // 2::sub]`` of a finer grid when
+``sub`` is odd (``grid="fno"``, ``res = s * sub``: e.g. ``res=640, sub=5,
+offset=2`` gives 128 centres) or when ``res - 1`` is a multiple of ``2 s``
+(``grid="node"``, ``sub = (res - 1) / s``, ``offset = sub / 2``: e.g.
+``res=513, sub=4, offset=2``).  The written coordinates say which points
+were kept.
 
 Grids (``grid=``). The benchmark's ``solve_gwf.m`` treats the ``K x K``
 input as values at the cell centres ``(k + 1/2) / K``: it interpolates ``a``
@@ -249,21 +258,22 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
 
 def darcy_sample(seed: int, index: int, *, res: int = 421, sub: int = 5, alpha: float = 2.0, tau: float = 3.0,
                  hi: float = 12.0, lo: float = 3.0, rtol: float = 1e-10, method: str = "direct",
-                 grid: str = "fno") -> tuple[np.ndarray, np.ndarray, dict]:
+                 grid: str = "fno", offset: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Sample ``index`` of a :func:`generate_darcy` file, computed alone.
 
     Returns
     -------
-    a, u : numpy.ndarray, (s, s), float32, s = (res - 1) // sub + 1
-        Coefficient and solution subsampled ``[::sub, ::sub]``.
+    a, u : numpy.ndarray, (s, s), float32, s = (res - 1 - offset) // sub + 1
+        Coefficient and solution subsampled ``[offset::sub, offset::sub]``.
     info : dict
         Solver statistics (see :func:`solve_darcy`).
     """
+    keep = slice(check_int("offset", offset, 0), None, check_int("sub", sub, 1))
     field = grf_neumann(res, sample_rng(seed, index), alpha, tau)
     a = darcy_coefficient(field, hi, lo)
     u, info = solve_darcy(a, rtol, method, grid=grid, return_info=True)
-    return (np.ascontiguousarray(a[::sub, ::sub], dtype=np.float32),
-            np.ascontiguousarray(u[::sub, ::sub], dtype=np.float32), info)
+    return (np.ascontiguousarray(a[keep, keep], dtype=np.float32),
+            np.ascontiguousarray(u[keep, keep], dtype=np.float32), info)
 
 
 def _worker_init() -> None:
@@ -284,7 +294,7 @@ def _job(args):
 def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *, workers: int | None = None,
                    progress: bool = True, chunk: int = 1, compression: str | None = None, alpha: float = 2.0,
                    tau: float = 3.0, hi: float = 12.0, lo: float = 3.0, rtol: float = 1e-10,
-                   method: str = "direct", grid: str = "fno") -> str:
+                   method: str = "direct", grid: str = "fno", offset: int = 0) -> str:
     """Generate ``n`` Darcy samples into a PDEBench-layout HDF5 file.
 
     The layout (read back by :func:`krylearn.datasets.pde_formats.read_darcy`)::
@@ -293,15 +303,16 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
         tensor        (n, 1, s, s)  float32   solution u
         x-coordinate  (s,)          float32   point coordinates along axis 1
         y-coordinate  (s,)          float32   ... along axis 2 (the same)
-        attrs         generator, version, seed, seed_scheme, n, res, sub, alpha,
+        attrs         generator, version, seed, seed_scheme, n, res, sub, offset, alpha,
                       tau, hi, lo, beta (= f = 1), rtol, solver, grid,
                       max_iterations, seconds
 
-    with ``s = (res - 1) // sub + 1``. Coordinates are the nodes
-    ``linspace(0, 1, res)[::sub]`` for ``grid="node"`` and the cell centres
-    ``((k + 1/2) / res)[::sub]`` for ``grid="fno"``. Chunks hold ``chunk``
-    samples. The file is written to a temporary name and renamed into place
-    when complete.
+    with ``s = (res - 1 - offset) // sub + 1``. Coordinates are the nodes
+    ``linspace(0, 1, res)[offset::sub]`` for ``grid="node"`` and the cell
+    centres ``((k + 1/2) / res)[offset::sub]`` for ``grid="fno"`` (see the
+    module docstring for offsets that give cell-centred files). Chunks hold
+    ``chunk`` samples. The file is written to a temporary name and renamed
+    into place when complete.
 
     Parameters
     ----------
@@ -311,6 +322,8 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
         Number of samples.
     res, sub : int
         Solve resolution and subsampling stride (benchmark: 421 and 5 -> 85).
+    offset : int
+        First point kept along each axis, ``0 <= offset < sub`` (default 0).
     seed : int
         Root seed (see the module docstring for the per-sample seeds).
     workers : int, optional
@@ -336,7 +349,7 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
     """
     n = check_int("n", n, 1)
     seed = check_int("seed", seed, 0)
-    kw = _sample_options(res, sub, alpha, tau, hi, lo, rtol, method, grid)
+    kw = _sample_options(res, sub, alpha, tau, hi, lo, rtol, method, grid, offset)
     workers = min(check_int("workers", (os.cpu_count() or 1) if workers is None else workers, 1), n)
     t0 = time.perf_counter()
     with atomic_path(path) as tmp:
@@ -344,7 +357,7 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
             max_iterations = _write_samples(h5, n, seed, kw, workers, chunk, compression, progress)
             attrs = dict(generator=GENERATOR, version=__version__, seed=seed,
                          seed_scheme="numpy.random.SeedSequence(seed).spawn(n)[i] -> default_rng", n=n,
-                         **{k: kw[k] for k in ("res", "sub", "alpha", "tau", "hi", "lo")}, beta=1.0,
+                         **{k: kw[k] for k in ("res", "sub", "offset", "alpha", "tau", "hi", "lo")}, beta=1.0,
                          rtol=kw["rtol"], solver=method, grid=grid, max_iterations=max_iterations,
                          seconds=time.perf_counter() - t0,
                          equation="-div(a grad u) = 1 on (0,1)^2, u = 0 on the boundary")
@@ -355,8 +368,9 @@ def generate_darcy(path, n: int, res: int = 421, sub: int = 5, seed: int = 0, *,
 
 def _write_samples(h5, n, seed, kw, workers, chunk, compression, progress) -> int:
     """Create the layout in ``h5`` and fill it with samples ``0..n-1``; returns the most solver iterations."""
-    s = (kw["res"] - 1) // kw["sub"] + 1
-    coords = (np.linspace(0.0, 1.0, kw["res"]) if kw["grid"] == "node" else _centres(kw["res"]))[::kw["sub"]]
+    keep = slice(kw["offset"], None, kw["sub"])
+    coords = (np.linspace(0.0, 1.0, kw["res"]) if kw["grid"] == "node" else _centres(kw["res"]))[keep]
+    s = len(coords)
     nu, tensor = create_darcy_layout(h5, n, (s, s), x=coords, y=coords, chunk=chunk, compression=compression)
     from tqdm.auto import tqdm  # optional dependency, imported where the bar is made
 
@@ -373,17 +387,20 @@ def _write_samples(h5, n, seed, kw, workers, chunk, compression, progress) -> in
     return stats["max_iterations"]
 
 
-def _sample_options(res, sub, alpha, tau, hi, lo, rtol, method, grid) -> dict:
+def _sample_options(res, sub, alpha, tau, hi, lo, rtol, method, grid, offset=0) -> dict:
     """The checked keyword arguments of :func:`darcy_sample` (errors name the argument)."""
     res = check_int("res", res, 3)
     sub = check_int("sub", sub, 1)
-    if (res - 1) // sub + 1 < 3:
-        raise ValueError(f"sub = {sub} leaves fewer than 3 points per side of res = {res}")
+    offset = check_int("offset", offset, 0)
+    if offset >= sub:
+        raise ValueError(f"offset must be in [0, sub) = [0, {sub}), got {offset}")
+    if (res - 1 - offset) // sub + 1 < 3:
+        raise ValueError(f"sub = {sub} (offset {offset}) leaves fewer than 3 points per side of res = {res}")
     if grid not in GRIDS:
         raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
     reals = {name: check_real(name, v, positive=True)
              for name, v in (("alpha", alpha), ("tau", tau), ("hi", hi), ("lo", lo), ("rtol", rtol))}
-    return dict(res=res, sub=sub, **reals, method=method, grid=grid)
+    return dict(res=res, sub=sub, offset=offset, **reals, method=method, grid=grid)
 
 
 def _run_samples(store, n: int, seed: int, kw: dict, workers: int) -> None:

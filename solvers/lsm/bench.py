@@ -96,15 +96,15 @@ def _overlap(card: dict, file: str, start: int, count: int, sub: int) -> list[st
     return hits
 
 
-def _time_inference(predictor, a, batch_size, repeats) -> float:
+def _time_inference(predictor, d, batch_size, repeats) -> float:
     dev = next(predictor.parameters()).device
-    predict(a[:batch_size], model=predictor, batch_size=batch_size, device=dev)  # warm-up
+    predict(d.a[:batch_size], model=predictor, coords=d.coords, batch_size=batch_size, device=dev)  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        predict(a, model=predictor, batch_size=batch_size, device=dev)
+        predict(d.a, model=predictor, coords=d.coords, batch_size=batch_size, device=dev)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) / len(a)
+    return statistics.median(times) / len(d)
 
 
 def _plot_samples(d, pred, rel, idx, path, title) -> None:
@@ -266,7 +266,7 @@ def _model_rows(labels, predictors, models, d, samples, batch_size, repeats) -> 
     file, start, count, sub = samples
     rows, preds = [], {}
     for lab, p, m in zip(labels, predictors, models):
-        ev = evaluate(p, d, batch_size=batch_size, return_predictions=True)
+        ev = evaluate(p, d, batch_size=batch_size, resample=True, return_predictions=True)
         preds[lab] = ev.pop("prediction")
         card = getattr(p, "card", None) or {}
         overlap = _overlap(card, file, start, count, sub)
@@ -281,7 +281,7 @@ def _model_rows(labels, predictors, models, d, samples, batch_size, repeats) -> 
             "card_test_rel_l2": (card.get("metrics") or {}).get("test_rel_l2"),
             "rel_l2_mean": ev["rel_l2_mean"], "rel_l2_median": ev["rel_l2_median"], "rel_l2_max": ev["rel_l2_max"],
             "rel_l2": ev["rel_l2"],
-            "inference_s_per_sample": _time_inference(p, d.a, batch_size, repeats),
+            "inference_s_per_sample": _time_inference(p, d, batch_size, repeats),
             "device": ev["device"], "overlaps_training": overlap or None,
         })
     return rows, preds

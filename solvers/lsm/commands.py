@@ -1,4 +1,4 @@
-"""LSM's CLI subcommands: ``krylearn train lsm``, ``eval lsm``, ``bench darcy`` and ``data darcy``."""
+"""LSM's CLI subcommands: ``krylearn train lsm``, ``eval lsm``, ``bench darcy``, ``data darcy`` (and ``data ns``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from ...cli.args import add_quiet, add_run_options, floats, method_list, writabl
 from ...problems.darcy import generate_darcy
 from ..learned import available, find_weights
 from .bench import DEFAULT_MODELS, format_darcy_table, run_darcy_benchmark
+from .bench_layout import format_layout_table, layout_study, write_layout_report
+from .commands_ns import add_ns_commands
 from .recipe import DEFAULT_CONFIGS, evaluate, train
 
 __all__ = ["add_commands"]
@@ -23,11 +25,13 @@ _BASELINES_HINT = ("the FNO / U-Net baselines are not shipped: train one with `k
 
 
 def add_commands(verbs: dict) -> None:
-    """Add ``train lsm``, ``eval lsm``, ``bench darcy``, ``data darcy``; ``verbs`` maps verbs to subparsers."""
+    """Add ``train lsm``, ``eval lsm``, ``bench darcy``, ``data darcy``, ``data ns``; ``verbs`` maps verbs to subparsers."""
     _add_train(verbs["train"])
     _add_eval(verbs["eval"])
     _add_bench(verbs["bench"])
+    _add_bench_layout(verbs["bench"])
     _add_data(verbs["data"])
+    add_ns_commands(verbs)
 
 
 # ------------------------------------------------------------------ train lsm
@@ -111,8 +115,9 @@ def _add_eval(eval_verb) -> None:
     el.add_argument("--sub", type=int, default=1, help="spatial subsampling while reading (default 1)")
     el.add_argument("--batch-size", type=int, default=20, help="fields per forward pass (default 20)")
     el.add_argument("--resample", default="no", choices=("no", "yes", "native"),
-                    help="when the grid differs from training: no = error, yes = predict on the training grid and "
-                         "interpolate, native = run on the data's grid (default no)")
+                    help="when the grid differs from training (size, or points: the file's coordinates): no = error, "
+                         "yes = predict on the training grid and interpolate by the coordinates, native = run on "
+                         "the data's grid (default no)")
     el.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     el.set_defaults(func=cmd_eval_lsm)
 
@@ -121,8 +126,10 @@ def cmd_eval_lsm(args) -> int:
     resample = {"no": False, "yes": True, "native": "native"}[args.resample]
     r = evaluate(args.model, args.data, start=args.start, count=args.count, sub=args.sub,
                  batch_size=args.batch_size, resample=resample, device=args.device)
-    print(f"{args.model} on {args.data}: relative L2 mean {r['rel_l2_mean']:.4g}, median {r['rel_l2_median']:.4g}, "
-          f"max {r['rel_l2_max']:.4g}; {r['seconds_per_sample'] * 1e3:.2f} ms per sample")
+    grid = f"{r['resolution'][0]}x{r['resolution'][1]} {r['layout']} grid"
+    print(f"{args.model} on {args.data} ({grid}, {r['n']} samples): relative L2 mean {r['rel_l2_mean']:.4g}, "
+          f"median {r['rel_l2_median']:.4g}, max {r['rel_l2_max']:.4g}; {r['seconds_per_sample'] * 1e3:.2f} ms "
+          "per sample")
     return 0
 
 
@@ -171,6 +178,34 @@ def cmd_bench_darcy(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ bench darcy-layout
+def _add_bench_layout(bench_verb) -> None:
+    bl = bench_verb.add_parser(
+        "darcy-layout", help="a Darcy model on its node grid against a cell-centred 128^2 grid (PDEBench's layout)",
+        description="Paired samples (one fine benchmark-recipe solve each, sampled at the model's node grid and at "
+                    "128^2 cell centres): relative L2 on the node grid, on the cell-centred grid placed by its "
+                    "coordinates, and on the cell-centred grid under the node assumption.")
+    bl.add_argument("--model", default="lsm-darcy", help="shipped name or weights path (default lsm-darcy)")
+    bl.add_argument("--n", type=int, default=16, help="samples (default 16)")
+    bl.add_argument("--seed", type=int, default=7, help="sample seed (default 7: in none of lsm-darcy's files)")
+    bl.add_argument("--res", type=int, default=640, help="fine solve, cell centres per side (default 640)")
+    bl.add_argument("--sub", type=int, default=5, help="stride of the cell-centred grid in the fine one (default 5)")
+    bl.add_argument("--offset", type=int, default=2, help="its first point (default 2: 640 -> 128 centres)")
+    bl.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    bl.add_argument("--out", default=None, help="results folder for darcy-layout.json and .md (default: print only)")
+    bl.set_defaults(func=cmd_bench_layout)
+
+
+def cmd_bench_layout(args) -> int:
+    out = writable_folder(args.out, "--out") if args.out else None
+    r = layout_study(args.model, n=args.n, seed=args.seed, res=args.res, sub=args.sub, offset=args.offset,
+                     device=args.device)
+    print(format_layout_table(r))
+    if out is not None:
+        print("\nwrote " + ", ".join(write_layout_report(r, out)))
+    return 0
+
+
 # ------------------------------------------------------------------ data darcy
 def _add_data(data_verb) -> None:
     dd = data_verb.add_parser(
@@ -182,6 +217,9 @@ def _add_data(data_verb) -> None:
     dd.add_argument("--n", type=int, default=1200, help="samples (default 1200)")
     dd.add_argument("--res", type=int, default=421, help="solver grid nodes per side (default 421)")
     dd.add_argument("--sub", type=int, default=5, help="subsampling (default 5: 421 -> 85)")
+    dd.add_argument("--offset", type=int, default=0,
+                    help="first point kept, 0 <= OFFSET < SUB (default 0); cell centres of a 128^2 grid: "
+                         "--res 640 --sub 5 --offset 2")
     dd.add_argument("--seed", type=int, default=0, help="random-field seed (default 0)")
     dd.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     dd.add_argument("--method", default="direct", help="direct | pcg-amg | any krylearn.solve method (default direct)")
@@ -196,8 +234,8 @@ def _add_data(data_verb) -> None:
 
 def cmd_data_darcy(args) -> int:
     writable_file(args.output, "--output")
-    path = generate_darcy(args.output, args.n, res=args.res, sub=args.sub, seed=args.seed, workers=args.workers,
-                          method=args.method, grid=args.grid, rtol=args.rtol, compression=args.compression,
-                          progress=not args.quiet)
+    path = generate_darcy(args.output, args.n, res=args.res, sub=args.sub, offset=args.offset, seed=args.seed,
+                          workers=args.workers, method=args.method, grid=args.grid, rtol=args.rtol,
+                          compression=args.compression, progress=not args.quiet)
     print(f"wrote {path}")
     return 0

@@ -14,10 +14,12 @@ the input's H x W before use.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...datasets.grids import check_coordinates, classify_coordinates, grid_coordinates
 from .networks import KINDS, build_network
 
 __all__ = ["UnitGaussianNormalizer", "NormalizedOperator"]
@@ -116,7 +118,9 @@ class NormalizedOperator(nn.Module):
     It is LSM's network in the weights convention
     (:func:`~krylearn.solvers.learned.save_pretrained` /
     :func:`~krylearn.solvers.learned.load_pretrained`): the card records the
-    inner network's ``kind`` and ``config`` and the training ``resolution``.
+    inner network's ``kind`` and ``config``, the training ``resolution`` and
+    the training ``grid`` (its layout on the unit square, and its
+    coordinates when they are neither nodes nor cell centres).
     """
 
     def __init__(self, net: nn.Module, x_normalizer: UnitGaussianNormalizer | None = None,
@@ -125,6 +129,7 @@ class NormalizedOperator(nn.Module):
         self.net = net
         self.x_normalizer = x_normalizer
         self.y_normalizer = y_normalizer
+        self._coords = None
 
     @property
     def kind(self) -> str:
@@ -146,17 +151,73 @@ class NormalizedOperator(nn.Module):
                 return tuple(n.shape[-2:])
         return None
 
-    def card_fields(self) -> dict:
-        """Card entries beside ``config`` and ``kind``: the training grid."""
+    @property
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The training grid's coordinates ``(x (H,), y (W,))`` float64, or ``None`` without a resolution.
+
+        As set by :meth:`set_coordinates` (the training data's coordinates),
+        else the nodes ``linspace(0, 1, s)``.
+        """
         res = self.resolution
-        return {"resolution": list(res) if res is not None else None}
+        if res is None:
+            return None
+        if self._coords is not None:
+            return self._coords
+        return grid_coordinates(res[0]), grid_coordinates(res[1])
+
+    def set_coordinates(self, x, y) -> None:
+        """Record the training grid's coordinates (``(H,)`` and ``(W,)``, strictly monotone)."""
+        res = self.resolution
+        if res is None:
+            raise ValueError("set_coordinates needs a training resolution (the normalisers record it)")
+        self._coords = (check_coordinates("x", x, res[0]), check_coordinates("y", y, res[1]))
+
+    @property
+    def layout(self) -> str | None:
+        """The training grid's layout on the unit square (``"node"``, ``"cell"``, ``"general"``), or ``None``."""
+        grid = self._grid_card()
+        return grid["layout"] if grid else None
+
+    def _grid_card(self) -> dict | None:
+        coords = self.coordinates
+        if coords is None:
+            return None
+        layouts = {classify_coordinates(c) for c in coords}
+        layout = layouts.pop() if len(layouts) == 1 else "general"
+        grid = {"layout": layout, "domain": [0.0, 1.0]}
+        if layout == "general":
+            grid.update(x=[float(v) for v in coords[0]], y=[float(v) for v in coords[1]])
+        return grid
+
+    def card_fields(self) -> dict:
+        """Card entries beside ``config`` and ``kind``: the training grid's size and coordinates."""
+        res = self.resolution
+        return {"resolution": list(res) if res is not None else None, "grid": self._grid_card()}
+
+    def _coordinates_from_card(self, grid) -> None:
+        """Set the training coordinates from a card's ``grid`` entry (``ValueError`` naming it when malformed)."""
+        if grid is None or self.resolution is None:
+            return
+        layout = grid.get("layout") if isinstance(grid, dict) else None
+        if layout in ("node", "cell"):
+            self.set_coordinates(*(grid_coordinates(s, layout) for s in self.resolution))
+        elif layout == "general" and "x" in grid and "y" in grid:
+            try:
+                self.set_coordinates(grid["x"], grid["y"])
+            except ValueError as e:
+                raise ValueError(f"grid: {e}") from None
+        else:
+            raise ValueError(f"grid must be {{'layout': 'node' | 'cell'}} or {{'layout': 'general', 'x': [...], "
+                             f"'y': [...]}}, got {grid!r}")
 
     @classmethod
     def from_card(cls, card: dict, state: dict) -> "NormalizedOperator":
         """Rebuild from a weight card (``kind``, ``config``) and its tensors (the normalisers' statistics).
 
         Raises ``ValueError`` naming ``kind`` or ``config`` when the card
-        describes no network of :data:`~.networks.KINDS`.
+        describes no network of :data:`~.networks.KINDS`, and naming ``grid``
+        when its training grid is malformed.  A card without ``grid`` means
+        the nodes ``linspace(0, 1, s)``.
         """
         kind = card.get("kind")
         if kind not in KINDS:
@@ -171,7 +232,9 @@ class NormalizedOperator(nn.Module):
             has = all(k in state for k in keys)
             norms.append(UnitGaussianNormalizer(state[keys[0]], state[keys[1]], float(state[keys[2]])) if has
                          else None)
-        return cls(net, *norms)
+        op = cls(net, *norms)
+        op._coordinates_from_card(card.get("grid"))
+        return op
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         x = self.x_normalizer.encode(a) if self.x_normalizer is not None else a

@@ -3,6 +3,13 @@
 >>> import numpy as np
 >>> from krylearn.solvers.lsm import predict                     # doctest: +SKIP
 >>> u = predict(a, model="lsm-darcy")   # a: (N, 85, 85) coefficients -> u: (N, 85, 85)  # doctest: +SKIP
+>>> d = read_darcy("2D_DarcyFlow_beta1.0_Train.hdf5", count=8)  # PDEBench: 128^2 cell centres  # doctest: +SKIP
+>>> u = predict(d.a, model="lsm-darcy", coords=d.coords)                                  # doctest: +SKIP
+
+Grids are placed by their coordinates (:mod:`krylearn.datasets.grids`): a
+field on another grid than the training grid -- another size, or the same
+size in another layout (cell centres rather than nodes) -- is interpolated
+from its points' positions to the training grid's and back, never by index.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...datasets.grids import check_coordinates, grid_coordinates, interpolation_matrix, same_points
 from ..learned import load_pretrained, pick_device
 from .networks import KINDS
 from .normalizer import NormalizedOperator
 
-__all__ = ["predict", "resample_nodes", "resolve_predictor"]
+__all__ = ["predict", "resample_grid", "resample_nodes", "resolve_predictor", "field_coordinates"]
 
 _WARNED: set = set()
 
@@ -59,6 +67,65 @@ def resample_nodes(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.T
     return x[..., ih[:, None], iw[None, :]]
 
 
+def resample_grid(x: torch.Tensor, src, dst, mode: str = "linear") -> torch.Tensor:
+    """Fields ``(B, C, H, W)`` on the grid ``src = (xs, ys)`` evaluated on the grid ``dst = (xd, yd)``.
+
+    Separable 1-D interpolation by the points' coordinates
+    (:func:`~krylearn.datasets.grids.interpolation_matrix`), so any strictly
+    monotone coordinates work: node, cell-centred, sub-sampled, stretched.
+
+    Parameters
+    ----------
+    x : torch.Tensor, (B, C, H, W), floating
+    src : (array_like (H,), array_like (W,))
+        Coordinates of ``x`` along H and W.
+    dst : (array_like (H',), array_like (W',))
+        Coordinates to evaluate at.
+    mode : {"linear", "nearest"}
+        ``"linear"``: bilinear, with linear extrapolation beyond the outermost
+        source points (the half-cell border of a cell-centred grid);
+        ``"nearest"``: the nearest source point, the outermost one beyond
+        the range (keeps a piecewise-constant coefficient two-valued).
+
+    Returns
+    -------
+    torch.Tensor, (B, C, H', W'), ``x``'s dtype and device
+    """
+    (xs, ys), (xd, yd) = src, dst
+    if x.ndim != 4 or (x.shape[-2], x.shape[-1]) != (len(xs), len(ys)):
+        raise ValueError(f"x must have shape (B, C, {len(xs)}, {len(ys)}) to match src, got {tuple(x.shape)}")
+    if same_points(xs, xd, tol=0.0) and same_points(ys, yd, tol=0.0):
+        return x
+    wh = torch.as_tensor(interpolation_matrix(xs, xd, mode), dtype=x.dtype, device=x.device)
+    ww = torch.as_tensor(interpolation_matrix(ys, yd, mode), dtype=x.dtype, device=x.device)
+    return torch.einsum("ih,bchw,jw->bcij", wh, x, ww)
+
+
+def field_coordinates(coords, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` float64 coordinates of an ``size = (H, W)`` field from :func:`predict`'s ``coords``.
+
+    ``None`` or ``"node"``: ``linspace(0, 1, s)``; ``"cell"``: ``(i + 1/2) / s``;
+    a pair ``(x, y)``: those arrays, checked (lengths ``H`` and ``W``, finite,
+    strictly monotone; ``ValueError`` naming ``coords`` otherwise).
+    """
+    H, W = size
+    if coords is None or isinstance(coords, str):
+        layout = coords or "node"
+        if layout not in ("node", "cell"):
+            raise ValueError(f"coords must be None, 'node', 'cell' or a pair (x, y) of arrays, got {coords!r}")
+        return grid_coordinates(H, layout), grid_coordinates(W, layout)
+    try:
+        cx, cy = coords
+    except (TypeError, ValueError):
+        raise TypeError(f"coords must be None, 'node', 'cell' or a pair (x, y) of arrays, got "
+                        f"{type(coords).__name__}") from None
+    return check_coordinates("coords[0] (x)", cx, H), check_coordinates("coords[1] (y)", cy, W)
+
+
+def _same_grid(src, dst) -> bool:
+    return all(same_points(s, d) for s, d in zip(src, dst))
+
+
 def _as_tensor(a):
     """``(tensor, numpy array or None)`` of the input fields, checked (type, emptiness, finiteness)."""
     if isinstance(a, torch.Tensor):
@@ -97,19 +164,34 @@ def _batched(t: torch.Tensor, cin: int) -> torch.Tensor:
     return x
 
 
+def _check_options(batch_size, resample) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(resample, str) or not isinstance(resample, (bool, np.bool_)):
+        raise TypeError(f"resample must be True or False, got {resample!r}")
+
+
 def _warn_native(predictor, size, train_res) -> None:
     key = (id(predictor), size)
     if key not in _WARNED:
         _WARNED.add(key)
-        warnings.warn(f"model was trained on a {train_res[0]}x{train_res[1]} grid and runs natively on "
-                      f"{size[0]}x{size[1]}; expect a larger error (the default resample=True predicts on "
-                      "the training grid and interpolates back)", UserWarning, stacklevel=3)
+        same = tuple(size) == tuple(train_res)
+        where = (f"on another {size[0]}x{size[1]} grid (other points)" if same
+                 else f"natively on {size[0]}x{size[1]}")
+        warnings.warn(f"model was trained on a {train_res[0]}x{train_res[1]} grid and runs {where}; expect a "
+                      "larger error (the default resample=True predicts on the training grid and interpolates "
+                      "back)", UserWarning, stacklevel=3)
 
 
-def _run(predictor, x: torch.Tensor, batch_size: int, dev, resample: bool) -> torch.Tensor:
-    """The predictor on ``x`` in batches (eval mode, no grad), on the training grid when ``resample``."""
-    size, train_res = tuple(x.shape[-2:]), predictor.resolution
-    regrid = resample and train_res is not None and size != tuple(train_res)
+def _run(predictor, x: torch.Tensor, grid, batch_size: int, dev, resample: bool) -> torch.Tensor:
+    """The predictor on ``x`` (on the grid ``grid = (xs, ys)``) in batches, eval mode, no grad.
+
+    With ``resample`` and a training grid of other points, each batch is
+    sampled at the training grid (nearest point), predicted there and
+    interpolated back (bilinear, linear extrapolation at the border).
+    """
+    train_grid = predictor.coordinates
+    regrid = resample and train_grid is not None and not _same_grid(grid, train_grid)
     was_training = predictor.training
     predictor.eval()
     outs = []
@@ -118,8 +200,8 @@ def _run(predictor, x: torch.Tensor, batch_size: int, dev, resample: bool) -> to
             for s in range(0, len(x), batch_size):
                 xb = x[s:s + batch_size].to(dev)
                 if regrid:
-                    outs.append(resample_nodes(predictor(resample_nodes(xb, tuple(train_res), "nearest")), size,
-                                               "bilinear"))
+                    on_train = predictor(resample_grid(xb, grid, train_grid, "nearest"))
+                    outs.append(resample_grid(on_train, train_grid, grid, "linear"))
                 else:
                     outs.append(predictor(xb))
     finally:
@@ -127,7 +209,7 @@ def _run(predictor, x: torch.Tensor, batch_size: int, dev, resample: bool) -> to
     return torch.cat(outs)
 
 
-def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample: bool = True):
+def predict(a, model="lsm-darcy", *, coords=None, batch_size: int = 16, device=None, resample: bool = True):
     """Solutions ``u`` for input fields ``a`` with a trained operator (LSM, FNO or U-Net).
 
     Parameters
@@ -140,19 +222,32 @@ def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample
         A shipped name (``"lsm-darcy"``), a weights path written by
         :func:`save_pretrained`, or a predictor object (e.g. the
         ``"predictor"`` returned by :func:`train_operator`).
+    coords : None, "node", "cell" or (array_like (s1,), array_like (s2,))
+        Where ``a``'s points lie on the unit square: ``None`` / ``"node"``
+        (default) the nodes ``linspace(0, 1, s)``, end points on the edges;
+        ``"cell"`` the cell centres ``(i + 1/2) / s`` (PDEBench); or the
+        coordinates along each axis (``DarcyData.coords`` of a file read
+        with ``read_darcy``), strictly monotone.
     batch_size : int
         Fields per forward pass.
     device : optional
         Default: ``a``'s device for a tensor, else CUDA when available.
     resample : bool
-        At a grid other than the training grid: ``True`` (default) samples
-        ``a`` at the training grid (nearest node, exact ``[::r]``
-        sub-sampling where the grids nest), predicts there and interpolates
-        ``u`` back bilinearly; ``False`` runs the network natively on the new
-        grid (normalisers interpolated bilinearly, the LSM's padding and
-        patch re-planned) with a warning.  Measured for ``lsm-darcy``
-        (trained at 85^2) on the 200 test samples sub-sampled to 43^2: mean
-        relative L2 0.0143 resampled, 0.139 native (0.0114 at 85^2).
+        On a grid other than the training grid (another size, or points
+        more than a quarter cell from the training points -- e.g. cell
+        centres against nodes): ``True`` (default) samples ``a`` at the
+        training grid's coordinates (nearest point: exact ``[::r]``
+        sub-sampling where the grids nest, and a two-valued coefficient stays
+        two-valued), predicts there and interpolates ``u`` back to ``a``'s
+        coordinates (bilinear; linear extrapolation across the half-cell
+        border where ``a``'s points reach beyond the training grid's);
+        ``False`` runs the network natively on ``a``'s grid (normalisers
+        interpolated bilinearly, the LSM's padding and patch re-planned)
+        with a warning.  The training grid is the card's ``grid`` entry,
+        else the nodes ``linspace(0, 1, s)`` of its ``resolution``.
+        Measured for ``lsm-darcy`` (trained at 85^2) on the 200 test samples
+        sub-sampled to 43^2: mean relative L2 0.0143 resampled, 0.139 native
+        (0.0114 at 85^2).
 
     Returns
     -------
@@ -166,24 +261,23 @@ def predict(a, model="lsm-darcy", *, batch_size: int = 16, device=None, resample
     ------
     ValueError
         ``a`` with a wrong number of axes, empty, or containing NaN/Inf;
-        ``batch_size`` not a positive integer; an unknown model name.
+        ``coords`` of the wrong lengths, non-finite or not strictly
+        monotone; ``batch_size`` not a positive integer; an unknown model name.
     TypeError
         ``a`` neither an array nor a tensor.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(resample, str) or not isinstance(resample, (bool, np.bool_)):
-        raise TypeError(f"resample must be True or False, got {resample!r}")
+    _check_options(batch_size, resample)
     t, arr = _as_tensor(a)
     is_tensor = arr is None
     dev = pick_device(device) if device is not None else (t.device if is_tensor else pick_device(None))
     predictor = resolve_predictor(model, dev)
     cin = predictor.in_channels
     x = _batched(t, cin)
-    train_res = predictor.resolution
-    if train_res is not None and tuple(x.shape[-2:]) != tuple(train_res) and not resample:
-        _warn_native(predictor, tuple(x.shape[-2:]), train_res)
-    u = _run(predictor, x, batch_size, dev, bool(resample))
+    grid = field_coordinates(coords, tuple(x.shape[-2:]))
+    train_grid = predictor.coordinates
+    if train_grid is not None and not resample and not _same_grid(grid, train_grid):
+        _warn_native(predictor, tuple(x.shape[-2:]), predictor.resolution)
+    u = _run(predictor, x, grid, batch_size, dev, bool(resample))
     single = t.ndim == 2 or (t.ndim == 3 and cin > 1)
     if u.shape[1] == 1:
         u = u[:, 0]

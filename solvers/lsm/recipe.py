@@ -44,6 +44,7 @@ import numpy as np
 import scipy.io
 import torch
 
+from ...datasets.grids import same_points
 from ...datasets.pde_formats import DarcyData, detect_darcy_format, read_darcy
 from ...utils.atomic import atomic_write_text
 from ...utils.checks import check_int
@@ -113,7 +114,7 @@ def _range(path: str, start: int, count: int, sub: int, data) -> dict:
 
 
 def _provenance(attrs: dict) -> dict:
-    keep = ("generator", "version", "seed", "n", "res", "sub", "alpha", "tau", "hi", "lo", "beta", "rtol",
+    keep = ("generator", "version", "seed", "n", "res", "sub", "offset", "alpha", "tau", "hi", "lo", "beta", "rtol",
             "solver", "grid", "equation", "matlab_version")
     out = {}
     for k in keep:
@@ -171,17 +172,31 @@ def _eval_samples(data, start, count, sub):
     return _read(file, start, count, sub), file, start, count
 
 
-def _timed_predict(predictor, a, batch_size: int, dev, resample) -> tuple[np.ndarray, float]:
-    """Predictions for ``a`` and the seconds they took, after one warm-up batch."""
+def _timed_predict(predictor, d: DarcyData, batch_size: int, dev, resample) -> tuple[np.ndarray, float]:
+    """Predictions for ``d.a`` (at ``d.coords``) and the seconds they took, after one warm-up batch."""
     flag = resample is True
     with warnings.catch_warnings():
         if resample == "native":
             warnings.simplefilter("ignore", UserWarning)
-        predict(a[:min(batch_size, len(a))], model=predictor, batch_size=batch_size, device=dev,
+        predict(d.a[:min(batch_size, len(d))], model=predictor, coords=d.coords, batch_size=batch_size, device=dev,
                 resample=flag)  # warm-up
         t0 = time.perf_counter()
-        pred = predict(a, model=predictor, batch_size=batch_size, device=dev, resample=flag)
+        pred = predict(d.a, model=predictor, coords=d.coords, batch_size=batch_size, device=dev, resample=flag)
         return pred, time.perf_counter() - t0
+
+
+def _grid_mismatch(predictor, d: DarcyData) -> str | None:
+    """Why ``d``'s grid is not the predictor's training grid, or ``None`` when it is (to a quarter cell)."""
+    train_grid, res = predictor.coordinates, tuple(d.resolution)
+    if train_grid is None:
+        return None
+    train_res = tuple(predictor.resolution)
+    if res != train_res:
+        return f"data has a {res[0]}x{res[1]} grid but the model was trained on {train_res[0]}x{train_res[1]}"
+    if not (same_points(d.x, train_grid[0]) and same_points(d.y, train_grid[1])):
+        return (f"data's {res[0]}x{res[1]} points ({d.layout} layout) are not the model's training points "
+                f"({predictor.layout} layout)")
+    return None
 
 
 def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int = 1, batch_size: int = 20,
@@ -204,9 +219,12 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
         Fields per forward pass.
     resample : bool or "native"
         What to do when the data's grid differs from the model's training
-        grid: ``False`` raises ``ValueError``; ``True`` predicts on the
-        training grid and interpolates back (``predict(..., resample=True)``);
-        ``"native"`` runs the network on the data's grid directly.
+        grid (another size, or other points: e.g. cell centres against
+        nodes, compared by the file's coordinates): ``False`` raises
+        ``ValueError``; ``True`` predicts on the training grid and
+        interpolates back by the coordinates (``predict(..., coords=d.coords,
+        resample=True)``); ``"native"`` runs the network on the data's grid
+        directly.
     device : optional
         Default: CUDA when available.
     return_predictions : bool
@@ -218,7 +236,8 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
         ``rel_l2_mean``, ``rel_l2_median``, ``rel_l2_max``, ``rel_l2`` (per
         sample, float64, ``||u_pred - u|| / ||u||`` over the whole grid),
         ``n``, ``seconds_per_sample`` (batched inference after one warm-up
-        batch, reading excluded), ``resolution`` (data grid),
+        batch, reading excluded), ``resolution`` (data grid), ``layout``
+        (the data's coordinates: ``"node"``, ``"cell"`` or ``"general"``),
         ``model_resolution`` (training grid), ``resample``, ``file``,
         ``start``, ``count``, ``sub``, ``device``.
     """
@@ -229,18 +248,19 @@ def evaluate(model, data, *, start: int = 0, count: int | None = None, sub: int 
     predictor = resolve_model(model, device)
     dev = next(predictor.parameters()).device
     res, train_res = tuple(d.resolution), predictor.resolution
-    if train_res is not None and res != tuple(train_res) and resample is False:
-        raise ValueError(f"data has a {res[0]}x{res[1]} grid (sub={sub}) but the model was trained on "
-                         f"{train_res[0]}x{train_res[1]}; pick sub to match, or pass resample=True "
-                         "(predict on the training grid, interpolate back) or resample='native'")
+    mismatch = _grid_mismatch(predictor, d)
+    if mismatch and resample is False:
+        raise ValueError(f"{mismatch} (sub={sub}); pick sub to match, or pass resample=True (predict on the "
+                         "training grid, interpolate back by the coordinates) or resample='native'")
     if not len(d):
         raise ValueError("data holds no samples")
-    pred, seconds = _timed_predict(predictor, d.a, batch_size, dev, resample)
+    pred, seconds = _timed_predict(predictor, d, batch_size, dev, resample)
     pred = np.asarray(pred, dtype=np.float32).reshape(d.u.shape)
     rel = _per_sample_rel_l2(pred, d.u)
     out = {"rel_l2_mean": float(rel.mean()), "rel_l2_median": float(np.median(rel)), "rel_l2_max": float(rel.max()),
            "rel_l2": rel.tolist(), "n": len(d), "seconds_per_sample": seconds / len(d),
-           "resolution": list(res), "model_resolution": list(train_res) if train_res is not None else None,
+           "resolution": list(res), "layout": d.layout,
+           "model_resolution": list(train_res) if train_res is not None else None,
            "resample": resample if isinstance(resample, str) else bool(resample),
            "file": os.path.abspath(file) if file else None, "start": int(start), "count": int(count),
            "sub": int(sub), "device": str(dev), "batch_size": batch_size}
@@ -299,6 +319,9 @@ def _read_splits(data_train, test_file, test_start, ntrain, nval, ntest, sub):
     if dt.resolution != d.resolution:
         raise ValueError(f"data_test has a {dt.resolution[0]}x{dt.resolution[1]} grid at sub={sub}, data_train "
                          f"{d.resolution[0]}x{d.resolution[1]}: the files must share a grid")
+    if not (same_points(dt.x, d.x) and same_points(dt.y, d.y)):
+        raise ValueError(f"data_test's coordinates ({dt.layout} layout) are not data_train's ({d.layout} layout): "
+                         "the files must share a grid")
     return d, dt, time.perf_counter() - t_read
 
 
@@ -330,6 +353,7 @@ def _card(*, kind, name, predictor, command, d, dt, splits, sub, seed, result, r
             "val": _range(data_train, ntrain, nval, sub, d) if nval else None,
             "test": {**_range(test_file, test_start, ntest, sub, dt), "origin": test_origin},
             "resolution": list(d.resolution),
+            "layout": d.layout,
             "provenance": _provenance(d.attrs),
         },
         "resolution": list(d.resolution),
@@ -387,10 +411,9 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     ----------
     kind : {"lsm", "fno", "unet"}
     data_train : str or Path
-        Darcy file with at least ``ntrain + nval`` samples (``+ ntest`` when
-        ``data_test`` is None).
+        Darcy file with at least ``ntrain + nval`` samples (``+ ntest`` when ``data_test`` is None).
     data_test : str or Path, optional
-        File whose first ``ntest`` samples are the test set (same grid after ``sub``).
+        File whose first ``ntest`` samples are the test set (same grid and coordinates after ``sub``).
     sub : int
         Spatial subsampling ``[::sub, ::sub]`` applied to both files.
     ntrain, nval, ntest : int
@@ -446,6 +469,7 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     if rank != 0:
         return ({}, result["predictor"]) if return_model else {}
     predictor = result["predictor"]
+    predictor.set_coordinates(d.x, d.y)
     name = name or (stem.name if stem is not None else f"{kind}-darcy")
     card = _card(kind=kind, name=name, predictor=predictor, command=command, d=d, dt=dt,
                  splits=(data_train, ntrain, nval, test_file, test_start, ntest, test_origin), sub=sub, seed=seed,
