@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 out=benchmarks/results/dcdm
 mkdir -p "$out"
 export OMP_NUM_THREADS=1
-krylearn bench dcdm --dim 2 --sizes 128,256,512 --methods cg,pcg-ic,pcg-amg,dcdm,dcdm-pure --out "$out" -q | tee "$out/dcdm-2d.txt"
-krylearn bench dcdm --dim 3 --sizes 32,64,128 --warmup 0 --out "$out" -q | tee "$out/dcdm-3d.txt"
+krylearn bench dcdm --dim 2 --sizes 128,256,512 --methods cg,pcg-ic,pcg-amg,dcdm,dcdm-pure --model dcdm-2d --out "$out" -q | tee "$out/dcdm-2d.txt"
+krylearn bench dcdm --dim 3 --sizes 32,64,128 --methods cg,pcg-ic,pcg-amg,dcdm,dcdm-pure --model dcdm-3d --warmup 0 --out "$out" -q | tee "$out/dcdm-3d.txt"

@@ -69,6 +69,91 @@ def jacobi3d(d, wz, wy, wx, x, rhs, omega, out):
                 _update(o, x[b, k, j], rhs[b, k, j], d[k, j], omega, nx)
 
 
+@numba.njit(cache=True, inline="always")
+def _update_w(o, xr, rr, wr, nx):
+    """``o = x + w (rhs - o)`` with a weight per cell (``o`` holds ``A x``)."""
+    for i in range(nx):
+        o[i] = xr[i] + wr[i] * (rr[i] - o[i])
+
+
+def jacobi2d_w(d, wy, wx, x, rhs, wd, out):
+    """One weighted-Jacobi sweep on ``(B, ny, nx)`` vectors, ``out = x + W (rhs - A x)``, ``W = diag(wd)``.
+
+    ``wd`` (``(ny, nx)``) is zero where a cell is not an unknown.
+    """
+    nb = x.shape[0]
+    for j in numba.prange(d.shape[0]):
+        for b in range(nb):
+            o = out[b, j]
+            _row2_at(d, wy, wx, x, b, j, o)
+            _update_w(o, x[b, j], rhs[b, j], wd[j], d.shape[1])
+
+
+def jacobi3d_w(d, wz, wy, wx, x, rhs, wd, out):
+    """:func:`jacobi2d_w` on ``(B, nz, ny, nx)`` vectors."""
+    nb = x.shape[0]
+    nz, ny, nx = d.shape
+    for k in numba.prange(nz):
+        for b in range(nb):
+            for j in range(ny):
+                o = out[b, k, j]
+                _row3_at(d, wz, wy, wx, x, b, k, j, o)
+                _update_w(o, x[b, k, j], rhs[b, k, j], wd[k, j], nx)
+
+
+@numba.njit(cache=True, inline="always")
+def _table_at(tables, t, rho, delta):
+    k1, k2 = tables.shape[1], tables.shape[2]
+    u, v = rho * (k1 - 1), delta * (k2 - 1)
+    i, j = min(int(u), k1 - 2), min(int(v), k2 - 2)
+    a, c = u - i, v - j
+    return ((1 - a) * (1 - c) * tables[t, i, j] + a * (1 - c) * tables[t, i + 1, j]
+            + (1 - a) * c * tables[t, i, j + 1] + a * c * tables[t, i + 1, j + 1])
+
+
+def learned_weights3d(d, wz, wy, wx, dmax, tables, divide, out):
+    """Per-cell values of bilinear ``tables`` (T, K1, K2) at ``(rho, delta)``, the stencil features.
+
+    ``rho`` = off-diagonal row sum / diagonal, ``delta`` = diagonal / ``dmax``;
+    ``out[t]`` is the value over the diagonal where ``divide[t]``, else its
+    square root; zero where the diagonal is.  ``out`` is (T, nz, ny, nx) float32.
+    """
+    nz, ny, nx = d.shape
+    for k in numba.prange(nz):
+        for j in range(ny):
+            for i in range(nx):
+                dd = d[k, j, i]
+                if dd <= 0:
+                    for t in range(tables.shape[0]):
+                        out[t, k, j, i] = 0.0
+                    continue
+                off = (wz[k, j, i] + wz[k + 1, j, i] + wy[k, j, i] + wy[k, j + 1, i] + wx[k, j, i]
+                       + wx[k, j, i + 1])
+                rho = min(max(off / dd, 0.0), 1.0)
+                delta = min(max(dd / dmax, 0.0), 1.0)
+                for t in range(tables.shape[0]):
+                    val = _table_at(tables, t, rho, delta)
+                    out[t, k, j, i] = val / dd if divide[t] else np.sqrt(val)
+
+
+def learned_weights2d(d, wy, wx, dmax, tables, divide, out):
+    """:func:`learned_weights3d` on a 2D level; ``out`` is (T, ny, nx)."""
+    ny, nx = d.shape
+    for j in numba.prange(ny):
+        for i in range(nx):
+            dd = d[j, i]
+            if dd <= 0:
+                for t in range(tables.shape[0]):
+                    out[t, j, i] = 0.0
+                continue
+            off = wy[j, i] + wy[j + 1, i] + wx[j, i] + wx[j, i + 1]
+            rho = min(max(off / dd, 0.0), 1.0)
+            delta = min(max(dd / dmax, 0.0), 1.0)
+            for t in range(tables.shape[0]):
+                val = _table_at(tables, t, rho, delta)
+                out[t, j, i] = val / dd if divide[t] else np.sqrt(val)
+
+
 def restrict(r, norm, mask_c, sz, sy, scale, out):
     """``out = scale * mask_c * K^T (norm * r)``: the full-weighting transpose of :func:`prolong_add`."""
     nb, nzf, nyf, nxf = r.shape
@@ -180,5 +265,6 @@ def _builds(fn):
 
 #: ``name: (parallel, serial)`` compiled builds; levels below ``SERIAL_BELOW`` cells take the serial one
 #: (a parallel launch costs tens of microseconds, more than a small level's work).
-KERNELS = {f.__name__: _builds(f) for f in (jacobi2d, jacobi3d, restrict, prolong_add)}
+KERNELS = {f.__name__: _builds(f) for f in (jacobi2d, jacobi3d, jacobi2d_w, jacobi3d_w, learned_weights2d,
+                                             learned_weights3d, restrict, prolong_add)}
 SERIAL_BELOW = 1 << 15

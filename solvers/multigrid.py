@@ -167,7 +167,9 @@ class _Level:
 
     def __init__(self, d: np.ndarray, w: list, dtype, device):
         self.op = PoissonGrid.from_weights(d, w, dtype=dtype, device=device)
+        self.d, self.w = d, w
         self.shape = d.shape
+        self.sweep_w = self.scale = None  # learned smoother weights / coarse-correction scales
         dt = torch.from_numpy(d).to(device=device, dtype=dtype)
         self.inv_diag = torch.where(dt > 0, 1.0 / torch.where(dt > 0, dt, torch.ones_like(dt)), torch.zeros_like(dt))
         self.mask = (dt > 0).to(dtype)
@@ -182,6 +184,7 @@ class _Level:
             self.mask3 = self.mask.cpu().numpy().reshape(self.shape3)
             self.kernels = {name: builds[d.size < K.SERIAL_BELOW] for name, builds in K.KERNELS.items()}
             self.jacobi = self.kernels["jacobi3d" if d.ndim == 3 else "jacobi2d"]
+            self.jacobi_w = self.kernels["jacobi3d_w" if d.ndim == 3 else "jacobi2d_w"]
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
@@ -210,6 +213,13 @@ class MultigridPreconditioner(Preconditioner):
         ``A``'s canonical CSR form when the caller already has it.
     stencil : tuple, optional
         ``(diag, face_weights)`` from :func:`grid_stencil`, when already extracted.
+    learned : object, optional
+        Learned cycle parameters (:class:`~krylearn.solvers.dcdm.multigrid_model.DCDMMultigrid`):
+        its ``sweeps`` and ``level_arrays(level, fine, coarse)``, which gives
+        per-cell smoother weights ``W_s`` (one array per sweep, the sweep
+        ``x += W_s (b - A x)``) and per-coarse-cell scales ``s`` (the coarse
+        correction becomes ``P S M_c S R``).  Pre-sweeps run ``W_0 .. W_{S-1}``
+        and post-sweeps the reverse, so the cycle stays symmetric.
 
     Attributes
     ----------
@@ -221,7 +231,7 @@ class MultigridPreconditioner(Preconditioner):
     name = "mg"
 
     def __init__(self, A, *, grid_shape=None, flags=None, omega=None, sweeps: int = 2, coarse_size: int = 128,
-                 csr=None, precision=None, stencil=None):
+                 csr=None, precision=None, stencil=None, learned=None):
         t0 = time.perf_counter()
         op = A
         dtype = op.dtype if op.dtype in (torch.float32, torch.float64) else torch.float64
@@ -253,6 +263,16 @@ class MultigridPreconditioner(Preconditioner):
             d, w = coarsen(d, w)
             self._levels.append(_Level(d, w, dtype, self.device))
         self._setup_coarse()
+        self.learned = learned is not None
+        if learned is not None:
+            self.sweeps = int(learned.sweeps)
+            for i, (fine, coarse) in enumerate(zip(self._levels, self._levels[1:])):
+                sw, sc = learned.level_arrays(i, fine, coarse)
+                # float32 values (half the traffic of the compiled sweep), the same on both code paths
+                fine.sweep_np = [np.asarray(a, dtype=np.float32) for a in sw]
+                fine.scale_np = np.asarray(sc, dtype=np.float32)
+                fine.sweep_w = [torch.from_numpy(a).to(device=self.device, dtype=dtype) for a in fine.sweep_np]
+                fine.scale = torch.from_numpy(fine.scale_np).to(device=self.device, dtype=dtype)
         k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=dtype, device=self.device) / 4.0
         kernel = k[:, None] * k[None, :] if self.dim == 2 else k[:, None, None] * k[None, :, None] * k[None, None, :]
         self._kernel = kernel[None, None]
@@ -265,9 +285,16 @@ class MultigridPreconditioner(Preconditioner):
             self._work = {}
             for lv in self._levels:
                 lv.omega_inv = (self.omega * lv.inv_diag).cpu().numpy().reshape(lv.shape3)
+            for fine, coarse in zip(self._levels, self._levels[1:]):
+                if fine.sweep_w is not None:
+                    fine.sweep_np = [a.reshape(fine.shape3) for a in fine.sweep_np]
+                    fine.scale_np = fine.scale_np.reshape(coarse.shape3)
+                    fine.restrict_mask = fine.scale_np * coarse.mask3
+        for lv in self._levels:
+            lv.d = lv.w = None  # float64 copies: only the setup of a learned cycle reads them
         self.levels = len(self._levels)
         self.info.update(levels=self.levels, unknowns=[lv.unknowns for lv in self._levels], omega=self.omega,
-                         sweeps=self.sweeps)
+                         sweeps=self.sweeps, learned=self.learned)
         self.setup_seconds = time.perf_counter() - t0
 
     def _setup_coarse(self) -> None:
@@ -326,11 +353,26 @@ class MultigridPreconditioner(Preconditioner):
             x[:, self._cidx] = b.reshape(B, -1)[:, self._cidx] @ self._cinv.T
             return x.reshape(b.shape)
         lv = self._levels[level]
+        if lv.sweep_w is not None:
+            return self._cycle_learned(level, b)
         x = self.omega * lv.inv_diag * b
         x = self._smooth(lv, x, b, self.sweeps - 1)
         r = b - lv.apply(x)
         x = x + self._prolong(self._cycle(level + 1, self._restrict(r, level)), level)
         return self._smooth(lv, x, b, self.sweeps)
+
+    def _cycle_learned(self, level: int, b: torch.Tensor) -> torch.Tensor:
+        lv = self._levels[level]
+        W = lv.sweep_w
+        x = W[0] * b
+        for w in W[1:]:
+            x = x + w * (b - lv.apply(x))
+        r = b - lv.apply(x)
+        e = self._cycle(level + 1, lv.scale * self._restrict(r, level))
+        x = x + self._prolong(lv.scale * e, level)
+        for w in reversed(W):
+            x = x + w * (b - lv.apply(x))
+        return x
 
     # ----------------------------------------------- compiled CPU cycle
     def _buffers(self, level: int, B: int, dtype) -> list:
@@ -353,6 +395,8 @@ class MultigridPreconditioner(Preconditioner):
             xf[:, self._cidx_np] = b.reshape(B, -1)[:, self._cidx_np] @ self._cinv_np.T
             return x
         lv = self._levels[level]
+        if lv.sweep_w is not None:
+            return self._cycle_np_learned(level, b, x, tmp, r, rc)
         grid = (B,) + lv.shape
         x, tmp, r, bv = x.reshape(grid), tmp.reshape(grid), r.reshape(grid), b.reshape(grid)
         np.multiply(lv.omega_inv.reshape(lv.shape), bv, out=x)  # the first sweep from zero
@@ -369,6 +413,30 @@ class MultigridPreconditioner(Preconditioner):
             lv.jacobi(*lv.stencil, x, bv, self.omega, tmp)
             x, tmp = tmp, x
         return x.reshape((B,) + lv.shape3)
+
+    def _cycle_np_learned(self, level, b, x, tmp, r, rc):
+        lv = self._levels[level]
+        B = b.shape[0]
+        shape = (B,) + lv.shape3
+        x, tmp, r, bv = x.reshape(shape), tmp.reshape(shape), r.reshape(shape), b.reshape(shape)
+        W = lv.sweep_np
+        np.multiply(W[0], bv, out=x)
+        for w in W[1:]:
+            lv.jacobi_w(*lv.stencil, x.reshape((B,) + lv.shape), bv.reshape((B,) + lv.shape), w.reshape(lv.shape),
+                        tmp.reshape((B,) + lv.shape))
+            x, tmp = tmp, x
+        lv.jacobi(*lv.stencil, x.reshape((B,) + lv.shape), bv.reshape((B,) + lv.shape), 0.0,
+                  r.reshape((B,) + lv.shape))
+        sy = self.dim == 3
+        lv.kernels["restrict"](r, self._norm3[level], lv.restrict_mask, True, sy, 1.0 / 2 ** self.dim, rc)
+        e = self._cycle_np(level + 1, rc)
+        np.multiply(e, lv.scale_np, out=e)
+        lv.kernels["prolong_add"](e, self._norm3[level], True, sy, x)
+        for w in reversed(W):
+            lv.jacobi_w(*lv.stencil, x.reshape((B,) + lv.shape), bv.reshape((B,) + lv.shape), w.reshape(lv.shape),
+                        tmp.reshape((B,) + lv.shape))
+            x, tmp = tmp, x
+        return x
 
     def _solve(self, x):
         B = x.shape[0]

@@ -166,7 +166,7 @@ def test_shipped_2d_beats_cg(smoke2d):
 
 def test_shipped_3d_beats_cg(smoke3d):
     p = smoke3d
-    res = krylearn.solve(p.A, p.b, method="dcdm", grid_shape=p.grid_shape, rtol=1e-6)  # default: dcdm-3d
+    res = krylearn.solve(p.A, p.b, method="dcdm", model="dcdm-3d", grid_shape=p.grid_shape, rtol=1e-6)
     cg = krylearn.solve(p.A, p.b, method="cg", rtol=1e-6)
     assert res.converged
     assert res.info["model"] == "dcdm-3d"
@@ -252,7 +252,7 @@ def test_training_resume_is_exact(tiny_training, tmp_path):
 def test_cli_train_writes_weights_and_card(tmp_path):
     from krylearn.cli.main import main
 
-    rc = main(["train", "dcdm", "--dim", "2", "--n", "12", "--ritz", "30", "--steps", "6", "--batch", "2",
+    rc = main(["train", "dcdm", "--arch", "cnn", "--dim", "2", "--n", "12", "--ritz", "30", "--steps", "6", "--batch", "2",
                "--width", "4", "--levels", "2", "--out", str(tmp_path), "-q"])
     assert rc == 0
     card = json.loads((tmp_path / "dcdm-2d.json").read_text())

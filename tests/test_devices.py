@@ -311,15 +311,19 @@ def test_pcg_on_device(device, method):
     assert _rel(Z, ref) < 1e-10, M.info
 
 
-@pytest.mark.parametrize("shape", [(24, 20), (10, 12, 9)])
-def test_mgpcg_on_device(device, shape):
-    """The V-cycle on the device (torch path) is the CPU's compiled one; MGPCG converges there, matrix-free."""
+def _tank(shape, device):
+    """A grid with a solid block and one open side: ``(A on device, A on the CPU, b)``."""
     flags = np.full(shape, FLUID, dtype=np.uint8)
     flags[tuple(slice(2, 5) for _ in shape)] = SOLID
     sides = ["solid", "empty"] + ["solid"] * (2 * len(shape) - 2)
-    A_cpu = PoissonGrid(shape, flags, boundary=sides)
     A = PoissonGrid(shape, flags, boundary=sides, device=device)
-    b_np = rhs(A.shape[0], zero=flags.reshape(-1) != FLUID)
+    return A, PoissonGrid(shape, flags, boundary=sides), rhs(A.shape[0], zero=flags.reshape(-1) != FLUID)
+
+
+@pytest.mark.parametrize("shape", [(24, 20), (10, 12, 9)])
+def test_mgpcg_on_device(device, shape):
+    """The V-cycle on the device (torch path) is the CPU's compiled one; MGPCG converges there, matrix-free."""
+    A, A_cpu, b_np = _tank(shape, device)
     S = krylearn.Solver(A, "mgpcg", rtol=1e-8)
     assert S.csr is None
     res = S.solve(torch.from_numpy(b_np).to(device))
@@ -331,6 +335,25 @@ def test_mgpcg_on_device(device, shape):
     Z = M @ torch.from_numpy(R).to(device)
     _on(Z, device, torch.float64)
     assert M.levels >= 3
+    assert _rel(Z, _np(M_cpu @ torch.from_numpy(R))) < 1e-10
+
+
+@pytest.mark.parametrize("shape", [(24, 20), (10, 12, 9)])
+def test_dcdm_learned_cycle_on_device(device, shape):
+    """DCDM's default model (the learned V-cycle) on the device: the torch cycle equals the CPU's compiled one."""
+    A, A_cpu, b_np = _tank(shape, device)
+    S = krylearn.Solver(A, "dcdm", rtol=1e-8)
+    assert S.csr is None and S.impl.multigrid
+    res = S.solve(torch.from_numpy(b_np).to(device))
+    assert res.converged
+    _on(res.x, device, torch.float64)
+    assert _residual_ok(A_cpu.to_sparse(), b_np, res.x, 1e-8)
+    net = S.impl.net
+    M = MultigridPreconditioner(A, coarse_size=16, learned=net)
+    M_cpu = MultigridPreconditioner(A_cpu, coarse_size=16, learned=net)
+    R = np.random.default_rng(5).standard_normal((3, A.shape[0]))
+    Z = M @ torch.from_numpy(R).to(device)
+    _on(Z, device, torch.float64)
     assert _rel(Z, _np(M_cpu @ torch.from_numpy(R))) < 1e-10
 
 

@@ -11,7 +11,7 @@ from krylearn.cli.main import main
 from krylearn.solvers.dcdm.recipe import cached_data_path, load_training_data, make_training_data, train
 from krylearn.utils.errors import FormatError
 
-TINY = ["--dim", "2", "--ritz", "30", "--steps", "4", "--batch", "2", "--width", "4", "--levels", "2", "-q"]
+TINY = ["--arch", "cnn", "--dim", "2", "--ritz", "30", "--steps", "4", "--batch", "2", "--width", "4", "--levels", "2", "-q"]
 
 
 def _train(out, n=12, *extra):

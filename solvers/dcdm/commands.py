@@ -9,6 +9,7 @@ from ...cli.args import (DEFAULT_OUT, add_quiet, add_run_options, comma_list, fl
                          writable_folder)
 from .bench import DEFAULT_METHODS, format_dcdm_table, run_dcdm_benchmark
 from .recipe import DEFAULT_SCENES, train
+from .recipe_multigrid import train_multigrid_recipe
 
 __all__ = ["add_commands"]
 
@@ -22,23 +23,35 @@ def add_commands(verbs: dict) -> None:
 # ------------------------------------------------------------------ train dcdm
 def _add_train(train_verb) -> None:
     td = train_verb.add_parser(
-        "dcdm", help="train a DCDM network on Ritz right-hand sides of smoke-simulation matrices",
-        description="Simulates one frame per scene (seeds --data-seed, --data-seed+1, ...; the benchmark uses 0-9), "
-                    "computes --ritz Ritz vectors of each pressure matrix (Lanczos, full re-orthogonalisation) "
-                    "into OUT/ritz-<dim>d-<n>-<digest>.h5, trains with the unsupervised DCDM loss (Adam), "
-                    "checkpoints to OUT/checkpoint.pt (resumed when present) and writes safetensors weights + a "
-                    "JSON card. Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.")
+        "dcdm", help="train a DCDM model: the learned V-cycle (default) or the paper's CNN (--arch cnn)",
+        description="--arch multigrid (default): simulates frames 6 and 11 of each scene at --n and 2n cells per "
+                    "side (seeds --data-seed.., +10 at 2n; validation: seeds +50 at 4n in 2D, 2n in 3D), trains "
+                    "the learned V-cycle's smoother weights and coarse-correction scales through --k PCG steps "
+                    "(Adam, cosine), checkpoints to OUT/checkpoint.pt and writes safetensors weights + a JSON "
+                    "card. --arch cnn: simulates one frame per scene (seeds --data-seed, --data-seed+1, ...; the "
+                    "benchmark uses 0-9), computes --ritz Ritz vectors of each pressure matrix (Lanczos, full "
+                    "re-orthogonalisation) into OUT/ritz-<dim>d-<n>-<digest>.h5, trains with the unsupervised "
+                    "DCDM loss (Adam), checkpoints to OUT/checkpoint.pt (resumed when present) and writes "
+                    "safetensors weights + a JSON card. Under torchrun (WORLD_SIZE > 1) it trains with "
+                    "DistributedDataParallel.")
+    td.add_argument("--arch", default="multigrid", choices=("multigrid", "cnn"),
+                    help="multigrid: the learned V-cycle (the shipped default model); cnn: the paper's network "
+                         "(default multigrid)")
     td.add_argument("--dim", type=int, default=2, choices=(2, 3), help="2 or 3 (default 2)")
-    td.add_argument("--n", type=int, default=128, help="training grid cells per side (default 128)")
+    td.add_argument("--n", type=int, default=None,
+                    help="training grid cells per side (default 48 for multigrid in 2D, 16 in 3D; 128 for cnn)")
+    td.add_argument("--k", type=int, default=6, help="multigrid: PCG steps the loss looks through (default 6)")
+    td.add_argument("--sweeps", type=int, default=2, help="multigrid: smoothing sweeps each side (default 2)")
     td.add_argument("--scenes", type=comma_list, default=list(DEFAULT_SCENES),
                     help=f"training scenes, comma-separated (default {','.join(DEFAULT_SCENES)})")
     td.add_argument("--data-seed", type=int, default=100, help="scene seed of the first training matrix (default 100)")
     td.add_argument("--frame", type=int, default=8, help="simulation frame of the training matrices (default 8)")
     td.add_argument("--ritz", type=int, default=800, help="Lanczos steps / Ritz vectors per matrix (default 800)")
     td.add_argument("--data", default=None, help="existing Ritz HDF5 file (skips the data step; default: make one)")
-    td.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    td.add_argument("--steps", type=int, default=None, help="optimiser steps (default 150 multigrid, 2000 cnn)")
     td.add_argument("--batch", type=int, default=10, help="right-hand sides per step (default 10, as the paper)")
-    td.add_argument("--lr", type=floats, default=1e-4, help="Adam learning rate (default 1e-4, as the paper)")
+    td.add_argument("--lr", type=floats, default=None,
+                    help="Adam learning rate (default 0.02 multigrid; 1e-4 cnn, as the paper)")
     td.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
                     help="learning-rate schedule (cosine: decay to lr/10; default constant)")
     td.add_argument("--seed", type=int, default=0, help="initial weights and right-hand-side draws (default 0)")
@@ -54,7 +67,7 @@ def _add_train(train_verb) -> None:
     td.add_argument("--upsample", default="linear", choices=("linear", "nearest"),
                     help="upsampling between levels (default linear)")
     td.add_argument("--init", default=None, help="start from these weights, a shipped name or a path (default: fresh)")
-    td.add_argument("--name", default=None, help="model name in the card (default dcdm-<dim>d)")
+    td.add_argument("--name", default=None, help="model name in the card (default dcdm-mg-<dim>d, cnn: dcdm-<dim>d)")
     td.add_argument("--save", default=None, help="weights path without suffix (default OUT/NAME)")
     td.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     td.add_argument("--no-resume", action="store_true", help="ignore OUT/checkpoint.pt (default: resume from it)")
@@ -67,7 +80,14 @@ def _add_train(train_verb) -> None:
 
 
 def _check_train_args(args) -> None:
-    for name in ("n", "steps", "batch", "ritz", "frame", "width", "blocks"):
+    multigrid = args.arch == "multigrid"
+    if args.n is None:
+        args.n = (48 if args.dim == 2 else 16) if multigrid else 128
+    if args.steps is None:
+        args.steps = 150 if multigrid else 2000
+    if args.lr is None:
+        args.lr = 0.02 if multigrid else 1e-4
+    for name in ("n", "steps", "batch", "ritz", "frame", "width", "blocks", "k", "sweeps"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name} must be >= 1, got {v}")
@@ -83,6 +103,21 @@ def _check_train_args(args) -> None:
 
 def cmd_train_dcdm(args) -> int:
     _check_train_args(args)
+    if args.arch == "multigrid":
+        card = train_multigrid_recipe(dim=args.dim, n=args.n, out=args.out, name=args.name, save=args.save,
+                                      scenes=tuple(args.scenes), data_seed=args.data_seed, steps=args.steps,
+                                      lr=args.lr, k=args.k, sweeps=args.sweeps, seed=args.seed,
+                                      resume=not args.no_resume, progress=not args.quiet,
+                                      command=args.command_line, max_minutes=args.max_minutes)
+        if card:
+            m = card["metrics"]
+            its = ", ".join(f"{v['untrained_iterations']} -> {v['iterations']}" for v in m["validation_frames"])
+            print(f"{card['name']}: {card['training']['steps']} steps in {card['seconds']['training']:.0f} s; "
+                  f"held-out loss {m['final_val_loss']:.4g} (best {m['best_val_loss']:.4g} at step "
+                  f"{m['best_step']}); validation iterations to 1e-6, untrained -> trained: {its}")
+            target = args.save or str(Path(args.out) / card["name"])
+            print(f"wrote {target}.safetensors and {target}.json")
+        return 0
     config = {"width": args.width, "levels": args.levels, "blocks": args.blocks, "geometry": args.geometry,
               "shared": args.shared or args.levels == 0, "upsample": args.upsample}
     card = train(dim=args.dim, n=args.n, out=args.out, name=args.name, data=args.data, scenes=args.scenes,
@@ -102,7 +137,7 @@ def cmd_train_dcdm(args) -> int:
 # ------------------------------------------------------------------ bench dcdm
 def _add_bench(bench_verb) -> None:
     bd = bench_verb.add_parser(
-        "dcdm", help="DCDM against CG / IC-PCG / AMG-PCG on held-out smoke frames across grid sizes",
+        "dcdm", help="DCDM against CG / IC-PCG / AMG-PCG / mgpcg on held-out smoke frames across grid sizes",
         description="For each scene and size: simulate --frames frames with scene seed --seed (training used "
                     "seeds >= 100), solve the last frame's pressure system with every method to --rtol, read the "
                     "iterations to --rtol-coarse off the same history; print a markdown table with iteration "
@@ -117,7 +152,8 @@ def _add_bench(bench_verb) -> None:
     bd.add_argument("--frames", type=int, default=10, help="frame to take (default 10)")
     bd.add_argument("--methods", type=method_list, default=list(DEFAULT_METHODS),
                     help=f"comma-separated (default {','.join(DEFAULT_METHODS)})")
-    bd.add_argument("--model", default=None, help="DCDM weights, a shipped name or a path (default dcdm-<dim>d)")
+    bd.add_argument("--model", default=None,
+                    help="DCDM weights, a shipped name or a path (default dcdm-mg-<dim>d; dcdm-pure: dcdm-<dim>d)")
     bd.add_argument("--rtol", type=floats, default=1e-6, help="relative tolerance of the runs (default 1e-6)")
     bd.add_argument("--rtol-coarse", type=floats, default=1e-4, help="also report iterations to this (default 1e-4)")
     bd.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones (default 1)")

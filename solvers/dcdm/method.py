@@ -4,8 +4,8 @@ from ..registry import Method
 
 METHOD = Method(
     name="dcdm",
-    summary="deep conjugate direction method: a CNN proposes search directions for SPD Poisson systems",
+    summary="deep conjugate direction method: a learned V-cycle (default) or a CNN proposes search directions for SPD Poisson systems",
     solvers={"dcdm": "solve:DCDM", "dcdm-pure": "solve:DCDMPure"},
-    network="model:DCDMNet",
+    network="model:DCDMModel",
     commands="commands:add_commands",
 )

@@ -20,11 +20,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DCDMNet", "ResidualBlock"]
+__all__ = ["DCDMModel", "DCDMNet", "ResidualBlock"]
 
 
 def _conv(dim: int):
     return nn.Conv2d if dim == 2 else nn.Conv3d
+
+
+class DCDMModel(nn.Module):
+    """What DCDM's shipped weights load into: a model class per card ``kind`` (absent: ``"cnn"``).
+
+    :class:`DCDMNet` is ``"cnn"``; the learned V-cycle
+    (:class:`~.multigrid_model.DCDMMultigrid`) is ``"multigrid"``.
+    """
+
+    kinds: dict = {}  # filled in by the model modules
+
+    @classmethod
+    def from_card(cls, card: dict, state: dict) -> nn.Module:
+        kind = card.get("kind", "cnn")
+        if kind not in DCDMModel.kinds:
+            raise ValueError(f"unknown DCDM model kind {kind!r} (expected one of {sorted(DCDMModel.kinds)})")
+        return DCDMModel.kinds[kind](**card["config"])
 
 
 class ResidualBlock(nn.Module):
@@ -40,7 +57,7 @@ class ResidualBlock(nn.Module):
         return x + self.c2(F.relu(self.c1(F.relu(x))))
 
 
-class DCDMNet(nn.Module):
+class DCDMNet(DCDMModel):
     """CNN mapping a residual to a search direction.
 
     Parameters
@@ -154,3 +171,6 @@ class DCDMNet(nn.Module):
                               align_corners=None if mode == "nearest" else False) + skip
             h = self.up[0 if self.shared else len(skips) - 1 - level](h)  # up[0] is the coarsest
         return self.project(F.relu(h))[:, 0] * fluid
+
+
+DCDMModel.kinds["cnn"] = DCDMNet

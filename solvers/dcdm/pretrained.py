@@ -1,4 +1,7 @@
-"""DCDM networks by name (``"dcdm-2d"``, ``"dcdm-3d"``), a path, or a module, for the solver.
+"""DCDM models by name, a path, or a module, for the solver.
+
+Shipped: the learned V-cycles ``"dcdm-mg-2d"``/``"dcdm-mg-3d"`` (the default)
+and the paper's CNNs ``"dcdm-2d"``/``"dcdm-3d"``.
 
 Weights follow the package's one convention
 (:func:`~krylearn.solvers.learned.load_pretrained`,
@@ -12,14 +15,14 @@ import torch
 
 from ..learned import Pretrained, load_pretrained
 
-from .model import DCDMNet
+from .model import DCDMModel
 
 __all__ = ["load_model", "default_model_name"]
 
 
-def default_model_name(dim: int) -> str:
-    """The shipped model for a 2D or 3D grid."""
-    return f"dcdm-{dim}d"
+def default_model_name(dim: int, kind: str = "multigrid") -> str:
+    """The shipped model for a 2D or 3D grid: the learned V-cycle, or the CNN (``kind="cnn"``)."""
+    return f"dcdm-mg-{dim}d" if kind == "multigrid" else f"dcdm-{dim}d"
 
 
 def load_model(model, device="cpu") -> Pretrained:
@@ -27,9 +30,9 @@ def load_model(model, device="cpu") -> Pretrained:
 
     Parameters
     ----------
-    model : str, Path or DCDMNet
-        ``"dcdm-2d"``/``"dcdm-3d"`` (see ``available("dcdm")``), a path to
-        weights written by ``save_pretrained``, or a network (used as is).
+    model : str, Path, DCDMNet or DCDMMultigrid
+        A shipped name (see ``available("dcdm")``), a path to weights written
+        by ``save_pretrained``, or a model (used as is).
     device : str or torch.device
 
     Returns
@@ -38,8 +41,9 @@ def load_model(model, device="cpu") -> Pretrained:
         ``(net, card)``: the network in eval mode on ``device`` (shared
         between calls; do not train it) and its card (empty for a module).
     """
-    if isinstance(model, DCDMNet):
+    if isinstance(model, DCDMModel):
         return Pretrained(model.to(device), {})
     if isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a DCDMNet, a shipped name or a path, got {type(model).__name__}")
+        raise TypeError(f"model must be a DCDMNet or DCDMMultigrid, a shipped name or a path, got "
+                        f"{type(model).__name__}")
     return load_pretrained(model, method="dcdm", device=device)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 from collections import deque
 
 import numpy as np
@@ -38,8 +39,11 @@ import torch
 from ...operators.stencil import FLUID, PoissonGrid, flags_from_matrix
 from ..base import IterativeMethod
 from ..driver import Stepper
-from ..nullspace import detect_constant_nullspace
+from ..krylov import CGStepper, _projected
+from ..multigrid import MultigridPreconditioner, grid_stencil
+from ..nullspace import detect_constant_nullspace, grid_nullspace
 from ..solver import Solver
+from .multigrid_model import DCDMMultigrid
 from .pretrained import default_model_name, load_model
 
 __all__ = ["DCDM", "DCDMStepper", "dcdm", "dcdm_pure"]
@@ -93,13 +97,19 @@ def _positive_int(name: str, v, lo: int) -> int:
 
 
 class DCDM(IterativeMethod):
-    """DCDM's setup: grid and flags, the network, the Jacobi diagonal and the null space.
+    """DCDM's setup: grid and flags, the model, the null space; the Jacobi diagonal for a CNN.
 
+    With a learned V-cycle (:class:`~.multigrid_model.DCDMMultigrid`, the
+    default model) the search directions are CG's, preconditioned by the
+    cycle; with a CNN (:class:`~.model.DCDMNet`), the network's, with the
+    safeguards below.  Matrix-free on a :class:`~krylearn.operators.PoissonGrid`.
     Options as in :func:`dcdm`.
     """
 
     name = "dcdm"
     dtype = torch.float64
+    default_kind = "multigrid"
+    uses_matrix = False
     options = {"model": None, "grid_shape": None, "flags": None, "history": 20, "refresh": 50,
                "fallback": "jacobi", "cos_tol": 1e-6, "patience": 50, "smoother": 1,
                "net_dtype": torch.float32}
@@ -119,11 +129,27 @@ class DCDM(IterativeMethod):
         dev = op.device
         self.grid, flag_arr = _grid_and_flags(op, o["grid_shape"], o["flags"], n, csr)
         fluid = torch.as_tensor(np.asarray(flag_arr).reshape(self.grid) == FLUID, device=dev)
-        name = o["model"] if o["model"] is not None else default_model_name(len(self.grid))
+        name = o["model"] if o["model"] is not None else default_model_name(len(self.grid), self.default_kind)
         self.net, card = load_model(name, device=dev)
         if self.net.dim != len(self.grid):
             raise ValueError(f"model is {self.net.dim}-D but the grid {self.grid} is {len(self.grid)}-D")
         self.model_name = card.get("name", str(o["model"]) if o["model"] is not None else name)
+        inner = getattr(op, "op", op)
+        if self.empty is None and isinstance(inner, PoissonGrid):
+            self.empty = (inner.weights()[0] == 0).reshape(-1)
+        self.multigrid = isinstance(self.net, DCDMMultigrid)
+        if self.multigrid:
+            try:
+                self._setup_multigrid(op, csr, inner)
+                return
+            except ValueError as e:  # not a grid Laplacian the V-cycle can coarsen
+                if o["model"] is not None:
+                    raise
+                cnn = default_model_name(len(self.grid), "cnn")
+                warnings.warn(f"dcdm: the default learned V-cycle does not apply ({e}); using the CNN {cnn!r}",
+                              stacklevel=4)
+                self.net, card = load_model(cnn, device=dev)
+                self.model_name, self.multigrid = card.get("name", cnn), False
         self.fluid_net = fluid.to(o["net_dtype"])
         self.fluid_vec = fluid.reshape(-1).to(torch.float64)
         self.dinv = None
@@ -131,7 +157,20 @@ class DCDM(IterativeMethod):
             diag = op.diagonal().reshape(-1).to(device=dev, dtype=torch.float64)
             self.dinv = torch.where(diag != 0, 1.0 / torch.where(diag != 0, diag, torch.ones_like(diag)),
                                     torch.zeros_like(diag))
-        self.nullspace = detect_constant_nullspace(csr, device=dev)
+        self.nullspace = (grid_nullspace(inner) if csr is None and isinstance(inner, PoissonGrid)
+                          else detect_constant_nullspace(csr, device=dev))
+
+    def _setup_multigrid(self, op, csr, inner) -> None:
+        stencil = None
+        if csr is None and isinstance(inner, PoissonGrid):
+            self.nullspace = grid_nullspace(inner)
+        else:
+            stencil = grid_stencil(op, csr, self.grid)
+            self.nullspace = grid_nullspace(PoissonGrid.from_weights(*stencil, device=op.device))
+        self.M = MultigridPreconditioner(op, csr=csr, grid_shape=None if stencil is None else self.grid,
+                                         flags=self.opts["flags"],
+                                         stencil=stencil, learned=self.net)
+        self._apply_M = _projected(self.M, self.nullspace)
 
     def default_maxiter(self, n):
         return max(1000, n // 10)
@@ -142,11 +181,21 @@ class DCDM(IterativeMethod):
         super().check_rhs(rhs)
 
     def stepper(self, op, rhs):
+        if self.multigrid:
+            return CGStepper(op._apply, self._apply_M, self.nullspace)
         return DCDMStepper(self, op._apply)
 
+    def preconditioner(self):
+        return self._apply_M if self.multigrid else None
+
     def info(self):
-        return {"model": self.model_name, "history": self.opts["history"], "grid_shape": self.grid,
-                "null_space": self.nullspace.count if self.nullspace is not None else 0}
+        out = {"model": self.model_name, "grid_shape": self.grid,
+               "null_space": self.nullspace.count if self.nullspace is not None else 0}
+        if self.multigrid:
+            out["preconditioner"] = dict(self.M.info)
+        else:
+            out["history"] = self.opts["history"]
+        return out
 
 
 class DCDMStepper(Stepper):
@@ -321,9 +370,12 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
         Right-hand side(s), zero on non-fluid cells; ``k`` systems are solved
         at once (one batched network call per iteration).
     x0 : like ``b``, optional
-    model : str, Path or DCDMNet, optional
-        Shipped name (``"dcdm-2d"``, ``"dcdm-3d"``; default by grid
-        dimension), a weights path, or a network.
+    model : str, Path, DCDMMultigrid or DCDMNet, optional
+        Shipped name, a weights path, or a model.  Default: the learned
+        V-cycle ``"dcdm-mg-2d"``/``"dcdm-mg-3d"`` by grid dimension (CG
+        preconditioned by it; ``history``, ``refresh``, ``fallback``,
+        ``cos_tol``, ``patience``, ``smoother`` and ``net_dtype`` concern
+        only a CNN).  The paper's CNNs are ``"dcdm-2d"``/``"dcdm-3d"``.
     grid_shape : tuple of int, optional
         ``(ny, nx)`` or ``(nz, ny, nx)``; required unless ``A`` is a PoissonGrid.
     flags : array, optional
@@ -371,22 +423,25 @@ def dcdm(A, b, x0=None, *, model=None, grid_shape=None, flags=None, rtol: float 
     >>> res.converged
     True
     """
-    S = Solver(A, "dcdm", rtol=rtol, atol=atol, maxiter=maxiter, model=model, grid_shape=grid_shape,
-               flags=flags, history=history, refresh=refresh, fallback=fallback, cos_tol=cos_tol,
-               patience=patience, smoother=smoother, net_dtype=net_dtype)
-    return S.solve(b, x0, callback=callback)
+    return _solve("dcdm", A, b, x0, callback, rtol=rtol, atol=atol, maxiter=maxiter, model=model,
+                  grid_shape=grid_shape, flags=flags, history=history, refresh=refresh, fallback=fallback,
+                  cos_tol=cos_tol, patience=patience, smoother=smoother, net_dtype=net_dtype)
 
 
 class DCDMPure(DCDM):
-    """:class:`DCDM` without smoothing steps by default: every direction comes from the network."""
+    """The paper's method: the CNN by default, no smoothing steps, every direction from the network."""
 
     name = "dcdm-pure"
+    default_kind = "cnn"
     options = {**DCDM.options, "smoother": 0}
 
 
 def dcdm_pure(A, b, x0=None, **options):
-    """:func:`dcdm` without smoothing steps (``smoother=0``): every direction comes from the network."""
+    """The paper's DCDM: the CNN (``"dcdm-2d"``/``"dcdm-3d"`` by default), no smoothing steps (``smoother=0``)."""
     options.setdefault("smoother", 0)
-    res = dcdm(A, b, x0, **options)
-    res.method = "dcdm-pure"
-    return res
+    callback = options.pop("callback", None)
+    return _solve("dcdm-pure", A, b, x0, callback, **options)
+
+
+def _solve(method, A, b, x0, callback, *, rtol=1e-6, atol=0.0, maxiter=None, **options):
+    return Solver(A, method, rtol=rtol, atol=atol, maxiter=maxiter, **options).solve(b, x0, callback=callback)
