@@ -8,7 +8,7 @@ out=benchmarks/results/dcdm-mg
 mkdir -p "$out/frames" "$out/2d" "$out/3d"
 export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 frames() { krylearn bench poisson --sim-solver mgpcg --methods mgpcg,dcdm --out "$out/frames" -q "$@"; }
-sizes() { krylearn bench dcdm --sim-solver mgpcg --methods mgpcg,dcdm -q "$@"; }
+sizes() { krylearn bench dcdm --sim-solver mgpcg --methods mgpcg,dcdm --repeats 3 -q "$@"; }
 step="${1:-all}"
 if [[ $step == all || $step == 1 ]]; then
   frames --scene smoke-obstacle --dim 2 --n 512 --sequence 50 | tee "$out/frames/2d-512.txt"

@@ -415,28 +415,27 @@ class MultigridPreconditioner(Preconditioner):
         return x.reshape((B,) + lv.shape3)
 
     def _cycle_np_learned(self, level, b, x, tmp, r, rc):
+        """:meth:`_cycle_np` with the learned sweep weights and coarse-correction scales."""
         lv = self._levels[level]
         B = b.shape[0]
-        shape = (B,) + lv.shape3
-        x, tmp, r, bv = x.reshape(shape), tmp.reshape(shape), r.reshape(shape), b.reshape(shape)
-        W = lv.sweep_np
+        grid, grid3 = (B,) + lv.shape, (B,) + lv.shape3
+        x, tmp, r, bv = x.reshape(grid), tmp.reshape(grid), r.reshape(grid), b.reshape(grid)
+        W = [w.reshape(lv.shape) for w in lv.sweep_np]
         np.multiply(W[0], bv, out=x)
         for w in W[1:]:
-            lv.jacobi_w(*lv.stencil, x.reshape((B,) + lv.shape), bv.reshape((B,) + lv.shape), w.reshape(lv.shape),
-                        tmp.reshape((B,) + lv.shape))
+            lv.jacobi_w(*lv.stencil, x, bv, w, tmp)
             x, tmp = tmp, x
-        lv.jacobi(*lv.stencil, x.reshape((B,) + lv.shape), bv.reshape((B,) + lv.shape), 0.0,
-                  r.reshape((B,) + lv.shape))
+        lv.jacobi(*lv.stencil, x, bv, 0.0, r)  # omega 0: the residual
         sy = self.dim == 3
-        lv.kernels["restrict"](r, self._norm3[level], lv.restrict_mask, True, sy, 1.0 / 2 ** self.dim, rc)
+        lv.kernels["restrict"](r.reshape(grid3), self._norm3[level], lv.restrict_mask, True, sy,
+                               1.0 / 2 ** self.dim, rc)
         e = self._cycle_np(level + 1, rc)
         np.multiply(e, lv.scale_np, out=e)
-        lv.kernels["prolong_add"](e, self._norm3[level], True, sy, x)
+        lv.kernels["prolong_add"](e, self._norm3[level], True, sy, x.reshape(grid3))
         for w in reversed(W):
-            lv.jacobi_w(*lv.stencil, x.reshape((B,) + lv.shape), bv.reshape((B,) + lv.shape), w.reshape(lv.shape),
-                        tmp.reshape((B,) + lv.shape))
+            lv.jacobi_w(*lv.stencil, x, bv, w, tmp)
             x, tmp = tmp, x
-        return x
+        return x.reshape(grid3)
 
     def _solve(self, x):
         B = x.shape[0]
