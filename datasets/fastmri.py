@@ -47,6 +47,7 @@ import h5py
 import numpy as np
 
 from ..utils.atomic import atomic_path
+from .ismrmrd import recon_shape
 from ..utils.errors import FormatError
 from .fileio import check_stored, open_h5
 
@@ -193,6 +194,11 @@ class MRIData:
     @property
     def image_shape(self) -> tuple:
         return tuple(self.kspace.shape[-2:])
+
+    @property
+    def recon_shape(self) -> tuple | None:
+        """``(ny, nx)`` of the header's ``reconSpace``, or None (see :func:`.ismrmrd.recon_shape`)."""
+        return recon_shape(self.header, self.image_shape)
 
     def sampling_mask(self) -> np.ndarray:
         """The stored mask as bool, or the k-space locations that hold data.

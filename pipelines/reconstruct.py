@@ -49,12 +49,15 @@ from ..operators.mri import (
     acceleration,
     espirit_maps,
     gaussian1d_mask,
+    ifft2c,
     poisson2d_mask,
+    rss,
     uniform1d_mask,
 )
 from ..solvers.imaging import image_scale
 from ..solvers.learned import pick_device
-from ..solvers.reconstructors import Reconstructor, check_kind, check_seed, method_class, setup
+from ..solvers.reconstructors import Reconstructor, ZeroFilled, check_kind, check_seed, method_class, setup
+from ..utils.errors import FormatError
 from ..utils.version import __version__
 from .reconstruct_files import center_crop, num_slices, parse_slices, psnr_against, slice_indices, write_previews
 
@@ -72,6 +75,7 @@ __all__ = [
 #: Retrospective undersampling patterns for ``reconstruct_mri(mask=...)``.
 MASKS = ("uniform1d", "gaussian1d", "poisson2d")
 _ESPIRIT_MIN = 6
+_RSS_LABEL = "none (zero-filled: root-sum-of-squares of the coil images)"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -91,7 +95,12 @@ def _check_operator(kind: str, A) -> None:
 
 
 def check_maps(maps, what: str = "maps", index=None, hint: str | None = None) -> None:
-    """``ValueError`` when the coil maps of a slice are all zero (nothing could be reconstructed there).
+    """``ValueError`` when the coil maps of a slice are non-finite or all zero (nothing could be reconstructed there).
+
+    "All zero" is judged in the maps' own precision: maps so small that
+    ``sum_c |S_c|^2`` underflows to 0 everywhere (e.g. ``1e-30`` in
+    complex64) make ``A^H A = 0`` just as zeros do, and an iterative method
+    would return its prior's image (or zeros) without a word.
 
     Parameters
     ----------
@@ -103,13 +112,26 @@ def check_maps(maps, what: str = "maps", index=None, hint: str | None = None) ->
     hint : str, optional
         What to do about it (default: store maps that are nonzero in the field of view).
     """
-    m = maps.detach().abs() if isinstance(maps, torch.Tensor) else torch.from_numpy(np.abs(np.asarray(maps)))
-    zero = torch.nonzero(m.reshape(m.shape[0], -1).amax(dim=1) == 0).reshape(-1).tolist()
+    m = maps.detach() if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
+    if m.ndim == 3:
+        m = m.unsqueeze(0)
+
+    def names(bad):
+        bad = [int(index[i]) for i in bad] if index is not None else bad
+        return f"{', '.join(map(str, bad[:8]))}{' ...' if len(bad) > 8 else ''}"
+
+    finite = torch.isfinite(m).reshape(m.shape[0], -1).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).reshape(-1).tolist()
+        raise ValueError(f"{what}: the coil maps of slice(s) {names(bad)} contain NaN or Inf; "
+                         f"{hint or 'give finite maps'}")
+    m = m.abs() if m.is_complex() else m.abs().to(torch.promote_types(m.dtype, torch.float32))
+    energy = (m * m).sum(dim=1).reshape(m.shape[0], -1).amax(dim=1)  # max over pixels of sum_c |S_c|^2
+    zero = torch.nonzero(energy == 0).reshape(-1).tolist()
     if zero:
-        names = [int(index[i]) for i in zero] if index is not None else zero
         hint = hint or "give maps that are nonzero inside the field of view"
-        raise ValueError(f"{what}: the coil maps of slice(s) {', '.join(map(str, names[:8]))}"
-                         f"{' ...' if len(names) > 8 else ''} are all zero, so no image is determined there; {hint}")
+        raise ValueError(f"{what}: the coil maps of slice(s) {names(zero)} are all zero (or so small that "
+                         f"sum |S|^2 underflows to 0), so no image is determined there; {hint}")
 
 
 def run_reconstruction(rec: Reconstructor, A, y, *, seed: int = 0, scale=None, progress: bool = False):
@@ -305,13 +327,44 @@ def _coil_maps(data, kspace, mask, calib_width, progress):
     if not isinstance(width, numbers.Integral) or width < _ESPIRIT_MIN or width > acs:
         raise ValueError(
             f"the mask's fully sampled centre is {acs} lines wide; ESPIRiT needs a calib_width of at least "
-            f"{_ESPIRIT_MIN} and at most the centre's width (got {width}): store sensitivity_maps in the "
-            "file or use a mask with a wider centre (acs)")
+            f"{_ESPIRIT_MIN} and at most the centre's width (got {width}), so this method, which needs coil "
+            "maps, cannot run: store sensitivity_maps in the file or use a mask with a wider centre (acs); "
+            "--method zero-filled needs no coil maps")
     width = int(width)
     kernel = min(6, width // 2)  # sigpy's default 6 fails on narrow calibration regions
     maps = [espirit_maps(kspace[i], calib_width=width, kernel_width=kernel)
             for i in tqdm(range(S), disable=not progress, desc="ESPIRiT", unit="slice", dynamic_ncols=True)]
     return np.stack(maps).astype(kspace.dtype, copy=False), f"espirit (calib_width={width}, kernel_width={kernel})"
+
+
+def _checked_maps(input, data, kspace, mask, index, calib_width, progress):
+    """The file's or ESPIRiT's coil maps and their label; bad maps in the file are a ``FormatError``."""
+    maps, label = _coil_maps(data, kspace, mask, calib_width, progress)
+    if label != "file":
+        check_maps(maps, f"{input}: {label}", index, "is the slice's k-space empty? store sensitivity_maps")
+        return maps, label
+    try:
+        check_maps(maps, "sensitivity_maps", index,
+                   "store maps that are nonzero inside the field of view, or leave them out for ESPIRiT")
+    except ValueError as e:
+        raise FormatError(str(e).removeprefix("sensitivity_maps: "), path=input, key="sensitivity_maps") from None
+    return maps, label
+
+
+def _rss_zero_filled(kspace, mask, progress):
+    """``(magnitudes (S, ky, kx) float32, seconds)``: root-sum-of-squares of the zero-filled coil images.
+
+    ``sqrt(sum_c |ifft2c(M y_c)|^2)``: fastMRI's zero-filled baseline, which
+    needs no coil maps.  With maps normalised to ``sum_c |S_c|^2 = 1`` it
+    has the scale of the SENSE-combined ``|A^H y|``.
+    """
+    t0 = time.perf_counter()
+    w = np.asarray(mask).astype(np.float32 if kspace.dtype == np.complex64 else np.float64)
+    images = np.stack([
+        _float32_images(rss(ifft2c(kspace[i] * w)), "zero-filled")
+        for i in tqdm(range(kspace.shape[0]), disable=not progress, desc="zero-filled", unit="slice",
+                      dynamic_ncols=True)])
+    return images, time.perf_counter() - t0
 
 
 def _chunks(n, batch):
@@ -359,6 +412,8 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
         and ``options`` (the other options given).
     method : str
         ``dds``, ``dps``, ``cg-sense``, ``zero-filled``, ``l1-wavelet``, ``tv``.
+        Without ``sensitivity_maps`` in the file, ``zero-filled`` is the RSS
+        of the zero-filled coil images (no ESPIRiT, any centre width).
     mask : {"uniform1d", "gaussian1d", "poisson2d"}, optional
         Undersample a fully sampled file retrospectively (drawn with
         ``seed``; the realised acceleration is reported).  Default: the
@@ -383,7 +438,7 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
         shared by the slices of a call).  Default 1: each slice on its own.
     crop : "auto", None or (ny, nx)
         Centre-crop the output; ``"auto"`` crops to the shape of the file's
-        ``reconstruction_rss`` (fastMRI crops to e.g. 320 x 320).
+        ``reconstruction_rss`` (fastMRI crops to e.g. 320 x 320), else its header's ``reconSpace``.
     progress, previews : bool
     **options
         The method's options (see :func:`run_method`), e.g. ``lam``,
@@ -393,7 +448,7 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
     Returns
     -------
     dict with ``output``, ``previews``, ``method``, ``shape``, ``acceleration``,
-    ``seconds_per_slice``, ``scale``, ``maps`` and, when the file has
+    ``seconds_per_slice``, ``scale``, ``maps`` (where they came from) and, when the file has
     ``reconstruction_rss`` of the output's shape, ``psnr`` against it.
     """
     seed = check_seed(seed)
@@ -402,16 +457,16 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
     rec = setup(method, "mri", dev, **options)
     data, index = _load_mri(input, slices)
     kspace, m, mask_label = _undersample(input, data, mask, accel, acs, seed)
-    maps, maps_label = _coil_maps(data, kspace, m, calib_width, progress)
-    if maps_label == "file":
-        check_maps(maps, f"{input}: sensitivity_maps", index,
-                   "store maps that are nonzero inside the field of view, or leave them out for ESPIRiT")
+    if data.sensitivity_maps is None and type(rec) is ZeroFilled:
+        # zero-filled needs no coil maps (and no ESPIRiT, which may not run on a narrow centre)
+        images, seconds = _rss_zero_filled(kspace, m, progress)
+        maps_label = _RSS_LABEL
     else:
-        check_maps(maps, f"{input}: {maps_label}", index, "is the slice's k-space empty? store sensitivity_maps")
-    images, seconds, scale = _mri_slices(rec, kspace, maps, m, dev, seed=seed, scale=scale, batch=batch,
-                                         progress=progress)
+        maps, maps_label = _checked_maps(input, data, kspace, m, index, calib_width, progress)
+        images, seconds, scale = _mri_slices(rec, kspace, maps, m, dev, seed=seed, scale=scale, batch=batch,
+                                             progress=progress)
     if crop == "auto":
-        crop = data.reconstruction_rss.shape[-2:] if data.reconstruction_rss is not None else None
+        crop = data.reconstruction_rss.shape[-2:] if data.reconstruction_rss is not None else data.recon_shape
     if crop is not None:
         images = np.ascontiguousarray(center_crop(images, tuple(int(c) for c in crop)))
     run = {"method": method, "seed": seed, "acceleration": float(acceleration(m)), "mask": mask_label,

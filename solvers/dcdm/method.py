@@ -4,7 +4,8 @@ from ..registry import Method
 
 METHOD = Method(
     name="dcdm",
-    summary="deep conjugate direction method: a learned V-cycle (default) or a CNN proposes search directions for SPD Poisson systems",
+    summary="deep conjugate direction method: a learned V-cycle (default) or a CNN gives the search "
+            "directions for SPD Poisson systems",
     solvers={"dcdm": "solve:DCDM", "dcdm-pure": "solve:DCDMPure"},
     network="model:DCDMModel",
     commands="commands:add_commands",

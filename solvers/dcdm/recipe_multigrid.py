@@ -117,7 +117,9 @@ def train_multigrid(*, dim: int, n: int = 48, scenes=("smoke-plume", "smoke-obst
 
 def train_multigrid_recipe(*, dim: int, out, name: str | None = None, save=None, command: str | None = None,
                            progress: bool = True, **kwargs) -> dict:
-    """:func:`train_multigrid`, then weights + card at ``save`` (default ``out/NAME``), ``out/log.json``, ``out/loss.png``.
+    """:func:`train_multigrid`, then weights + card at ``save`` (default ``out/NAME``), a log and a loss plot.
+
+    The log is ``out/log.json``, the plot ``out/loss.png``.
 
     The card records the PCG iterations to rtol 1e-6 on the validation frames
     with the untrained cycle (damped Jacobi, as ``mgpcg``) and the trained one.

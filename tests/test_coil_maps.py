@@ -1,0 +1,155 @@
+"""Coil maps in MRI reconstruction: non-finite / all-zero maps are refused by name, zero-filled needs no maps
+(root-sum-of-squares of the zero-filled coil images, even where ESPIRiT cannot run), and files without
+``reconstruction_rss`` are cropped to the ISMRMRD header's reconSpace."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from krylearn.cli.main import main
+from krylearn.datasets.fastmri import read_kspace, read_reconstruction, write_kspace
+from krylearn.operators.mri import SenseOperator, birdcage_maps, fft2c, ifft2c, rss
+from krylearn.pipelines.reconstruct import check_maps, reconstruct_mri, run_method
+from krylearn.problems.phantoms import shepp_logan
+from krylearn.solvers.dds import GaussianDenoiser
+from krylearn.utils.errors import FormatError
+
+SHAPE = (24, 20)
+
+
+def _problem(slices=2, coils=4):
+    x = np.stack([np.roll(np.abs(shepp_logan(SHAPE)), i, axis=1) for i in range(slices)]).astype(np.complex64)
+    maps = birdcage_maps(coils, SHAPE).astype(np.complex64)
+    k = fft2c(torch.as_tensor(maps[None] * x[:, None])).numpy()
+    return x, maps, k
+
+
+def _raw(path, **datasets):
+    with h5py.File(path, "w") as f:
+        for key, v in datasets.items():
+            f.create_dataset(key, data=v)
+    return path
+
+
+def _prior():
+    return GaussianDenoiser(np.zeros((2,) + SHAPE), var=0.25)
+
+
+# ------------------------------------------------------------------ bad maps
+@pytest.mark.parametrize("fill", [0.0, 1e-30, np.nan, np.inf])
+@pytest.mark.parametrize("method", ["dds", "cg-sense"])
+def test_bad_maps_from_the_user_raise_a_value_error_naming_maps(fill, method):
+    _, maps, k = _problem(1)
+    bad = np.full_like(maps, fill)
+    opts = {"prior": _prior(), "nfe": 2} if method == "dds" else {}
+    with pytest.raises(ValueError, match="maps"):
+        run_method("mri", method, SenseOperator(bad, np.ones(SHAPE[1])), k[0], **opts)
+    with pytest.raises(ValueError, match="maps"):
+        check_maps(bad[None])
+    check_maps(maps[None])  # good maps pass
+
+
+@pytest.mark.parametrize("fill", [0.0, 1e-30, np.nan])
+@pytest.mark.parametrize("method", ["dds", "cg-sense", "zero-filled"])
+def test_bad_maps_in_a_file_raise_format_error(tmp_path, fill, method):
+    _, maps, k = _problem(2)
+    m = np.broadcast_to(maps, k.shape).copy()
+    m[1] = fill
+    src = _raw(tmp_path / "k.h5", kspace=k, sensitivity_maps=m)
+    opts = {"prior": _prior(), "nfe": 2} if method == "dds" else {}
+    with pytest.raises(FormatError) as e:
+        reconstruct_mri(src, tmp_path / "o.h5", method, progress=False, previews=False, **opts)
+    assert e.value.key == "sensitivity_maps" and str(src) in str(e.value)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_cli_exits_nonzero_on_zero_maps(tmp_path, capsys):
+    _, maps, k = _problem(1)
+    src = _raw(tmp_path / "k.h5", kspace=k, sensitivity_maps=np.zeros_like(k))
+    assert main(["reconstruct", "mri", str(src), "--method", "cg-sense", "-q", "-o", str(tmp_path / "o.h5")]) != 0
+    assert "sensitivity_maps" in capsys.readouterr().err
+    assert not (tmp_path / "o.h5").exists()
+
+
+# ------------------------------------------------------------------ zero-filled without maps
+def _narrow_file(path, coils=4):
+    x, maps, k = _problem(2, coils)
+    mask = np.zeros(SHAPE[1], bool)
+    mask[SHAPE[1] // 2 - 2: SHAPE[1] // 2 + 2] = True  # a 4-line centre: too narrow for ESPIRiT
+    mask[::3] = True
+    mask[SHAPE[1] // 2 + 2] = mask[SHAPE[1] // 2 - 3] = False
+    k = (k * mask).astype(np.complex64)
+    write_kspace(path, k, mask=mask)
+    return k, mask
+
+
+@pytest.mark.parametrize("coils", [4, 1])
+def test_zero_filled_needs_no_maps_and_is_the_rss_of_the_coil_images(tmp_path, coils):
+    src = tmp_path / "k.h5"
+    k, mask = _narrow_file(src, coils)
+    rep = reconstruct_mri(src, tmp_path / "zf.h5", "zero-filled", progress=False, previews=False)
+    rec, attrs = read_reconstruction(tmp_path / "zf.h5")
+    ref = rss(ifft2c(k * mask))
+    assert rec.shape == (2,) + SHAPE and rec.dtype == np.float32
+    np.testing.assert_allclose(rec, ref, rtol=1e-5, atol=1e-6 * ref.max())
+    assert attrs["maps"].startswith("none") and rep["maps"] == attrs["maps"]
+    if coils > 1:  # the methods that need maps still say why they cannot run
+        with pytest.raises(ValueError, match="ESPIRiT needs a calib_width of at least 6"):
+            reconstruct_mri(src, tmp_path / "cg.h5", "cg-sense", progress=False, previews=False)
+        assert not (tmp_path / "cg.h5").exists()
+
+
+def test_zero_filled_cli_on_a_narrow_centre(tmp_path, capsys):
+    src = tmp_path / "k.h5"
+    _narrow_file(src)
+    assert main(["reconstruct", "mri", str(src), "--method", "zero-filled", "-q", "--no-previews",
+                 "-o", str(tmp_path / "zf.h5")]) == 0
+    assert read_reconstruction(tmp_path / "zf.h5")[0].shape == (2,) + SHAPE
+    capsys.readouterr()
+    assert main(["reconstruct", "mri", str(src), "--method", "cg-sense", "-q", "-o", str(tmp_path / "cg.h5")]) == 2
+    assert "ESPIRiT" in capsys.readouterr().err
+
+
+def test_zero_filled_with_file_maps_is_unchanged(tmp_path):
+    """With maps in the file zero-filled stays the SENSE-combined |A^H y|."""
+    x, maps, k = _problem(2)
+    write_kspace(tmp_path / "k.h5", k, sensitivity_maps=np.broadcast_to(maps, k.shape))
+    reconstruct_mri(tmp_path / "k.h5", tmp_path / "zf.h5", "zero-filled", progress=False, previews=False)
+    rec, attrs = read_reconstruction(tmp_path / "zf.h5")
+    assert attrs["maps"] == "file"
+    ref = np.abs(run_method("mri", "zero-filled", SenseOperator(maps, np.ones(SHAPE[1])), k)[0])
+    np.testing.assert_allclose(rec, ref, rtol=1e-5, atol=1e-6 * ref.max())
+
+
+# ------------------------------------------------------------------ reconSpace crop
+def _header(enc, rec):
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
+            "<encoding><encodedSpace><matrixSize><x>%d</x><y>%d</y><z>1</z></matrixSize></encodedSpace>"
+            "<reconSpace><matrixSize><x>%d</x><y>%d</y><z>1</z></matrixSize></reconSpace></encoding>"
+            "</ismrmrdHeader>" % (*enc, *rec))
+
+
+@pytest.mark.parametrize("enc, recon, expected", [
+    ((24, 20), (16, 12), (16, 12)),   # fastMRI: x is k-space axis -2
+    ((20, 24), (12, 16), (16, 12)),   # encodedSpace stored the other way round
+    ((24, 20), (30, 12), (24, 12)),   # larger than the image: that axis is kept
+])
+def test_no_rss_crops_to_recon_space(tmp_path, enc, recon, expected):
+    x, maps, k = _problem(2)
+    write_kspace(tmp_path / "k.h5", k, sensitivity_maps=np.broadcast_to(maps, k.shape), header=_header(enc, recon))
+    assert read_kspace(tmp_path / "k.h5").recon_shape == expected
+    reconstruct_mri(tmp_path / "k.h5", tmp_path / "zf.h5", "zero-filled", progress=False, previews=False)
+    assert read_reconstruction(tmp_path / "zf.h5")[0].shape == (2,) + expected
+    reconstruct_mri(tmp_path / "k.h5", tmp_path / "nc.h5", "zero-filled", crop=None, progress=False,
+                    previews=False)
+    assert read_reconstruction(tmp_path / "nc.h5")[0].shape == (2,) + SHAPE
+
+
+@pytest.mark.parametrize("header", [None, "<not xml", "<ismrmrdHeader/>", _header((24, 20), (24, 20))])
+def test_no_usable_recon_space_keeps_the_encoded_size(tmp_path, header):
+    x, maps, k = _problem(1)
+    write_kspace(tmp_path / "k.h5", k, sensitivity_maps=np.broadcast_to(maps, k.shape), header=header)
+    assert read_kspace(tmp_path / "k.h5").recon_shape is None
+    reconstruct_mri(tmp_path / "k.h5", tmp_path / "zf.h5", "zero-filled", progress=False, previews=False)
+    assert read_reconstruction(tmp_path / "zf.h5")[0].shape == (1,) + SHAPE
