@@ -2,6 +2,8 @@
 (root-sum-of-squares of the zero-filled coil images, even where ESPIRiT cannot run), and files without
 ``reconstruction_rss`` are cropped to the ISMRMRD header's reconSpace."""
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import torch
 from krylearn.cli.main import main
 from krylearn.datasets.fastmri import read_kspace, read_reconstruction, write_kspace
 from krylearn.operators.mri import SenseOperator, birdcage_maps, fft2c, ifft2c, rss
-from krylearn.pipelines.reconstruct import check_maps, reconstruct_mri, run_method
+from krylearn.pipelines.reconstruct import check_maps, map_coverage, reconstruct_mri, run_method
 from krylearn.problems.phantoms import shepp_logan
 from krylearn.solvers.dds import GaussianDenoiser
 from krylearn.utils.errors import FormatError
@@ -153,3 +155,21 @@ def test_no_usable_recon_space_keeps_the_encoded_size(tmp_path, header):
     assert read_kspace(tmp_path / "k.h5").recon_shape is None
     reconstruct_mri(tmp_path / "k.h5", tmp_path / "zf.h5", "zero-filled", progress=False, previews=False)
     assert read_reconstruction(tmp_path / "zf.h5")[0].shape == (1,) + SHAPE
+
+
+# ------------------------------------------------------------------ coverage
+def test_maps_that_miss_part_of_the_object_warn(tmp_path):
+    x, maps, k = _problem(2)
+    good = np.broadcast_to(maps, k.shape).copy()
+    assert np.all(map_coverage(good, k, np.ones(SHAPE)) > 0.95)
+    holed = good.copy()
+    holed[1, :, :, : SHAPE[1] // 2] = 0  # slice 1: no coil sees the left half
+    cover = map_coverage(holed, k, np.ones(SHAPE))
+    assert cover[0] > 0.95 and cover[1] < 0.7
+    src = _raw(tmp_path / "k.h5", kspace=k, sensitivity_maps=holed)
+    with pytest.warns(UserWarning, match=r"cover only \d+% of the signal in slice\(s\) 1"):
+        reconstruct_mri(src, tmp_path / "out.h5", "cg-sense", progress=False, previews=False)
+    ok = _raw(tmp_path / "ok.h5", kspace=k, sensitivity_maps=good)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reconstruct_mri(ok, tmp_path / "out2.h5", "cg-sense", progress=False, previews=False)
