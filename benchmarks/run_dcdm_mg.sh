@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DCDM's learned V-cycle (the default dcdm model) against mgpcg on the per-frame job and across grid sizes
 # (benchmarks/README.md, "DCDM's learned V-cycle against mgpcg"). One thread everywhere, one benchmark at a
-# time; about 55 minutes on a 2-core CPU. Held-out scene seed 0 (training used seeds 100-161).
+# time; about 55 minutes on a 2-core CPU (step 4, 256^3, another 20). Held-out scene seed 0 (training used seeds 100-161).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results/dcdm-mg
@@ -23,4 +23,8 @@ fi
 if [[ $step == all || $step == 3 ]]; then
   frames --scene smoke-plume --dim 2 --n 512 --sequence 50 | tee "$out/frames/plume-2d-512.txt"
   frames --scene smoke-plume --dim 3 --n 128 --sequence 50 | tee "$out/frames/plume-3d-128.txt"
+fi
+if [[ $step == all || $step == 4 ]]; then
+  mkdir -p "$out/3d-256"
+  sizes --dim 3 --sizes 256 --warmup 0 --repeats 1 --out "$out/3d-256" | tee "$out/3d-256/scaling-3d-256.txt"
 fi
