@@ -128,7 +128,6 @@ class DCDM(IterativeMethod):
         n = op.shape[0]
         dev = op.device
         self.grid, flag_arr = _grid_and_flags(op, o["grid_shape"], o["flags"], n, csr)
-        fluid = torch.as_tensor(np.asarray(flag_arr).reshape(self.grid) == FLUID, device=dev)
         name = o["model"] if o["model"] is not None else default_model_name(len(self.grid), self.default_kind)
         self.net, card = load_model(name, device=dev)
         if self.net.dim != len(self.grid):
@@ -150,6 +149,7 @@ class DCDM(IterativeMethod):
                               stacklevel=4)
                 self.net, card = load_model(cnn, device=dev)
                 self.model_name, self.multigrid = card.get("name", cnn), False
+        fluid = torch.as_tensor(np.asarray(flag_arr).reshape(self.grid) == FLUID, device=dev)
         self.fluid_net = fluid.to(o["net_dtype"])
         self.fluid_vec = fluid.reshape(-1).to(torch.float64)
         self.dinv = None
