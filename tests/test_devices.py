@@ -357,6 +357,22 @@ def test_dcdm_learned_cycle_on_device(device, shape):
     assert _rel(Z, _np(M_cpu @ torch.from_numpy(R))) < 1e-10
 
 
+def test_fcg_lsm_on_device(device):
+    """fcg-lsm on the device: network, V-cycle (torch path) and flexible CG there; the cycle equals the CPU's."""
+    A, A_cpu, b_np = _tank((120, 100), device)
+    S = krylearn.Solver(A, "fcg-lsm", rtol=1e-8)
+    assert S.csr is None and S.impl.cycle.levels == 2
+    res = S.solve(torch.from_numpy(b_np).to(device))
+    assert res.converged
+    _on(res.x, device, torch.float64)
+    assert _residual_ok(A_cpu.to_sparse(), b_np, res.x, 1e-8)
+    C_cpu = krylearn.Solver(A_cpu, "fcg-lsm").impl.cycle
+    R = np.random.default_rng(6).standard_normal((2, A.shape[0]))
+    Z = S.impl.cycle._solve(torch.from_numpy(R).to(device))
+    _on(Z, device, torch.float64)
+    assert _rel(Z, _np(C_cpu._solve(torch.from_numpy(R)))) < 1e-5  # float32 network on both
+
+
 # ------------------------------------------------------------------ relaxation
 @pytest.mark.parametrize("ordering", ["multicolor", "lexicographic"])
 def test_sor_on_device_matches_cpu(device, ordering):

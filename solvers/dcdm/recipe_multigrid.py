@@ -10,8 +10,6 @@ the default) runs :func:`train_multigrid_recipe`.
 
 from __future__ import annotations
 
-import json
-import math
 import shlex
 import sys
 import time
@@ -21,9 +19,8 @@ import numpy as np
 import torch
 
 from ...problems.smoke import SmokeSimulation
-from ...utils.atomic import atomic_write_text
 from ..api import solve
-from ..learned import Trainer, check_writable, digest, hardware, plot_losses, save_pretrained
+from ..learned import Trainer, check_writable, digest, hardware, save_log_run
 from .multigrid_model import DCDMMultigrid
 from .train_multigrid import MultigridTask
 
@@ -153,11 +150,6 @@ def train_multigrid_recipe(*, dim: int, out, name: str | None = None, save=None,
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _, cpath = save_pretrained(result["net"], card, target)
-    card = json.loads(cpath.read_text())
-    atomic_write_text(Path(out) / "log.json", json.dumps({"card": card, "log": log}, indent=1))
-    plot_losses([{"step": r["step"], "loss": math.exp(r["train_loss"]),
-                  "val": None if r["val_loss"] is None else math.exp(r["val_loss"])} for r in log],
-                Path(out) / "loss.png", title=f"{name}: residual reduction after k PCG steps", unit="step",
-                ylabel="geometric mean of ||r_k|| / ||b||", best=card["metrics"]["best_step"])
-    return card
+    return save_log_run(result["net"], card, target, out, log,
+                        title=f"{name}: residual reduction after k PCG steps",
+                        ylabel="geometric mean of ||r_k|| / ||b||")

@@ -39,6 +39,7 @@ import torch
 from ...operators.stencil import FLUID, PoissonGrid, flags_from_matrix
 from ..base import IterativeMethod
 from ..driver import Stepper
+from ..flexible import track_halving
 from ..krylov import CGStepper, _projected
 from ..multigrid import MultigridPreconditioner, grid_stencil
 from ..nullspace import detect_constant_nullspace, grid_nullspace
@@ -331,9 +332,7 @@ class DCDMStepper(Stepper):
 
     def _watch_stagnation(self, ok):
         """A row whose residual has not halved within ``patience`` steps continues as Jacobi-PCG."""
-        halved = self.rnorm <= 0.5 * self.anchor
-        self.anchor = torch.where(halved, self.rnorm, self.anchor)
-        self.since = torch.where(halved, torch.zeros_like(self.since), self.since + 1)
+        self.anchor, self.since = track_halving(self.rnorm, self.anchor, self.since)
         give_up = ~self.pcg & (self.since >= self.o["patience"]) & ok
         if give_up.any():
             for i in torch.nonzero(give_up).flatten().tolist():

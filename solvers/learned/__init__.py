@@ -13,7 +13,7 @@
 """
 
 from .checkpoint import check_writable, digest, load_checkpoint, save_checkpoint
-from .plot import plot_losses
+from .plot import plot_losses, save_log_run
 from .pretrained import Pretrained, available, find_weights, load_pretrained, method_named, save_pretrained
 from .runtime import Dist, cleanup_distributed, cpu_name, hardware, pick_device, seed_everything, setup_distributed
 from .trainer import Trainer, TrainResult, TrainTask
@@ -23,6 +23,6 @@ __all__ = [
     "Dist", "Pretrained", "TrainResult", "TrainTask", "Trainer",
     "available", "check_writable", "cleanup_distributed", "cpu_name", "digest", "find_weights", "hardware",
     "list_weights", "load_checkpoint", "load_pretrained", "load_weights", "method_named", "pick_device",
-    "plot_losses", "save_checkpoint", "save_pretrained", "save_weights", "seed_everything", "setup_distributed",
+    "plot_losses", "save_checkpoint", "save_log_run", "save_pretrained", "save_weights", "seed_everything", "setup_distributed",
     "weights_path",
 ]

@@ -1,12 +1,17 @@
-"""The loss plot every training pipeline writes beside its weights (matplotlib, PNG)."""
+"""The loss plot every training pipeline writes beside its weights (matplotlib, PNG), and the end of a run."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 
-from ...utils.atomic import atomic_path
+from ...utils.atomic import atomic_path, atomic_write_text
+from .pretrained import save_pretrained
 
-__all__ = ["plot_losses"]
+__all__ = ["plot_losses", "save_log_run"]
 
 
 def plot_losses(records, path, *, title: str, ylabel: str = "loss", unit: str = "step", smooth: int | None = None,
@@ -63,3 +68,21 @@ def plot_losses(records, path, *, title: str, ylabel: str = "loss", unit: str = 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def save_log_run(net, card: dict, target, out, log: list[dict], *, title: str, ylabel: str) -> dict:
+    """Write a trained run: weights + card at ``target``, ``out/log.json`` and the loss plot ``out/loss.png``.
+
+    ``log`` rows hold ``step``, ``train_loss`` and ``val_loss`` as natural
+    logarithms (the losses of the log-reduction recipes); the plot shows
+    their exponentials, with the card's ``metrics.best_step`` marked.
+    Returns the card as written (with ``method``, ``config`` and ``sha256``).
+    """
+    _, cpath = save_pretrained(net, card, target)
+    card = json.loads(cpath.read_text())
+    atomic_write_text(Path(out) / "log.json", json.dumps({"card": card, "log": log}, indent=1))
+    plot_losses([{"step": r["step"], "loss": math.exp(r["train_loss"]),
+                  "val": None if r["val_loss"] is None else math.exp(r["val_loss"])} for r in log],
+                Path(out) / "loss.png", title=title, unit="step", ylabel=ylabel,
+                best=card["metrics"]["best_step"])
+    return card

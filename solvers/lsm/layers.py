@@ -38,6 +38,15 @@ def _pair(p, name: str) -> tuple[int, int]:
     return ph, pw
 
 
+NORMS = ("batch", "group", "none")
+
+
+def _check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm
+
+
 class DoubleConv(nn.Sequential):
     """(Conv3x3 without bias -> BatchNorm -> ReLU) twice; keeps H and W.
 
@@ -46,25 +55,32 @@ class DoubleConv(nn.Sequential):
     in_channels, out_channels : int
     mid_channels : int, optional
         Channels between the two convolutions (default ``out_channels``).
+    norm : {"batch", "group", "none"}
+        ``"group"``: GroupNorm with one group (statistics of each sample alone),
+        ``"none"``: no normalisation (the convolutions get biases).  Both make
+        the map independent of what else is in the batch, which a
+        preconditioner needs.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None):
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None, norm: str = "batch"):
         mid = mid_channels or out_channels
-        super().__init__(
-            nn.Conv2d(in_channels, mid, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(mid, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+        norm = _check_norm(norm)
+
+        def block(cin, cout):
+            conv = nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=norm == "none")
+            if norm == "none":
+                return [conv]
+            return [conv, nn.BatchNorm2d(cout) if norm == "batch" else nn.GroupNorm(1, cout)]
+
+        super().__init__(*block(in_channels, mid), nn.ReLU(inplace=True),
+                         *block(mid, out_channels), nn.ReLU(inplace=True))
 
 
 class Down(nn.Sequential):
     """MaxPool2d(2) then :class:`DoubleConv`: ``(B, Cin, H, W) -> (B, Cout, H//2, W//2)``."""
 
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels))
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch"):
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, norm=norm))
 
 
 class Up(nn.Module):
@@ -76,9 +92,9 @@ class Up(nn.Module):
     ``in_channels = C1 + C_skip``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch"):
         super().__init__()
-        self.conv = DoubleConv(in_channels, out_channels, in_channels // 2)
+        self.conv = DoubleConv(in_channels, out_channels, in_channels // 2, norm=norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
@@ -187,18 +203,21 @@ class UNetBackbone(nn.Module):
     num_basis, num_token : int, optional
         Give both to put one :class:`NeuralSpectralBlock2d` on every encoder
         scale (the LSM); leave them out for a plain U-Net.
+    norm : {"batch", "group", "none"}
+        Normalisation in the convolution blocks (see :class:`DoubleConv`).
     """
 
-    def __init__(self, width: int, levels: int = 5, num_basis: int | None = None, num_token: int | None = None):
+    def __init__(self, width: int, levels: int = 5, num_basis: int | None = None, num_token: int | None = None,
+                 norm: str = "batch"):
         super().__init__()
         ch = encoder_channels(width, levels)
         self.levels = levels
-        self.inc = DoubleConv(width, ch[0])
-        self.downs = nn.ModuleList(Down(ch[i - 1], ch[i]) for i in range(1, levels))
+        self.inc = DoubleConv(width, ch[0], norm=norm)
+        self.downs = nn.ModuleList(Down(ch[i - 1], ch[i], norm) for i in range(1, levels))
         ups, cur = [], ch[-1]
         for j in range(levels - 2, -1, -1):
             out = ch[max(j - 1, 0)]
-            ups.append(Up(cur + ch[j], out))
+            ups.append(Up(cur + ch[j], out, norm))
             cur = out
         self.ups = nn.ModuleList(ups)
         self.outc = nn.Conv2d(cur, width, kernel_size=1)

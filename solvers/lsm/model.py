@@ -118,6 +118,9 @@ class LSM2d(nn.Module):
         NSB patch size; ``None`` picks it from the grid (see module docstring).
     levels : int
         U-Net scales (the paper: 5).
+    norm : {"batch", "group", "none"}
+        BatchNorm in the U-Net's convolution blocks (the paper), per-sample
+        GroupNorm, or none.
 
     Attributes
     ----------
@@ -135,7 +138,7 @@ class LSM2d(nn.Module):
     kind = "lsm"
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 64, num_basis: int = 12,
-                 num_token: int = 4, patch=None, levels: int = 5):
+                 num_token: int = 4, patch=None, levels: int = 5, norm: str = "batch"):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width),
                         ("num_basis", num_basis), ("num_token", num_token), ("levels", levels)):
@@ -147,9 +150,11 @@ class LSM2d(nn.Module):
             patch = list(_pair(patch, "patch"))
         self.config = dict(in_channels=in_channels, out_channels=out_channels, width=width,
                            num_basis=num_basis, num_token=num_token, patch=patch, levels=levels)
+        if norm != "batch":  # cards written before the option keep their exact config
+            self.config["norm"] = norm
         self.in_channels, self.out_channels, self.levels, self.patch = in_channels, out_channels, levels, patch
         self.fc0 = nn.Linear(in_channels + 2, width)
-        self.unet = UNetBackbone(width, levels, num_basis=num_basis, num_token=num_token)
+        self.unet = UNetBackbone(width, levels, num_basis=num_basis, num_token=num_token, norm=norm)
         self.fc1 = nn.Linear(width, 128)
         self.fc2 = nn.Linear(128, out_channels)
 
