@@ -36,7 +36,6 @@ import math
 import numbers
 import os
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -48,7 +47,6 @@ from ..operators.ct import ParallelBeamProjector
 from ..operators.mri import (
     SenseOperator,
     acceleration,
-    espirit_maps,
     gaussian1d_mask,
     ifft2c,
     poisson2d_mask,
@@ -58,8 +56,8 @@ from ..operators.mri import (
 from ..solvers.imaging import image_scale
 from ..solvers.learned import pick_device
 from ..solvers.reconstructors import Reconstructor, ZeroFilled, check_kind, check_seed, method_class, setup
-from ..utils.errors import FormatError
 from ..utils.version import __version__
+from .coil_maps import _checked_maps, acs_width, check_maps
 from .reconstruct_files import center_crop, num_slices, parse_slices, psnr_against, slice_indices, write_previews
 
 __all__ = [
@@ -75,10 +73,6 @@ __all__ = [
 
 #: Retrospective undersampling patterns for ``reconstruct_mri(mask=...)``.
 MASKS = ("uniform1d", "gaussian1d", "poisson2d")
-_ESPIRIT_MIN = 6
-# share of the object the coil maps must cover before a warning; aliasing in the zero-filled image counts
-# as object, so well-estimated maps can score 0.85-0.95 on undersampled data
-_MIN_COVERAGE = 0.8
 _RSS_LABEL = "none (zero-filled: root-sum-of-squares of the coil images)"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -96,46 +90,6 @@ def _check_operator(kind: str, A) -> None:
         raise TypeError(f"A must be a complex (SENSE) operator for mri, got dtype {A.dtype}")
     if kind == "ct" and A.dtype.is_complex:
         raise TypeError(f"A must be a real operator for ct, got dtype {A.dtype}")
-
-
-def check_maps(maps, what: str = "maps", index=None, hint: str | None = None) -> None:
-    """``ValueError`` when the coil maps of a slice are non-finite or all zero (nothing could be reconstructed there).
-
-    "All zero" is judged in the maps' own precision: maps so small that
-    ``sum_c |S_c|^2`` underflows to 0 everywhere (e.g. ``1e-30`` in
-    complex64) make ``A^H A = 0`` just as zeros do, and an iterative method
-    would return its prior's image (or zeros) without a word.
-
-    Parameters
-    ----------
-    maps : array or tensor, (slices, coils, ny, nx)
-    what : str
-        Names the maps in the message (e.g. the file and its key).
-    index : sequence of int, optional
-        The slices' numbers to report (default ``0 .. slices - 1``).
-    hint : str, optional
-        What to do about it (default: store maps that are nonzero in the field of view).
-    """
-    m = maps.detach() if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
-    if m.ndim == 3:
-        m = m.unsqueeze(0)
-
-    def names(bad):
-        bad = [int(index[i]) for i in bad] if index is not None else bad
-        return f"{', '.join(map(str, bad[:8]))}{' ...' if len(bad) > 8 else ''}"
-
-    finite = torch.isfinite(m).reshape(m.shape[0], -1).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).reshape(-1).tolist()
-        raise ValueError(f"{what}: the coil maps of slice(s) {names(bad)} contain NaN or Inf; "
-                         f"{hint or 'give finite maps'}")
-    m = m.abs() if m.is_complex() else m.abs().to(torch.promote_types(m.dtype, torch.float32))
-    energy = (m * m).sum(dim=1).reshape(m.shape[0], -1).amax(dim=1)  # max over pixels of sum_c |S_c|^2
-    zero = torch.nonzero(energy == 0).reshape(-1).tolist()
-    if zero:
-        hint = hint or "give maps that are nonzero inside the field of view"
-        raise ValueError(f"{what}: the coil maps of slice(s) {names(zero)} are all zero (or so small that "
-                         f"sum |S|^2 underflows to 0), so no image is determined there; {hint}")
 
 
 def run_reconstruction(rec: Reconstructor, A, y, *, seed: int = 0, scale=None, progress: bool = False):
@@ -250,35 +204,6 @@ def _float32_images(x, what: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ MRI
-def acs_width(mask) -> int:
-    """Width of the fully sampled centre of a mask: a column mask ``(kx,)`` or a 2D one ``(ky, kx)``.
-
-    For ``(kx,)`` the run of sampled columns through ``kx // 2``; for
-    ``(ky, kx)`` the side of the largest fully sampled square centred on
-    ``(ky // 2, kx // 2)``.
-    """
-    m = np.asarray(mask) != 0
-    if m.ndim == 1:
-        c = m.shape[0] // 2
-        if not m[c]:
-            return 0
-        lo = c
-        while lo > 0 and m[lo - 1]:
-            lo -= 1
-        hi = c
-        while hi < m.shape[0] - 1 and m[hi + 1]:
-            hi += 1
-        return hi - lo + 1
-    cy, cx = m.shape[0] // 2, m.shape[1] // 2
-    w = 0
-    while True:
-        h = w + 1
-        y0, x0 = cy - h // 2, cx - h // 2
-        if y0 < 0 or x0 < 0 or y0 + h > m.shape[0] or x0 + h > m.shape[1] or not m[y0:y0 + h, x0:x0 + h].all():
-            return w
-        w = h
-
-
 def _mask_name(mask, accel):
     if accel is not None and mask is None:
         mask = "uniform1d"
@@ -317,76 +242,6 @@ def _undersample(input, data, mask, accel, acs, seed):
                          "drop --mask/--accel")
     m = _draw_mask(mask, accel, data.kspace.shape[-2:], seed, acs)
     return data.kspace * (m if m.ndim == 2 else m[None, :]), m, mask
-
-
-def _coil_maps(data, kspace, mask, calib_width, progress):
-    """``(maps (S, C, ky, kx), source)`` from the file or ESPIRiT on the ACS region."""
-    if data.sensitivity_maps is not None:
-        return data.sensitivity_maps, "file"
-    S, C, ky, _ = kspace.shape
-    if C == 1:
-        return np.ones_like(kspace), "single-coil (ones)"
-    acs = acs_width(mask) if mask.ndim == 2 else min(acs_width(mask), ky)
-    width = min(24, acs) if calib_width is None else calib_width
-    if not isinstance(width, numbers.Integral) or width < _ESPIRIT_MIN or width > acs:
-        raise ValueError(
-            f"the mask's fully sampled centre is {acs} lines wide; ESPIRiT needs a calib_width of at least "
-            f"{_ESPIRIT_MIN} and at most the centre's width (got {width}), so this method, which needs coil "
-            "maps, cannot run: store sensitivity_maps in the file or use a mask with a wider centre (acs); "
-            "--method zero-filled needs no coil maps")
-    width = int(width)
-    kernel = min(6, width // 2)  # sigpy's default 6 fails on narrow calibration regions
-    maps = [espirit_maps(kspace[i], calib_width=width, kernel_width=kernel)
-            for i in tqdm(range(S), disable=not progress, desc="ESPIRiT", unit="slice", dynamic_ncols=True)]
-    return np.stack(maps).astype(kspace.dtype, copy=False), f"espirit (calib_width={width}, kernel_width={kernel})"
-
-
-def _checked_maps(input, data, kspace, mask, index, calib_width, progress):
-    """The file's or ESPIRiT's coil maps and their label; bad maps in the file are a ``FormatError``.
-
-    Maps that leave part of the object uncovered (see :func:`map_coverage`)
-    give a warning: every method would lose the signal there.
-    """
-    maps, label = _coil_maps(data, kspace, mask, calib_width, progress)
-    if label == "file":
-        try:
-            check_maps(maps, "sensitivity_maps", index,
-                       "store maps that are nonzero inside the field of view, or leave them out for ESPIRiT")
-        except ValueError as e:
-            raise FormatError(str(e).removeprefix("sensitivity_maps: "), path=input,
-                              key="sensitivity_maps") from None
-    else:
-        check_maps(maps, f"{input}: {label}", index, "is the slice's k-space empty? store sensitivity_maps")
-    if kspace.shape[1] > 1:
-        cover = map_coverage(maps, kspace, mask)
-        poor = [int(index[i]) if index is not None else i for i in np.flatnonzero(cover < _MIN_COVERAGE)]
-        if poor:
-            warnings.warn(f"{input}: the coil maps ({label}) cover only {100 * float(cover.min()):.0f}% of the "
-                          f"signal in slice(s) {', '.join(map(str, poor[:8]))}: every method loses the image "
-                          "where sum |S|^2 is near 0; store sensitivity_maps or use a wider fully sampled centre",
-                          stacklevel=3)
-    return maps, label
-
-
-def map_coverage(maps, kspace, mask) -> np.ndarray:
-    """Per slice, the share of the object's signal where the coil maps are not near zero.
-
-    The object is where the root-sum-of-squares of the zero-filled coil
-    images exceeds a fifth of its 99th percentile; a pixel is covered when
-    ``sum_c |S_c|^2`` there is at least a quarter of its median over the
-    object.  ``maps``, ``kspace``: (S, C, ky, kx); returns (S,) float in [0, 1].
-    """
-    w = np.asarray(mask).astype(np.float32)
-    out = np.ones(kspace.shape[0])
-    for i in range(kspace.shape[0]):
-        img = np.asarray(rss(ifft2c(kspace[i] * w)))
-        obj = img > 0.2 * np.percentile(img, 99)
-        if not obj.any():
-            continue
-        energy = (np.abs(np.asarray(maps[i])) ** 2).sum(axis=0)
-        ref = np.median(energy[obj])
-        out[i] = float(np.mean(energy[obj] >= 0.25 * ref)) if ref > 0 else 0.0
-    return out
 
 
 def _rss_zero_filled(kspace, mask, progress):
