@@ -181,6 +181,17 @@ def test_training_beats_the_untrained_model_on_held_out_data():
     assert out["lr"][0] == 5e-3
 
 
+def test_bf16_autocast_training_learns_and_keeps_float32_weights():
+    a, u = poisson_pairs(96)
+    torch.manual_seed(0)
+    out = train_operator(tiny_lsm(), a[:64], u[:64], a[64:80], u[64:80], epochs=15, batch_size=8, lr=5e-3,
+                         progress=False, bf16=True)
+    pred = out["predictor"]
+    assert all(p.dtype == torch.float32 for p in pred.parameters())
+    assert evaluate(pred, a[80:], u[80:]) < 0.5  # an untrained net scores about 1 (see the test above)
+    assert evaluate(pred, a[64:80], u[64:80]) == pytest.approx(out["best_val"], rel=1e-5)  # validated in float32
+
+
 @pytest.mark.parametrize("make", [lambda: FNO2d(modes=4, width=8, layers=2), lambda: UNet2d(width=8, levels=2)],
                          ids=["fno", "unet"])
 def test_baselines_train_with_the_same_loop(make):

@@ -404,7 +404,7 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
           batch_size: int = 20, lr: float = 5e-4, weight_decay: float = 1e-4, step_size: int = 100,
           gamma: float = 0.5, seed: int = 0, checkpoint=None, resume: bool = True, device=None, out=None,
           name: str | None = None, half: bool = False, progress: bool = True, command: str | None = None,
-          return_model: bool = False, max_minutes: float | None = None):
+          return_model: bool = False, max_minutes: float | None = None, bf16: bool = False):
     """Train an operator on Darcy files and write its weights, card, log and loss plot.
 
     Parameters
@@ -440,6 +440,8 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     max_minutes : float, optional
         Wall-time budget of the training loop: stop (and save) after the
         first epoch past it; the card records the epochs done.
+    bf16 : bool
+        bfloat16 autocast in the training forward pass (see :func:`train_operator`).
 
     Returns
     -------
@@ -465,7 +467,7 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     result = train_operator(net, d.a[:ntrain], d.u[:ntrain], *((d.a[ntrain:], d.u[ntrain:]) if nval else ()),
                             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                             step_size=step_size, gamma=gamma, seed=seed, checkpoint=checkpoint, resume=resume,
-                            device=device, progress=progress, log=live_log, max_minutes=max_minutes)
+                            device=device, progress=progress, log=live_log, max_minutes=max_minutes, bf16=bf16)
     if rank != 0:
         return ({}, result["predictor"]) if return_model else {}
     predictor = result["predictor"]
@@ -475,6 +477,7 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
                  splits=(data_train, ntrain, nval, test_file, test_start, ntest, test_origin), sub=sub, seed=seed,
                  result=result, read_seconds=read_seconds, n_params=n_params,
                  train_args=(batch_size, lr, weight_decay, step_size, gamma), half=half)
+    card["training"]["autocast"] = "bfloat16 (training forward pass)" if bf16 else "none"
     if stem is not None:
         _write_outputs(stem, predictor, card, result, live_log, half,
                        f"{name}: {kind}, {d.resolution[0]}x{d.resolution[1]}, {ntrain} training samples")
