@@ -11,6 +11,7 @@ import json
 from ..benchmarks.baselines import compare_cg, compare_spmv, format_cg_table, format_spmv_table
 from ..benchmarks.frames import format_frames_table, plot_frames, record_frames, run_frames
 from ..benchmarks.poisson import format_table, machine, run_benchmark
+from ..solvers.learned import pick_device
 from ..solvers.solver import method_class
 from ..utils.atomic import atomic_write_text
 from .args import add_run_options, add_stopping, floats, method_list, writable_folder
@@ -35,6 +36,9 @@ def add_bench_parsers(bench) -> None:
                     help="with --sequence: skip the fresh-solve-per-frame path (default: run both)")
     bp.add_argument("--sim-solver", default="pcg-amg",
                     help="with --sequence: the method the simulation solves its own pressure with (default pcg-amg)")
+    bp.add_argument("--device", default=None,
+                    help="with --sequence: solve on this device, e.g. cuda (default: the CPU; the simulation "
+                         "always runs on the CPU)")
     add_run_options(bp, out="bench", repeats=3)
     bp.set_defaults(func=cmd_bench_poisson)
     bb = bench.add_parser("baselines", help="krylearn cg / pcg-amg / SpMV against scipy and pyamg on one system")
@@ -48,6 +52,8 @@ def cmd_bench_poisson(args) -> int:
     writable_folder(args.out, "--out")
     if args.sequence:
         return _bench_frames(args)
+    if args.device is not None:
+        raise ValueError("--device applies to --sequence runs; a single system runs on the CPU")
     problem = load_problem(args)
     methods = methods_for(problem, args.methods or ["cg", "pcg-ic", "pcg-amg", "mgpcg"])
     if not methods:
@@ -67,10 +73,11 @@ def _bench_frames(args) -> int:
         raise ValueError("--grid-shape applies to a .mtx --file; simulated frames have their own grid")
     methods = args.methods or ["cg", "pcg-ic", "pcg-amg", "mgpcg", "dcdm"]
     method_class(args.sim_solver)  # an unknown name fails before the simulation runs
+    device = pick_device(args.device) if args.device is not None else None  # an unusable device fails here too
     seq = record_frames(args.scene, args.dim, args.n, args.sequence, args.seed, progress=not args.quiet,
                         sim_solver=args.sim_solver)
     report = run_frames(seq, methods, rtol=args.rtol, maxiter=args.maxiter, progress=not args.quiet,
-                        fresh=not args.solver_only)
+                        fresh=not args.solver_only, device=device)
     report["machine"] = machine()
     report["command"] = args.command_line
     table = format_frames_table(report)

@@ -62,6 +62,7 @@ from krylearn.solvers.lsm import predict
 from krylearn.solvers.preconditioners import make_preconditioner
 
 import krylearn
+from krylearn.benchmarks.frames import record_frames, run_frames
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
 
@@ -371,6 +372,17 @@ def test_fcg_lsm_on_device(device):
     Z = S.impl.cycle._solve(torch.from_numpy(R).to(device))
     _on(Z, device, torch.float64)
     assert _rel(Z, _np(C_cpu._solve(torch.from_numpy(R)))) < 1e-5  # float32 network on both
+
+
+def test_frames_benchmark_on_device(device):
+    """``bench poisson --sequence --device``: every frame converges there, in the CPU run's iterations."""
+    seq = record_frames("smoke-obstacle", 2, 24, 3, seed=1)
+    on = run_frames(seq, ["cg", "mgpcg", "fcg-lsm"], device=device, fresh=False)
+    ref = run_frames(seq, ["cg", "mgpcg", "fcg-lsm"], fresh=False)
+    assert on["device"] == str(torch.device(device))
+    for a, b in zip(on["rows"], ref["rows"]):
+        assert a["solver"]["converged"] == 3
+        assert abs(a["solver"]["iterations"] - b["solver"]["iterations"]) <= 3
 
 
 # ------------------------------------------------------------------ relaxation

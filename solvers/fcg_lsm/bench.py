@@ -106,7 +106,8 @@ def format_fcg_lsm_table(report: dict) -> str:
         fast = f"{r['time_over_fastest']:.2f} ({r['fastest_classical']})" if "time_over_fastest" in r else ""
         lines.append(f"| {r['size']}² | {r['unknowns']} | {r['method']} | {r['iterations']:g}{conv} | {over_ic} | "
                      f"{r['growth']:.2f} | {r['setup_s']:.3f} | {r['solve_s']:.3f} | {fast} |")
-    lines.append(f"\nMedian over {report['fields']} held-out coefficient fields (seed {report['seed']}) per size; "
+    fields = f"{report['fields']} held-out coefficient field{'s' if report['fields'] != 1 else ''}"
+    lines.append(f"\nMedian over {fields} (seed {report['seed']}) per size; "
                  f"seconds: median of {report['timing']['repeats']} run(s) after {report['timing']['warmup']} "
                  f"warm-up run(s). Machine: {report['machine']['cpu']}, torch {report['machine']['torch']}.")
     return "\n".join(lines)
