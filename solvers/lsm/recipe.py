@@ -430,18 +430,15 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
         Weights stem: ``out.safetensors``, ``out.json``, ``out-log.json``,
         ``out-loss.png`` (folder created).  ``None`` writes nothing.
     name, command : str, optional
-        Recorded in the card (default: ``out``'s file name, else
-        ``"<kind>-darcy"``; this process's ``sys.argv``).
-    half : bool
-        Store float16 weights (the card's test metric is the float32 one).
-    progress : bool
-    return_model : bool
-        Return ``(card, predictor)`` instead of the card.
+        Recorded in the card (defaults: ``out``'s file name or ``"<kind>-darcy"``; this process's ``sys.argv``).
+    half, bf16 : bool
+        Store float16 weights (the card's test metric is the float32 one);
+        bfloat16 autocast in the training forward pass (:func:`train_operator`).
+    progress, return_model : bool
+        A progress bar; return ``(card, predictor)`` instead of the card.
     max_minutes : float, optional
         Wall-time budget of the training loop: stop (and save) after the
         first epoch past it; the card records the epochs done.
-    bf16 : bool
-        bfloat16 autocast in the training forward pass (see :func:`train_operator`).
 
     Returns
     -------
