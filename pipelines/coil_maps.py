@@ -108,17 +108,19 @@ def acs_width(mask) -> int:
 
 
 def _coil_maps(data, kspace, mask, calib_width, progress):
-    """``(maps (S, C, ky, kx), source)`` from the file, ESPIRiT on the ACS region, or the low-resolution images.
+    """``(maps (S, C, ky, kx), source, width)`` from the file, ESPIRiT on the ACS region, or the low-res images.
+
+    ``width`` is the calibration width used (None for maps from the file or a single coil).
 
     ESPIRiT needs a calibration region of at least ``_ESPIRIT_MIN`` lines; a
     narrower fully sampled centre (down to ``_LOWRES_MIN``) gives
     :func:`~krylearn.operators.mri.lowres_maps` instead.
     """
     if data.sensitivity_maps is not None:
-        return data.sensitivity_maps, "file"
+        return data.sensitivity_maps, "file", None
     S, C, ky, _ = kspace.shape
     if C == 1:
-        return np.ones_like(kspace), "single-coil (ones)"
+        return np.ones_like(kspace), "single-coil (ones)", None
     acs = acs_width(mask) if mask.ndim == 2 else min(acs_width(mask), ky)
     width = min(24, acs) if calib_width is None else calib_width
     if not isinstance(width, numbers.Integral) or isinstance(width, bool) or not _LOWRES_MIN <= width <= acs:
@@ -130,11 +132,13 @@ def _coil_maps(data, kspace, mask, calib_width, progress):
             "--method zero-filled needs no coil maps")
     width = int(width)
     if width < _ESPIRIT_MIN:
-        return _lowres(kspace, mask, width), f"low-resolution (calib_width={width}; ESPIRiT needs {_ESPIRIT_MIN})"
+        label = f"low-resolution (calib_width={width}; ESPIRiT needs {_ESPIRIT_MIN})"
+        return _lowres(kspace, mask, width), label, width
     kernel = min(6, width // 2)  # sigpy's default 6 fails on narrow calibration regions
     maps = [espirit_maps(kspace[i], calib_width=width, kernel_width=kernel)
             for i in tqdm(range(S), disable=not progress, desc="ESPIRiT", unit="slice", dynamic_ncols=True)]
-    return np.stack(maps).astype(kspace.dtype, copy=False), f"espirit (calib_width={width}, kernel_width={kernel})"
+    label = f"espirit (calib_width={width}, kernel_width={kernel})"
+    return np.stack(maps).astype(kspace.dtype, copy=False), label, width
 
 
 def _lowres(kspace, mask, width):
@@ -154,7 +158,7 @@ def _checked_maps(input, data, kspace, mask, index, calib_width, progress):
     low-resolution maps (a warning says so); maps from the file that do are
     kept, with a warning: every method would lose the signal there.
     """
-    maps, label = _coil_maps(data, kspace, mask, calib_width, progress)
+    maps, label, width = _coil_maps(data, kspace, mask, calib_width, progress)
     if label == "file":
         try:
             check_maps(maps, "sensitivity_maps", index,
@@ -169,7 +173,6 @@ def _checked_maps(input, data, kspace, mask, index, calib_width, progress):
     cover = map_coverage(maps, kspace, mask)
     poor = np.flatnonzero(cover < _MIN_COVERAGE)
     if poor.size and label.startswith("espirit"):
-        width = int(label.split("calib_width=")[1].split(",")[0])
         maps = maps.copy()
         maps[poor] = _lowres(kspace[poor], mask, width)
         warnings.warn(f"{input}: the ESPIRiT maps covered only {100 * float(cover[poor].min()):.0f}% of the "

@@ -46,8 +46,6 @@ class NetworkCycle(MultigridPreconditioner):
         self._net, self._net_dtype = net, net_dtype
         super().__init__(A, csr=csr, grid_shape=grid_shape, flags=flags, stencil=stencil, sweeps=sweeps,
                          coarse_size=net_size * net_size)
-        if self.dim != 2:
-            raise ValueError(f"the network runs on 2D grids; the grid is {self.dim}D")
         self.info.update(net_level=self.levels - 1, net_grid=tuple(self._levels[-1].shape))
 
     def _setup_coarse(self) -> None:

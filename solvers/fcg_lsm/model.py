@@ -65,9 +65,6 @@ class Stencil:
     def shape(self) -> tuple[int, int]:
         return tuple(self.d.shape[1:])
 
-    def to(self, dtype=None, device=None) -> "Stencil":
-        return Stencil(*(t.to(device=device, dtype=dtype) for t in (self.d, self.wy, self.wx)))
-
     @classmethod
     def stack(cls, stencils) -> "Stencil":
         """One batch from single-system stencils of the same grid."""

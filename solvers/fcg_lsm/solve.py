@@ -23,7 +23,7 @@ from ...operators.stencil import PoissonGrid
 from ..base import IterativeMethod
 from ..flexible import FCGStepper
 from ..learned import Pretrained, load_pretrained
-from ..multigrid import _check_laplacian, grid_stencil
+from ..multigrid import grid_stencil
 from ..nullspace import grid_nullspace
 from ..solver import Solver
 from .cycle import NetworkCycle
@@ -72,7 +72,6 @@ class FCGLSM(IterativeMethod):
         d, w = grid_stencil(op, csr, o["grid_shape"])
         if d.ndim != 2:
             raise ValueError(f"fcg-lsm works on 2D grids; grid_shape is {d.shape}")
-        _check_laplacian(d, w)
         dev = op.device
         name = o["model"] if o["model"] is not None else DEFAULT_MODEL
         self.net, card = load_model(name, device=dev)
@@ -86,7 +85,6 @@ class FCGLSM(IterativeMethod):
         self.nullspace = grid_nullspace(PoissonGrid.from_weights(d, w, device=dev))
         if self.empty is None:
             self.empty = (d == 0).reshape(-1)
-        self.net_seconds = 0.0
 
     def default_maxiter(self, n):
         return max(1000, n // 10)

@@ -23,6 +23,7 @@ Darcy operators and runs it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -35,6 +36,7 @@ from .model import LSMPreconditioner, Stencil, grid_apply, stencil_tensors
 __all__ = ["PreconditionerTask", "energy_loss", "random_fields"]
 
 
+@functools.lru_cache(maxsize=8)
 def _sine_basis(n: int, dtype) -> torch.Tensor:
     i = torch.arange(1, n + 1, dtype=torch.float64)
     return torch.sin(math.pi * i[:, None] * i[None, :] / (n + 1)).to(dtype)
