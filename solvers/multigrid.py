@@ -25,8 +25,9 @@ matrix-free and its setup is a few array sums:
   level (at most ``coarse_size`` unknowns) is solved exactly with a
   precomputed pseudo-inverse, which also handles pure-Neumann regions.
 
-Everything is torch on the device of the operator; on the CPU the stencil
-products are the compiled kernels of :class:`~krylearn.operators.PoissonGrid`.
+Everything is torch on the device of the operator; on the CPU the cycle
+runs the compiled kernels of :mod:`._mg_kernels` (sweep, residual,
+restriction, interpolation), serial builds on small levels and on one thread.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import math
 import numbers
 import time
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -118,43 +120,11 @@ def _check_laplacian(d: np.ndarray, w: list) -> None:
                          "(A_ii >= sum_j |A_ij|; Dirichlet faces add to the diagonal)")
 
 
-def _pairs(x: np.ndarray, axis: int) -> np.ndarray:
-    """Sum of neighbouring pairs along ``axis`` (length even)."""
-    shape = x.shape[:axis] + (x.shape[axis] // 2, 2) + x.shape[axis + 1:]
-    return x.reshape(shape).sum(axis=axis + 1)
-
-
-def _pad_even(x: np.ndarray, axes) -> np.ndarray:
-    return np.pad(x, [(0, s % 2) if a in axes else (0, 0) for a, s in enumerate(x.shape)])
-
-
 def coarsen(d: np.ndarray, w: list) -> tuple[np.ndarray, list]:
-    """The stencil of the next coarser level (see the module docstring)."""
-    dim = d.ndim
-    d = _pad_even(d, range(dim))
-    scale = 1.0 / 2 ** (dim + 1)
-    dc = d
-    for a in range(dim):
-        dc = _pairs(dc, a)
-    wc = []
-    for a in range(dim):
-        others = [b for b in range(dim) if b != a]
-        wa = _pad_even(w[a], others)
-        if wa.shape[a] % 2 == 0:  # an odd number of cells along a: one more (empty) face
-            wa = np.pad(wa, [(0, 1) if b == a else (0, 0) for b in range(dim)])
-        across, inside = wa.take(np.arange(0, wa.shape[a], 2), axis=a), wa.take(np.arange(1, wa.shape[a], 2), axis=a)
-        for b in others:
-            across, inside = _pairs(across, b), _pairs(inside, b)
-        dc = dc - 2.0 * inside
-        wc.append(across * scale)
-    dc = dc * scale
-    dc = np.where(dc > 1e-12 * max(float(dc.max()), 0.0), dc, 0.0)  # aggregates without a row sum: not unknowns
-    fluid = dc > 0
-    for a in range(dim):  # faces only between unknowns
-        lo = np.concatenate([np.zeros_like(fluid.take([0], axis=a)), fluid], axis=a)
-        hi = np.concatenate([fluid, np.zeros_like(fluid.take([0], axis=a))], axis=a)
-        wc[a] = np.where(lo & hi, wc[a], 0.0)
-    return dc, wc
+    """The stencil of the next coarser level (see the module docstring): one compiled pass."""
+    f64 = [np.ascontiguousarray(a, dtype=np.float64) for a in (d, *w)]
+    out = K.coarsen2d(*f64) if d.ndim == 2 else K.coarsen3d(*f64)
+    return out[0], list(out[1:])
 
 
 # ------------------------------------------------------------------ V-cycle
@@ -166,25 +136,50 @@ class _Level:
     """One level: its stencil as an operator (torch path) and as 3D-form arrays (compiled path)."""
 
     def __init__(self, d: np.ndarray, w: list, dtype, device):
-        self.op = PoissonGrid.from_weights(d, w, dtype=dtype, device=device)
+        self._op = None if device.type == "cpu" else PoissonGrid.from_weights(d, w, dtype=dtype, device=device)
         self.d, self.w = d, w
         self.shape = d.shape
         self.sweep_w = self.scale = None  # learned smoother weights / coarse-correction scales
-        dt = torch.from_numpy(d).to(device=device, dtype=dtype)
-        self.inv_diag = torch.where(dt > 0, 1.0 / torch.where(dt > 0, dt, torch.ones_like(dt)), torch.zeros_like(dt))
-        self.mask = (dt > 0).to(dtype)
+        self.dtype, self.device = dtype, device
+        self.mask = torch.from_numpy(d > 0).to(device=device, dtype=dtype)
         self.unknowns = int((d > 0).sum())
+        self.d_size = d.size
+        # the compiled smoother is memory-bound: float32 stencil arrays where that loses nothing
+        self.narrow = all(_exact_in_float32(a) for a in (d, *w))
+        self.wd = self.omega_inv = None  # the smoother weights omega / diag: set_omega
         if device.type == "cpu":
             npt = np.float32 if dtype == torch.float32 else np.float64
-            # the compiled smoother is memory-bound: float32 stencil arrays where that loses nothing
-            sdt = np.float32 if all(_exact_in_float32(a) for a in (d, *w)) else npt
-            self.stencil = tuple(np.ascontiguousarray(a, dtype=sdt) for a in (d, *w))
+            self.stencil = tuple(np.ascontiguousarray(a, dtype=np.float32 if self.narrow else npt) for a in (d, *w))
             self.shape3 = d.shape if d.ndim == 3 else (d.shape[0], 1, d.shape[1])
-            self.omega_inv = None  # set by the preconditioner, which knows omega
             self.mask3 = self.mask.cpu().numpy().reshape(self.shape3)
-            self.kernels = {name: builds[d.size < K.SERIAL_BELOW] for name, builds in K.KERNELS.items()}
-            self.jacobi = self.kernels["jacobi3d" if d.ndim == 3 else "jacobi2d"]
-            self.jacobi_w = self.kernels["jacobi3d_w" if d.ndim == 3 else "jacobi2d_w"]
+            self.pick_kernels(serial=False)
+
+    def set_omega(self, omega: float) -> None:
+        """Damped-Jacobi weights ``omega / diag`` (0 off the unknowns), the same values on both code paths.
+
+        Rounded to float32 with a float32 stencil: the sweep reads them every
+        pass, and any positive weights keep the cycle symmetric.
+        """
+        d = self.d
+        wd = np.where(d > 0, omega / np.where(d > 0, d, 1.0), 0.0)
+        if self.narrow:
+            wd = wd.astype(np.float32)
+        self.wd = torch.from_numpy(wd.astype(np.float64)).to(device=self.device, dtype=self.dtype)
+        if self.device.type == "cpu":
+            self.omega_inv = np.ascontiguousarray(wd if self.narrow else wd.astype(self.stencil[0].dtype))
+
+    def pick_kernels(self, serial: bool) -> None:
+        """The compiled builds: serial ones on small levels, or everywhere when ``serial`` (one thread)."""
+        self.kernels = {name: builds[serial or self.d_size < K.SERIAL_BELOW] for name, builds in K.KERNELS.items()}
+        self.stencil_pass = self.kernels["pass3d" if len(self.shape) == 3 else "pass2d"]
+
+    @property
+    def op(self) -> PoissonGrid:
+        """The level as an operator (torch path); built on first use on the CPU, from the exact stencil copies."""
+        if self._op is None:
+            self._op = PoissonGrid.from_weights(self.stencil[0], self.stencil[1:], dtype=self.dtype,
+                                                device=self.device)
+        return self._op
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
@@ -263,6 +258,8 @@ class MultigridPreconditioner(Preconditioner):
             d, w = coarsen(d, w)
             self._levels.append(_Level(d, w, dtype, self.device))
         self._setup_coarse()
+        for lv in self._levels:
+            lv.set_omega(self.omega)
         self.learned = learned is not None
         if learned is not None:
             self.sweeps = int(learned.sweeps)
@@ -280,11 +277,11 @@ class MultigridPreconditioner(Preconditioner):
         self._use_numba = self.device.type == "cpu"
         if self._use_numba:
             self._norm3 = [nm.cpu().numpy().reshape(f.shape3) for nm, f in zip(self._norm, self._levels)]
+            self._normg = [nm.reshape(f.shape) for nm, f in zip(self._norm3, self._levels)]
             self._cinv_np = self._cinv.cpu().numpy()
             self._cidx_np = self._cidx.cpu().numpy()
             self._work = {}
-            for lv in self._levels:
-                lv.omega_inv = (self.omega * lv.inv_diag).cpu().numpy().reshape(lv.shape3)
+            self._serial = False
             for fine, coarse in zip(self._levels, self._levels[1:]):
                 if fine.sweep_w is not None:
                     fine.sweep_np = [a.reshape(fine.shape3) for a in fine.sweep_np]
@@ -343,7 +340,7 @@ class MultigridPreconditioner(Preconditioner):
     # -------------------------------------------------------------- cycle
     def _smooth(self, lv: _Level, x, b, sweeps: int):
         for _ in range(sweeps):
-            x = x + self.omega * lv.inv_diag * (b - lv.apply(x))
+            x = x + lv.wd * (b - lv.apply(x))
         return x
 
     def _cycle(self, level: int, b: torch.Tensor) -> torch.Tensor:
@@ -355,7 +352,7 @@ class MultigridPreconditioner(Preconditioner):
         lv = self._levels[level]
         if lv.sweep_w is not None:
             return self._cycle_learned(level, b)
-        x = self.omega * lv.inv_diag * b
+        x = lv.wd * b
         x = self._smooth(lv, x, b, self.sweeps - 1)
         r = b - lv.apply(x)
         x = x + self._prolong(self._cycle(level + 1, self._restrict(r, level)), level)
@@ -385,8 +382,8 @@ class MultigridPreconditioner(Preconditioner):
                 np.empty((B,) + coarse.shape3, dtype)]
         return self._work[key]
 
-    def _cycle_np(self, level: int, b: np.ndarray) -> np.ndarray:
-        """The V-cycle from ``level`` down; returns one of the level's work arrays."""
+    def _cycle_np(self, level: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The V-cycle from ``level`` down; returns ``out`` (the last sweep writes there) or a work array."""
         B = b.shape[0]
         x, tmp, r, rc = self._buffers(level, B, b.dtype)
         if level == len(self._levels) - 1:
@@ -396,25 +393,27 @@ class MultigridPreconditioner(Preconditioner):
             return x
         lv = self._levels[level]
         if lv.sweep_w is not None:
-            return self._cycle_np_learned(level, b, x, tmp, r, rc)
+            return self._cycle_np_learned(level, b, x, tmp, r, rc, out)
         grid = (B,) + lv.shape
         x, tmp, r, bv = x.reshape(grid), tmp.reshape(grid), r.reshape(grid), b.reshape(grid)
-        np.multiply(lv.omega_inv.reshape(lv.shape), bv, out=x)  # the first sweep from zero
+        wd = lv.omega_inv
+        np.multiply(wd, bv, out=x)  # the first sweep from zero
         for _ in range(self.sweeps - 1):
-            lv.jacobi(*lv.stencil, x, bv, self.omega, tmp)
+            lv.stencil_pass(*lv.stencil, wd, x, bv, True, tmp)
             x, tmp = tmp, x
-        lv.jacobi(*lv.stencil, x, bv, 0.0, r)  # omega 0: the residual
+        lv.stencil_pass(*lv.stencil, self._normg[level], x, bv, False, r)  # the weighted residual
         sy = self.dim == 3
-        lv.kernels["restrict"](r.reshape((B,) + lv.shape3), self._norm3[level], self._levels[level + 1].mask3,
-                               True, sy, 1.0 / 2 ** self.dim, rc)
+        lv.kernels["restrict"](r.reshape((B,) + lv.shape3), self._levels[level + 1].mask3, True, sy,
+                               1.0 / 2 ** self.dim, rc)
         lv.kernels["prolong_add"](self._cycle_np(level + 1, rc), self._norm3[level], True, sy,
                                   x.reshape((B,) + lv.shape3))
-        for _ in range(self.sweeps):
-            lv.jacobi(*lv.stencil, x, bv, self.omega, tmp)
-            x, tmp = tmp, x
+        for i in range(self.sweeps):
+            dst = out.reshape(grid) if out is not None and i == self.sweeps - 1 else tmp
+            lv.stencil_pass(*lv.stencil, wd, x, bv, True, dst)
+            x, tmp = dst, x
         return x.reshape((B,) + lv.shape3)
 
-    def _cycle_np_learned(self, level, b, x, tmp, r, rc):
+    def _cycle_np_learned(self, level, b, x, tmp, r, rc, out):
         """:meth:`_cycle_np` with the learned sweep weights and coarse-correction scales."""
         lv = self._levels[level]
         B = b.shape[0]
@@ -423,24 +422,33 @@ class MultigridPreconditioner(Preconditioner):
         W = [w.reshape(lv.shape) for w in lv.sweep_np]
         np.multiply(W[0], bv, out=x)
         for w in W[1:]:
-            lv.jacobi_w(*lv.stencil, x, bv, w, tmp)
+            lv.stencil_pass(*lv.stencil, w, x, bv, True, tmp)
             x, tmp = tmp, x
-        lv.jacobi(*lv.stencil, x, bv, 0.0, r)  # omega 0: the residual
+        lv.stencil_pass(*lv.stencil, self._normg[level], x, bv, False, r)  # the weighted residual
         sy = self.dim == 3
-        lv.kernels["restrict"](r.reshape(grid3), self._norm3[level], lv.restrict_mask, True, sy,
-                               1.0 / 2 ** self.dim, rc)
+        lv.kernels["restrict"](r.reshape(grid3), lv.restrict_mask, True, sy, 1.0 / 2 ** self.dim, rc)
         e = self._cycle_np(level + 1, rc)
         np.multiply(e, lv.scale_np, out=e)
         lv.kernels["prolong_add"](e, self._norm3[level], True, sy, x.reshape(grid3))
-        for w in reversed(W):
-            lv.jacobi_w(*lv.stencil, x, bv, w, tmp)
-            x, tmp = tmp, x
+        for i, w in enumerate(reversed(W)):
+            dst = out.reshape(grid) if out is not None and i == len(W) - 1 else tmp
+            lv.stencil_pass(*lv.stencil, w, x, bv, True, dst)
+            x, tmp = dst, x
         return x.reshape(grid3)
 
     def _solve(self, x):
         B = x.shape[0]
         if self._use_numba and x.device.type == "cpu" and x.dtype == self.dtype:
+            serial = numba.get_num_threads() == 1  # a parallel launch on one thread only adds its overhead
+            if serial != self._serial:
+                self._serial = serial
+                for lv in self._levels:
+                    lv.pick_kernels(serial)
             b = np.ascontiguousarray(x.detach().numpy()).reshape((B,) + self._levels[0].shape3)
-            return torch.from_numpy(self._cycle_np(0, b).reshape(B, -1).copy())
+            out = np.empty_like(b)  # the last sweep writes here: no copy out of the work arrays
+            z = self._cycle_np(0, b, out)
+            if not np.may_share_memory(z, out):  # a one-level hierarchy
+                np.copyto(out, z.reshape(out.shape))
+            return torch.from_numpy(out.reshape(B, -1))
         grid = self._levels[0].shape
         return self._cycle(0, x.reshape((B,) + grid)).reshape(B, -1)

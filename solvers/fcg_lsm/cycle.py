@@ -65,7 +65,7 @@ class NetworkCycle(MultigridPreconditioner):
             return self._network(b)
         return super()._cycle(level, b)
 
-    def _cycle_np(self, level: int, b: np.ndarray) -> np.ndarray:
+    def _cycle_np(self, level: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if level == len(self._levels) - 1:
             lv = self._levels[level]
             B = b.shape[0]
@@ -73,4 +73,4 @@ class NetworkCycle(MultigridPreconditioner):
             z = self._network(torch.from_numpy(b.reshape((B,) + lv.shape)))
             x.reshape((B,) + lv.shape)[...] = z.numpy()
             return x
-        return super()._cycle_np(level, b)
+        return super()._cycle_np(level, b, out)
