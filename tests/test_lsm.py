@@ -27,6 +27,7 @@ from krylearn.solvers.lsm import (
     save_pretrained,
     train_operator,
 )
+import krylearn.solvers.lsm.train as lsm_train
 from krylearn.solvers.lsm.model import lsm_plan
 from krylearn.solvers.lsm.predict import resample_nodes
 
@@ -181,15 +182,23 @@ def test_training_beats_the_untrained_model_on_held_out_data():
     assert out["lr"][0] == 5e-3
 
 
-def test_bf16_autocast_training_learns_and_keeps_float32_weights():
+def test_bf16_autocast_training_learns_and_keeps_float32_weights(monkeypatch):
     a, u = poisson_pairs(96)
     torch.manual_seed(0)
+    monkeypatch.setattr(lsm_train, "cpu_has_native_bf16", lambda: True)
     out = train_operator(tiny_lsm(), a[:64], u[:64], a[64:80], u[64:80], epochs=15, batch_size=8, lr=5e-3,
                          progress=False, bf16=True)
     pred = out["predictor"]
     assert all(p.dtype == torch.float32 for p in pred.parameters())
     assert evaluate(pred, a[80:], u[80:]) < 0.5  # an untrained net scores about 1 (see the test above)
     assert evaluate(pred, a[64:80], u[64:80]) == pytest.approx(out["best_val"], rel=1e-5)  # validated in float32
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_warns(monkeypatch):
+    a, u = poisson_pairs(16)
+    monkeypatch.setattr(lsm_train, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bfloat16"):
+        train_operator(tiny_lsm(), a, u, epochs=1, batch_size=8, progress=False, bf16=True, device="cpu")
 
 
 @pytest.mark.parametrize("make", [lambda: FNO2d(modes=4, width=8, layers=2), lambda: UNet2d(width=8, levels=2)],
@@ -224,6 +233,25 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
     with pytest.raises(ValueError, match="lr"):
         train_operator(tiny_lsm(), a[:32], u[:32], a[32:], u[32:], epochs=5,
                        checkpoint=tmp_path / "part.ckpt", **{**kw, "lr": 1e-3})
+
+
+def test_cosine_and_onecycle_schedules_span_the_run_and_resume_only_with_its_length(tmp_path):
+    a, u = poisson_pairs(40, seed=2)
+    kw = dict(batch_size=8, lr=4e-3, seed=1, progress=False)
+    cos = train_operator(tiny_lsm(), a[:32], u[:32], a[32:], u[32:], epochs=4, schedule="cosine", **kw)
+    np.testing.assert_allclose(cos["lr"], [4e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)], rtol=1e-9)
+    one = train_operator(tiny_lsm(), a[:32], u[:32], a[32:], u[32:], epochs=6, schedule="onecycle",
+                         checkpoint=tmp_path / "one.ckpt", **kw)
+    lr = one["lr"]
+    assert lr[0] == pytest.approx(4e-3 / 25) and max(lr) <= 4e-3 * (1 + 1e-9)
+    top = int(np.argmax(lr))
+    assert 0 < top < 5 and all(np.diff(lr[:top + 1]) > 0) and all(np.diff(lr[top:]) < 0)
+    assert one["best_val"] < 0.9  # it learns (an untrained net scores about 1)
+    with pytest.raises(ValueError, match="schedule_epochs"):  # the schedule's length is part of the run
+        train_operator(tiny_lsm(), a[:32], u[:32], a[32:], u[32:], epochs=8, schedule="onecycle",
+                       checkpoint=tmp_path / "one.ckpt", **kw)
+    with pytest.raises(ValueError, match="schedule"):
+        train_operator(tiny_lsm(), a[:32], u[:32], epochs=2, schedule="linear", **kw)
 
 
 def test_training_log_file_and_no_validation(tmp_path):

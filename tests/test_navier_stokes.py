@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import h5py
@@ -371,8 +372,10 @@ def test_cli_train_and_eval_ns(ns_file, tmp_path, capsys):
     out = tmp_path / "fno-ns"
     rc = main(["train", "lsm", "--task", "ns", "--kind", "fno", "--data", str(ns_file), "--ntrain", "16", "--nval", "0",
                "--ntest", "4", "--t-in", "3", "--rollout", "2", "--modes", "4", "--width", "8", "--layers", "2",
-               "--epochs", "2", "--batch-size", "8", "-q", "--out", str(out)])
+               "--epochs", "2", "--batch-size", "8", "--schedule", "cosine", "-q", "--out", str(out)])
     assert rc == 0 and "2-step rollout" in capsys.readouterr().out
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["scheduler"] == "CosineAnnealingLR(T_max=2) per epoch"
     assert main(["eval", "lsm", str(out), "--data", str(ns_file), "--start", "20", "--count", "4"]) == 0
     assert "frames 1..3 in, 2 rolled out" in capsys.readouterr().out
     rc = main(["train", "lsm", "--task", "ns", "--data", str(ns_file), "--ntrain", "20", "--nval", "4", "-q",

@@ -87,7 +87,8 @@ def cmd_train_ns(args) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                     step_size=args.step_size, gamma=args.gamma, seed=args.seed,
                     checkpoint=args.checkpoint or f"{args.out}.ckpt", resume=not args.no_resume, device=args.device,
-                    out=args.out, progress=not args.quiet, command=args.command_line, max_minutes=args.max_minutes)
+                    out=args.out, progress=not args.quiet, command=args.command_line, max_minutes=args.max_minutes,
+                    schedule=args.schedule)
     if card:
         m = card["metrics"]
         print(f"{card['name']}: {card['parameters']} parameters, {card['epochs']} epochs in {card['seconds']:.0f} s; "

@@ -53,6 +53,7 @@ from ..learned import (check_writable, hardware, load_pretrained, pick_device, p
                        seed_everything)
 from ..learned.weights import weights_stem
 from . import KINDS, NormalizedOperator, build_network, predict, train_operator
+from .train import describe_schedule
 
 __all__ = ["DEFAULT_CONFIGS", "count_samples", "evaluate", "resolve_model", "train"]
 
@@ -339,7 +340,7 @@ def _card(*, kind, name, predictor, command, d, dt, splits, sub, seed, result, r
           half) -> dict:
     """The weight card, with the test metric of the kept weights measured on ``dt``."""
     data_train, ntrain, nval, test_file, test_start, ntest, test_origin = splits
-    batch_size, lr, weight_decay, step_size, gamma = train_args
+    batch_size, lr, weight_decay, step_size, gamma, schedule, epochs, bf16 = train_args
     dev = next(predictor.parameters()).device
     test = evaluate(predictor, dt, batch_size=batch_size, device=dev)
     return {
@@ -374,7 +375,8 @@ def _card(*, kind, name, predictor, command, d, dt, splits, sub, seed, result, r
         "epochs": int(result["epochs"]),
         "training": {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                      "optimizer": "Adam, L2 weight decay added to the gradient",
-                     "scheduler": f"StepLR(step_size={step_size}, gamma={gamma}) per epoch",
+                     "scheduler": describe_schedule(schedule, epochs=epochs, step_size=step_size, gamma=gamma),
+                     "autocast": "bfloat16 (training forward pass)" if bf16 else "none",
                      "loss": "relative L2 summed over the batch, in physical units",
                      "normalization": "pointwise unit Gaussian on a and u (training samples)",
                      "selection": "epoch with the lowest mean validation relative L2" if nval else "last epoch",
@@ -404,7 +406,7 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
           batch_size: int = 20, lr: float = 5e-4, weight_decay: float = 1e-4, step_size: int = 100,
           gamma: float = 0.5, seed: int = 0, checkpoint=None, resume: bool = True, device=None, out=None,
           name: str | None = None, half: bool = False, progress: bool = True, command: str | None = None,
-          return_model: bool = False, max_minutes: float | None = None, bf16: bool = False):
+          return_model: bool = False, max_minutes: float | None = None, bf16: bool = False, schedule: str = "step"):
     """Train an operator on Darcy files and write its weights, card, log and loss plot.
 
     Parameters
@@ -420,8 +422,8 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
         Split sizes (see the module docstring); ``nval = 0`` keeps the last epoch.
     config : dict, optional
         Network options overriding :data:`DEFAULT_CONFIGS` ``[kind]``.
-    epochs, batch_size, lr, weight_decay, step_size, gamma, seed :
-        The paper's recipe: 501, 20, 5e-4, 1e-4, StepLR(100, 0.5), 0.
+    epochs, batch_size, lr, weight_decay, step_size, gamma, seed, schedule :
+        The paper's recipe: 501, 20, 5e-4, 1e-4, StepLR(100, 0.5), 0; ``schedule`` "cosine"/"onecycle" replace StepLR.
     checkpoint : str or Path, optional
         Resumable checkpoint, written every epoch (atomic); ``resume`` picks it up.
     device : optional
@@ -464,7 +466,8 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     result = train_operator(net, d.a[:ntrain], d.u[:ntrain], *((d.a[ntrain:], d.u[ntrain:]) if nval else ()),
                             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                             step_size=step_size, gamma=gamma, seed=seed, checkpoint=checkpoint, resume=resume,
-                            device=device, progress=progress, log=live_log, max_minutes=max_minutes, bf16=bf16)
+                            device=device, progress=progress, log=live_log, max_minutes=max_minutes, bf16=bf16,
+                            schedule=schedule)
     if rank != 0:
         return ({}, result["predictor"]) if return_model else {}
     predictor = result["predictor"]
@@ -473,8 +476,7 @@ def train(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, n
     card = _card(kind=kind, name=name, predictor=predictor, command=command, d=d, dt=dt,
                  splits=(data_train, ntrain, nval, test_file, test_start, ntest, test_origin), sub=sub, seed=seed,
                  result=result, read_seconds=read_seconds, n_params=n_params,
-                 train_args=(batch_size, lr, weight_decay, step_size, gamma), half=half)
-    card["training"]["autocast"] = "bfloat16 (training forward pass)" if bf16 else "none"
+                 train_args=(batch_size, lr, weight_decay, step_size, gamma, schedule, epochs, bf16), half=half)
     if stem is not None:
         _write_outputs(stem, predictor, card, result, live_log, half,
                        f"{name}: {kind}, {d.resolution[0]}x{d.resolution[1]}, {ntrain} training samples")

@@ -39,6 +39,7 @@ from ..learned.weights import weights_stem
 from .networks import KINDS, build_network
 from .recipe import resolve_model
 from .rollout import rollout_errors, split_frames, train_rollout
+from .train import describe_schedule
 
 __all__ = ["NS_CONFIGS", "evaluate_ns", "train_ns"]
 
@@ -166,7 +167,7 @@ def train_ns(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1
              config: dict | None = None, epochs: int = 501, batch_size: int = 20, lr: float = 5e-4,
              weight_decay: float = 1e-4, step_size: int = 100, gamma: float = 0.5, seed: int = 0, checkpoint=None,
              resume: bool = True, device=None, out=None, name: str | None = None, progress: bool = True,
-             command: str | None = None, max_minutes: float | None = None) -> dict:
+             command: str | None = None, max_minutes: float | None = None, schedule: str = "step") -> dict:
     """Train an autoregressive NS operator on vorticity files; write weights, card, log and plot.
 
     Parameters are those of :func:`krylearn.solvers.lsm.recipe.train` plus the
@@ -197,11 +198,11 @@ def train_ns(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1
         raise ValueError(f"config: {e}") from None
     n_params = int(sum(p.numel() for p in net.parameters()))
     train_args = {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                  "scheduler": f"StepLR(step_size={step_size}, gamma={gamma}) per epoch"}
+                  "scheduler": describe_schedule(schedule, epochs=epochs, step_size=step_size, gamma=gamma)}
     result = train_rollout(net, d.w[:ntrain], d.w[ntrain:] if nval else None, t_in=t_in, steps=steps, first=first,
                            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                            step_size=step_size, gamma=gamma, seed=seed, checkpoint=checkpoint, resume=resume,
-                           device=device, progress=progress, max_minutes=max_minutes,
+                           device=device, progress=progress, max_minutes=max_minutes, schedule=schedule,
                            log=stem.with_name(stem.name + "-log.jsonl") if stem is not None else None)
     if int(os.environ.get("RANK", "0")) != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return {}

@@ -29,7 +29,7 @@ import torch.nn as nn
 from ..learned import Trainer
 from .metrics import model_channels, relative_l2
 from .normalizer import NormalizedOperator
-from .train import OperatorTask
+from .train import SCHEDULES, OperatorTask
 
 __all__ = ["RolloutTask", "rollout", "rollout_errors", "split_frames", "train_rollout"]
 
@@ -129,7 +129,8 @@ class RolloutTask(OperatorTask):
 def train_rollout(model: nn.Module, w_train, w_val=None, *, t_in: int = 10, steps: int = 10, first: int = 1,
                   epochs: int, batch_size: int = 20, lr: float = 5e-4, weight_decay: float = 1e-4,
                   step_size: int = 100, gamma: float = 0.5, seed: int = 0, checkpoint=None, resume: bool = True,
-                  device=None, progress: bool = True, log=None, max_minutes: float | None = None) -> dict:
+                  device=None, progress: bool = True, log=None, max_minutes: float | None = None,
+                  schedule: str = "step") -> dict:
     """Train ``model`` to advance vorticity by one frame, with the loss summed over a ``steps``-frame rollout.
 
     Parameters
@@ -145,7 +146,7 @@ def train_rollout(model: nn.Module, w_train, w_val=None, *, t_in: int = 10, step
     t_in, steps, first : int
         Frames in, frames rolled out, index of the first input frame.
     epochs, batch_size, lr, weight_decay, step_size, gamma, seed, checkpoint, resume, device, progress, log,
-    max_minutes
+    max_minutes, schedule
         As :func:`~krylearn.solvers.lsm.train_operator`.
 
     Returns
@@ -158,6 +159,8 @@ def train_rollout(model: nn.Module, w_train, w_val=None, *, t_in: int = 10, step
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("step_size", step_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     net = model.net if isinstance(model, NormalizedOperator) else model
     cin, cout = model_channels(net)
     if cin != t_in or cout != 1:
@@ -166,7 +169,7 @@ def train_rollout(model: nn.Module, w_train, w_val=None, *, t_in: int = 10, step
     val = split_frames(w_val, t_in, steps, first, "w_val") if w_val is not None else None
     predictor = model if isinstance(model, NormalizedOperator) else NormalizedOperator(model)
     task = RolloutTask(predictor, x_tr, y_tr, val, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                       step_size=step_size, gamma=gamma, seed=seed)
+                       step_size=step_size, gamma=gamma, seed=seed, schedule=schedule, epochs=epochs)
     result = Trainer(task, rounds=epochs, seed=seed, device=device, checkpoint=checkpoint, checkpoint_every=1,
                      resume=resume, val_every=1, log=log, log_every=1, max_minutes=max_minutes,
                      progress=progress).fit()

@@ -2,7 +2,8 @@
 
 The recipe: relative L2 loss summed over the batch, Adam with
 ``weight_decay`` added to the gradient (L2, torch Adam's ``weight_decay``,
-not AdamW), StepLR x``gamma`` every ``step_size`` epochs, batch 20,
+not AdamW), StepLR x``gamma`` every ``step_size`` epochs (or a cosine or
+one-cycle schedule over the run, ``schedule``), batch 20,
 pointwise Gaussian normalisation of inputs and outputs with the prediction
 decoded to physical units before the loss.  :class:`OperatorTask` states it
 for :class:`~krylearn.solvers.learned.Trainer` (one round = one epoch),
@@ -19,6 +20,9 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import torch
 import torch.distributed
 import torch.nn as nn
@@ -27,7 +31,53 @@ from ..learned import Trainer, TrainTask
 from .metrics import as_fields, error_sum, model_channels, relative_l2
 from .normalizer import NormalizedOperator, UnitGaussianNormalizer
 
-__all__ = ["OperatorTask", "train_operator"]
+__all__ = ["OperatorTask", "train_operator", "SCHEDULES", "make_scheduler", "describe_schedule"]
+
+#: Learning-rate schedules, stepped once per epoch.
+SCHEDULES = ("step", "cosine", "onecycle")
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); ``None`` where it cannot be told.
+
+    Without it, bfloat16 autocast on the CPU is emulated: a Darcy LSM training
+    step took 8x the float32 time on an AVX2-only CPU, 0.52x on one with it.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return any(flag in text for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def make_scheduler(optimizer, schedule: str, *, epochs: int, step_size: int, gamma: float):
+    """The per-epoch learning-rate schedule of ``optimizer`` (its ``lr`` is the peak).
+
+    ``"step"``: StepLR, x``gamma`` every ``step_size`` epochs (the paper's).
+    ``"cosine"``: cosine decay from ``lr`` to 0 over ``epochs``.
+    ``"onecycle"``: OneCycleLR over ``epochs``: warm-up from ``lr / 25`` for
+    the first 30%, then cosine decay to ``lr / 2.5e5`` (torch's defaults).
+    The last two suit a short, fixed budget: the rate reaches its low end
+    when the run ends, whatever ``epochs`` is; such a run resumes only with
+    the same ``epochs`` (the task's settings record it).
+    """
+    if schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if schedule == "onecycle":
+        peak = [g["lr"] for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=epochs + 1)
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def describe_schedule(schedule: str, *, epochs: int, step_size: int, gamma: float) -> str:
+    """The schedule as the weight cards record it."""
+    if schedule == "step":
+        return f"StepLR(step_size={step_size}, gamma={gamma}) per epoch"
+    if schedule == "cosine":
+        return f"CosineAnnealingLR(T_max={epochs}) per epoch"
+    return f"OneCycleLR(total_steps={epochs + 1}, pct_start=0.3, cosine) per epoch"
 
 
 class OperatorTask(TrainTask):
@@ -46,15 +96,21 @@ class OperatorTask(TrainTask):
     unit = "epoch"
 
     def __init__(self, predictor: NormalizedOperator, a_tr, u_tr, val, *, batch_size: int, lr: float,
-                 weight_decay: float, step_size: int, gamma: float, seed: int, bf16: bool = False):
+                 weight_decay: float, step_size: int, gamma: float, seed: int, bf16: bool = False,
+                 schedule: str = "step", epochs: int | None = None):
         self.predictor, self.a_tr, self.u_tr, self.val = predictor, a_tr, u_tr, val
         self.bf16 = bool(bf16)
+        self.schedule, self.epochs = schedule, epochs
         self.batch_size, self.lr, self.weight_decay = batch_size, lr, weight_decay
         self.step_size, self.gamma, self.seed = step_size, gamma, seed
         self.desc = f"train {predictor.kind}"
 
     def setup(self) -> NormalizedOperator:
         dev, world = self.dist.device, self.dist.world_size
+        if self.bf16 and dev.type == "cpu" and cpu_has_native_bf16() is False:
+            warnings.warn("bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so autocast is emulated; "
+                          "a training step took about 8x the float32 time on such a CPU. Train without bf16.",
+                          RuntimeWarning, stacklevel=2)
         self.predictor.to(dev)
         if self.dist.enabled and dev.type == "cuda":
             self.predictor.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.predictor.net)
@@ -67,12 +123,15 @@ class OperatorTask(TrainTask):
 
     def make_optimizer(self, model):
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
+        return optimizer, make_scheduler(optimizer, self.schedule, epochs=self.epochs, step_size=self.step_size,
+                                         gamma=self.gamma)
 
     def settings(self) -> dict:
         out = {"batch_size": self.batch_size, "step_size": self.step_size, "gamma": self.gamma}
         if self.bf16:  # only when set, so that checkpoints written before the option still resume
             out["bf16"] = True
+        if self.schedule != "step":  # the schedule spans the run: resuming needs the same length
+            out.update(schedule=self.schedule, schedule_epochs=self.epochs)
         return out
 
     def data(self):
@@ -111,7 +170,10 @@ class OperatorTask(TrainTask):
         return float(s[0] / s[1])
 
 
-def _check_args(epochs, batch_size, step_size, checkpoint_every, lr, weight_decay, gamma, a_val, u_val) -> None:
+def _check_args(epochs, batch_size, step_size, checkpoint_every, lr, weight_decay, gamma, a_val, u_val,
+                schedule="step") -> None:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("step_size", step_size),
                     ("checkpoint_every", checkpoint_every)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -134,7 +196,7 @@ def train_operator(model: nn.Module, a_train, u_train, a_val=None, u_val=None, *
                    batch_size: int = 20, lr: float = 5e-4, weight_decay: float = 1e-4, step_size: int = 100,
                    gamma: float = 0.5, seed: int = 0, normalize: bool = True, checkpoint=None,
                    checkpoint_every: int = 1, resume: bool = True, device=None, progress: bool = True,
-                   log=None, max_minutes: float | None = None, bf16: bool = False) -> dict:
+                   log=None, max_minutes: float | None = None, bf16: bool = False, schedule: str = "step") -> dict:
     """Train an operator network on pairs ``a -> u`` with the LSM recipe; keep the best-validation weights.
 
     Parameters
@@ -151,8 +213,9 @@ def train_operator(model: nn.Module, a_train, u_train, a_val=None, u_val=None, *
         last epoch's weights are kept.
     epochs, batch_size : int
         Global batch size (see :class:`OperatorTask` for DDP).
-    lr, weight_decay, step_size, gamma : float
-        Adam (L2 ``weight_decay`` added to the gradient) and StepLR per epoch.
+    lr, weight_decay, step_size, gamma, schedule :
+        Adam (L2 ``weight_decay`` added to the gradient) and the per-epoch
+        schedule (:func:`make_scheduler`; ``step_size``, ``gamma``: StepLR's).
     seed : int
         Seeds python/numpy/torch at the start; the sample order of epoch ``e``
         comes from a generator seeded by ``(seed, e)``, so a resumed run sees
@@ -176,9 +239,8 @@ def train_operator(model: nn.Module, a_train, u_train, a_val=None, u_val=None, *
     max_minutes : float, optional
         Wall-time budget: save and stop after the first epoch past it.
     bf16 : bool
-        Run the training forward pass under bfloat16 autocast (float32
-        weights, loss and validation).  On a 2-core CPU a training step of the
-        Darcy LSM took 0.52 of the float32 time (``benchmarks/README.md``).
+        bfloat16 autocast in the training forward pass (float32 weights, loss
+        and validation); warns on a CPU without native bfloat16 (:func:`cpu_has_native_bf16`).
 
     Returns
     -------
@@ -189,7 +251,7 @@ def train_operator(model: nn.Module, a_train, u_train, a_val=None, u_val=None, *
         over resumed runs), ``world_size``, ``predictor`` (the
         :class:`NormalizedOperator` with the kept weights, in eval mode).
     """
-    _check_args(epochs, batch_size, step_size, checkpoint_every, lr, weight_decay, gamma, a_val, u_val)
+    _check_args(epochs, batch_size, step_size, checkpoint_every, lr, weight_decay, gamma, a_val, u_val, schedule)
     net = model.net if isinstance(model, NormalizedOperator) else model
     cin, cout = model_channels(net)
     a_tr, u_tr = _pairs(a_train, u_train, ("a_train", "u_train"), cin, cout)
@@ -201,7 +263,7 @@ def train_operator(model: nn.Module, a_train, u_train, a_val=None, u_val=None, *
     else:
         predictor = NormalizedOperator(model)
     task = OperatorTask(predictor, a_tr, u_tr, val, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                        step_size=step_size, gamma=gamma, seed=seed, bf16=bf16)
+                        step_size=step_size, gamma=gamma, seed=seed, bf16=bf16, schedule=schedule, epochs=epochs)
     result = Trainer(task, rounds=epochs, seed=seed, device=device, checkpoint=checkpoint,
                      checkpoint_every=checkpoint_every, resume=resume, val_every=1, log=log, log_every=1,
                      max_minutes=max_minutes, progress=progress).fit()
