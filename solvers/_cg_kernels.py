@@ -21,6 +21,7 @@ from .driver import STALL_CONFIRMATIONS, STALL_FACTOR
 CODES = ("maxiter", "converged", "nonfinite", "indefinite", "stagnated", "unreachable")
 
 _U = numba.uint64
+_EPS = 2.220446049250313e-16  # float64
 
 
 @numba.njit(cache=True)
@@ -29,6 +30,29 @@ def _dot(a, b):
     for i in range(a.shape[0]):
         s += a[i] * b[i]
     return s
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})
+def update_xr(x, r, p, q, alpha):
+    """CG's update in one pass over ``(n,)`` arrays: ``x += alpha p``, ``r -= alpha q``; returns ``||r||^2``.
+
+    Only the sum of squares is reassociated (so it vectorises); every entry of
+    ``x`` and ``r`` is rounded as torch's ``add_`` / ``sub_`` round it.
+    """
+    s = 0.0
+    for i in range(x.shape[0]):
+        x[i] += alpha * p[i]
+        ri = r[i] - alpha * q[i]
+        r[i] = ri
+        s += ri * ri
+    return s
+
+
+@numba.njit(cache=True)
+def new_direction(p, z, beta):
+    """``p = z + beta p`` in one pass over ``(n,)`` arrays."""
+    for i in range(p.shape[0]):
+        p[i] = z[i] + beta * p[i]
 
 
 @numba.njit(cache=True)
@@ -41,8 +65,8 @@ def _residual(indptr, indices, data, x, b, out):
 
 
 @numba.njit(cache=True)
-def _floor(indptr, indices, data, x, bnorm, eps):
-    """``m * eps * (|| |A| |x| || + ||b||)`` (see :func:`krylearn.solvers.base.rounding_floor`)."""
+def abs_product(indptr, indices, data, x):
+    """``(m, || |A| |x| ||)``, ``m`` the most nonzeros in a row (see :func:`krylearn.solvers.base.rounding_error`)."""
     n = x.shape[0]
     m = 1
     ss = 0.0
@@ -52,7 +76,7 @@ def _floor(indptr, indices, data, x, bnorm, eps):
         for k in range(indptr[i], indptr[i + 1]):
             s += abs(data[k]) * abs(x[_U(indices[k])])
         ss += s * s
-    return m * eps * (np.sqrt(ss) + bnorm)
+    return m, np.sqrt(ss)
 
 
 @numba.njit(cache=True)
@@ -143,17 +167,20 @@ def pcg_ssor_solve(indptr, indices, data, diag, wdinv, empty_rows, omega, x, b, 
             _residual(indptr, indices, data, x, b, q)
             matvecs += 1
             rn = true_norm = np.sqrt(_dot(q, q))
-            if rn <= tol:
-                hist[it] = rn
-                code = 1
-                break
+            if rn <= tol:  # met, unless within its own rounding error of the tolerance (the driver's rule)
+                m, ax = abs_product(indptr, indices, data, x)
+                if rn + _EPS * (ax + bnorm) <= tol:
+                    hist[it] = rn
+                    code = 1
+                    break
             r[:] = q
             fresh = True
             stall = 0 if rn < STALL_FACTOR * best else stall + 1
             best = min(best, rn)
             if stall >= STALL_CONFIRMATIONS:
                 hist[it] = rn
-                code = 5 if tol < _floor(indptr, indices, data, x, bnorm, 2.220446049250313e-16) else 4
+                m, ax = abs_product(indptr, indices, data, x)
+                code = 5 if tol < m * _EPS * (ax + bnorm) else 4
                 break
         hist[it] = rn
     return it, code, matvecs, true_norm

@@ -15,10 +15,11 @@ import scipy.sparse
 import torch
 
 from ..operators.base import Operator
+from . import _cg_kernels as K2
 from .driver import Stepper
 from .inputs import Rhs
 
-__all__ = ["IterativeMethod", "rounding_floor", "check_empty_rows"]
+__all__ = ["IterativeMethod", "rounding_floor", "rounding_error", "check_empty_rows"]
 
 
 class IterativeMethod:
@@ -72,6 +73,10 @@ class IterativeMethod:
         """Rounding floor of ``||b - A x||`` per system (scaled units), or zeros when unknown."""
         return rounding_floor(self.csr, x, rhs)
 
+    def error(self, x: torch.Tensor, rhs: Rhs, double: bool = False) -> np.ndarray:
+        """Typical rounding error of a computed ``||b - A x||`` per system (``double``: checked in float64)."""
+        return rounding_error(self.csr, x, rhs, double)
+
     def preconditioner(self):
         """The linear operator ``M^-1`` of this method (``(k, n)`` tensors in and out), or None."""
         return None
@@ -89,13 +94,27 @@ class IterativeMethod:
 
 def rounding_floor(csr, x: torch.Tensor, rhs: Rhs) -> np.ndarray:
     """``m * eps * (|| |A| |x| || + ||b||)``: below it ``b - A x`` is rounding noise (``m`` = max nonzeros per row)."""
-    eps = torch.finfo(x.real.dtype if x.is_complex() else x.dtype).eps
+    m = int(np.diff(csr.indptr).max()) if csr is not None and csr.shape[0] else 1
+    return m * rounding_error(csr, x, rhs)
+
+
+def rounding_error(csr, x: torch.Tensor, rhs: Rhs, double: bool = False) -> np.ndarray:
+    """``eps * (|| |A| |x| || + ||b||)``: the typical rounding error of a computed ``||b - A x||``.
+
+    ``eps`` is that of ``x``'s precision, or float64's when ``double`` (the
+    residual of a single-precision solve checked in double precision).
+    Without a stored matrix only ``eps ||b||`` is known.
+    """
+    eps = torch.finfo(torch.float64 if double else x.real.dtype if x.is_complex() else x.dtype).eps
     bn = rhs.bnorm.detach().to("cpu", torch.float64).numpy()
     if csr is None:
         return eps * bn
-    m = int(np.diff(csr.indptr).max()) if csr.shape[0] else 1
-    ax = abs(csr) @ np.abs(x.detach().cpu().numpy()).T
-    return m * eps * (np.linalg.norm(ax, axis=0) + bn)
+    xs = x.detach().cpu().numpy()
+    if csr.dtype == np.float64 and xs.dtype == np.float64:  # one compiled pass, no copy of |A|
+        ax = np.array([K2.abs_product(csr.indptr, csr.indices, csr.data, np.ascontiguousarray(v))[1] for v in xs])
+    else:
+        ax = np.linalg.norm(abs(csr) @ np.abs(xs).T, axis=0)
+    return eps * (ax + bn)
 
 
 def check_empty_rows(empty: np.ndarray | None, rhs: Rhs) -> None:

@@ -110,7 +110,8 @@ def _mask(m) -> np.ndarray:
 
 
 def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callback=None, nullspace=None,
-            floor=None, setup_seconds: float = 0.0, info: dict | None = None, check_op=None) -> SolveResult:
+            floor=None, setup_seconds: float = 0.0, info: dict | None = None, check_op=None,
+            error=None) -> SolveResult:
     """Run ``stepper`` on ``A x = b`` under the shared stopping rule (see the module docstring).
 
     Parameters
@@ -131,6 +132,10 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
     floor : callable, optional
         ``floor(x) -> (k,)`` estimate of the rounding floor of ``||b - A x||``
         (scaled units), to tell ``"unreachable"`` from ``"stagnated"``.
+    error : callable, optional
+        ``error(x) -> (k,)``, the typical rounding error of the computed true
+        residual (``eps (|| |A| |x| || + ||b||)``): a system converges only when
+        its true residual plus this error meets the rule.
     check_op : Operator, optional
         ``A`` in double precision, for single-precision solves: the true
         residual that decides convergence is then computed in float64
@@ -171,7 +176,7 @@ def iterate(op, rhs: Rhs, stepper: Stepper, *, maxiter: int, method: str, callba
             if stepper.exact_residual and check_op is None:
                 rows.stop(cand, "converged")
             else:
-                matvecs += _confirm(checker, x, rn, tol, cand, rows, stepper, floor)
+                matvecs += _confirm(checker, x, rn, tol, cand, rows, stepper, floor, error)
         if stepper.divergence is not None:
             rows.stop(rows.active & (rn > stepper.divergence * r0), "diverged")
         if rhs.k > 1 or counted[0]:
@@ -228,11 +233,17 @@ def _account(rows: _Rows, stepping: np.ndarray, rn: np.ndarray, flags: dict, exa
     return counted
 
 
-def _confirm(checker: _Checker, x, rn, tol, cand, rows: _Rows, stepper: Stepper, floor) -> int:
-    """Check candidates on the true residual; restart the ones that miss; return the matvecs spent."""
+def _confirm(checker: _Checker, x, rn, tol, cand, rows: _Rows, stepper: Stepper, floor, error) -> int:
+    """Check candidates on the true residual; restart the ones that miss; return the matvecs spent.
+
+    A true residual within its own rounding error of the tolerance (``error(x)``)
+    does not confirm: another evaluation of ``b - A x`` could exceed it.
+    """
     r_true, tn = checker.residual(x)
     rows.true_norm[cand] = tn[cand]
     ok = cand & (tn <= tol)
+    if error is not None and ok.any():
+        ok &= tn + error(x) <= tol
     rows.stop(ok, "converged")
     miss = cand & ~ok
     rn[cand] = tn[cand]

@@ -42,6 +42,13 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=1)
 
 
+def _fusable(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether one system's vectors can go through the compiled one-pass updates (real, CPU, contiguous, no grad)."""
+    return (x.device.type == "cpu" and y.device.type == "cpu" and x.dtype == y.dtype
+            and x.dtype in (torch.float32, torch.float64) and x.is_contiguous() and y.is_contiguous()
+            and not x.requires_grad and not y.requires_grad and x.shape == y.shape)
+
+
 class CGStepper(Stepper):
     """One (preconditioned) conjugate-gradient iteration per call.
 
@@ -122,8 +129,11 @@ class CGStepper(Stepper):
             return torch.linalg.vector_norm(r, dim=1), {"nonfinite": yes}
         if rz <= 0:
             return torch.linalg.vector_norm(r, dim=1), {"indefinite": yes}
+        fused = _fusable(x, z)
         if bool(self.fresh[0]):
             p.copy_(z)
+        elif fused:
+            K2.new_direction(p[0].numpy(), z[0].numpy(), rz / float(self.rz[0]))
         else:
             p.mul_(rz / float(self.rz[0])).add_(z)
         q = self.apply_A(p)
@@ -134,12 +144,15 @@ class CGStepper(Stepper):
         if pq <= 0:
             return torch.linalg.vector_norm(r, dim=1), {"indefinite": yes}
         alpha = rz / pq
+        self.rz[0] = rz
+        self.fresh[0] = False
+        if fused and self.ns is None and _fusable(x, q):  # one compiled pass instead of three torch ones
+            rr = K2.update_xr(x[0].numpy(), r[0].numpy(), p[0].numpy(), q[0].numpy(), alpha)
+            return torch.tensor([math.sqrt(rr)], dtype=r.dtype), {"nonfinite": no}
         x.add_(p, alpha=alpha)
         r.sub_(q, alpha=alpha)
         if self.ns is not None:
             self.ns.project(r)
-        self.rz[0] = rz
-        self.fresh[0] = False
         return torch.linalg.vector_norm(r, dim=1), {"nonfinite": no}
 
     def replace(self, rows, r_true):

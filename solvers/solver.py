@@ -232,10 +232,11 @@ class Solver:
         if maxiter is None:
             maxiter = self.impl.default_maxiter(op.shape[0])
         setup, self._pending_setup = self._pending_setup, 0.0
+        check_op = self._check_op(dtype)
         return iterate(op, rhs, self.impl.stepper(op, rhs), maxiter=maxiter, method=self.method,
                        callback=callback, nullspace=self.impl.nullspace,
                        floor=lambda x: self.impl.floor(x, rhs), setup_seconds=setup, info=self.impl.info(),
-                       check_op=self._check_op(dtype))
+                       check_op=check_op, error=lambda x: self.impl.error(x, rhs, double=check_op is not None))
 
     def _check_op(self, dtype: torch.dtype):
         """``A`` in double precision for a single-precision solve (None otherwise): see :func:`.driver.iterate`."""

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 import krylearn
 from krylearn.operators import PoissonGrid
+from krylearn.solvers.base import IterativeMethod
 
 N = 10
 GRID = (N, N)
@@ -121,6 +122,22 @@ def test_near_singular_matrices_are_not_taken_for_singular():
             assert true_relative(A, b, res.x) <= 1e-6
         else:
             assert res.reason in ("stagnated", "unreachable", "maxiter")
+
+
+def test_a_true_residual_within_its_rounding_error_of_the_tolerance_does_not_confirm(monkeypatch):
+    """The rule must hold however ``b - A x`` is rounded: tn + eps (|| |A||x| || + ||b||) <= tol."""
+    A = PoissonGrid((16, 16), boundary="empty").to_sparse()
+    b = np.random.default_rng(3).standard_normal(A.shape[0])
+    assert krylearn.solve(A, b, method="cg", rtol=1e-8).converged
+    seen = []
+
+    def huge(self, x, rhs, double=False):  # as if every evaluation of the residual were this uncertain
+        seen.append(1)
+        return np.full(rhs.k, 1e3 * float(rhs.bnorm.max()))
+
+    monkeypatch.setattr(IterativeMethod, "error", huge)
+    res = krylearn.solve(A, b, method="cg", rtol=1e-8, maxiter=400)
+    assert seen and not res.converged and res.reason in ("stagnated", "unreachable", "maxiter")
 
 
 def test_recurrence_residual_alone_never_declares_convergence():

@@ -425,14 +425,10 @@ def _complex_systems():
     [(f"{m}-{s}", (m, s)) for m in METHODS for s in ("poisson1d-as-complex", "hpd-complex-b")], argnames=2))
 def test_complex_hermitian(method, system):
     A, b, A_real, b_real = _complex_systems()[system]
-    # hpd-complex-b (cond 1e4, |x| ~ 700 |b|) has a rounding floor m eps (|| |A||x| || + ||b||) of 6e-12 ||b||:
-    # at rtol 1e-12 whether b - A x meets the rule depends on the BLAS's summation order (it missed by 5% on an
-    # AVX2-only CPU), so it is asked for a tolerance above its floor
-    rtol = 1e-11 if system == "hpd-complex-b" else 1e-12
-    res = krylearn.solve(A, b, method=method, rtol=rtol)
+    res = krylearn.solve(A, b, method=method, rtol=1e-12)
     assert_converged(res)
     assert np.iscomplexobj(res.x)
-    assert_meets_rule(A, b, res.x, rtol)
+    assert_meets_rule(A, b, res.x, 1e-12)
     if A_real is not None:  # the same system in real arithmetic: both within cond(A) * 1e-12 of x
         real = krylearn.solve(A_real, b_real, method=method, rtol=1e-12)
         np.testing.assert_allclose(res.x, real.x, rtol=0, atol=1e-8 * np.abs(real.x).max())
