@@ -39,7 +39,7 @@ from ..operators.sparse import SparseMatrix
 from ..problems.smoke import SmokeSimulation
 from ..solvers.api import solve
 from ..solvers.solver import Solver, matrix_free, takes_grid
-from ..utils.atomic import atomic_path
+from ..utils.atomic import save_figure
 
 __all__ = ["record_frames", "run_frames", "format_frames_table", "plot_frames", "held_bytes"]
 
@@ -259,6 +259,4 @@ def plot_frames(report: dict, path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, Path(path))

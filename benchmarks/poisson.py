@@ -26,7 +26,7 @@ from ..datasets.systems import SystemsFile
 from ..problems.smoke import SmokeSimulation
 from ..solvers.learned import cpu_name
 from ..solvers.solver import Solver, takes_grid
-from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.atomic import atomic_write_text, save_figure
 from ..utils.version import __version__
 
 
@@ -186,9 +186,7 @@ def plot_residuals(histories: dict, path, *, title: str, rtol: float | None = No
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_benchmark(problem: Problem, methods: list[str], *, rtol: float = 1e-6, atol: float = 0.0,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 __all__ = ["STALE_AFTER_SECONDS", "DEAD_WRITER_GRACE_SECONDS", "atomic_path", "atomic_write_text",
-           "remove_stale_temps"]
+           "remove_stale_temps", "save_figure"]
 
 #: A temporary file of a target untouched for this long is stale whoever wrote it (1 day).
 STALE_AFTER_SECONDS = 24 * 3600.0
@@ -207,3 +207,12 @@ def atomic_write_text(path, text: str, *, encoding: str = "utf-8") -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding=encoding, newline="") as f:
             f.write(text)
+
+
+def save_figure(fig, path) -> None:
+    """Write a matplotlib figure as PNG to ``path`` atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

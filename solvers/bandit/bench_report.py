@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...utils.atomic import atomic_path, atomic_write_text
+from ...utils.atomic import atomic_write_text, save_figure
 
 __all__ = ["format_table", "plot_report", "write_report"]
 
@@ -101,9 +101,7 @@ def plot_report(report: dict, path, omega_path=None) -> None:
                  f"x0 = {st['x0']}; band: min–max over {st['seeds']} seeds")
     axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, Path(path))
     if omega_path is None:
         return
     has_ctx = bool(seq["has_contexts"]) and seq.get("contexts") is not None
@@ -141,9 +139,7 @@ def plot_report(report: dict, path, omega_path=None) -> None:
         axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=2)
     fig.suptitle(f"{seq['name']}: omegas chosen")
     fig.tight_layout()
-    with atomic_path(Path(omega_path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, Path(omega_path))
 
 
 def write_report(report: dict, out_dir) -> list[str]:

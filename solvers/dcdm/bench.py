@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse
 
 from ...benchmarks.poisson import Problem, machine, plot_residuals, run_method, smoke_problem
-from ...utils.atomic import atomic_path, atomic_write_text
+from ...utils.atomic import atomic_path, atomic_write_text, save_figure
 
 __all__ = ["run_dcdm_benchmark", "format_dcdm_table", "iterations_to"]
 
@@ -170,6 +170,4 @@ def plot_scaling(rows, path, *, rtol: float, rtol_coarse: float) -> None:
     axes[0].set_ylabel("iterations")
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

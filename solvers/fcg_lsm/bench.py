@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ...benchmarks.poisson import Problem, machine, run_method
-from ...utils.atomic import atomic_path, atomic_write_text
+from ...utils.atomic import atomic_write_text, save_figure
 from .recipe import darcy_operator
 
 __all__ = ["DEFAULT_METHODS", "run_fcg_lsm_benchmark", "format_fcg_lsm_table"]
@@ -130,6 +130,4 @@ def plot_iterations(summary, path, *, rtol: float) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...utils.atomic import atomic_path, atomic_write_text
+from ...utils.atomic import atomic_write_text, save_figure
 from .pretrained import save_pretrained
 
 __all__ = ["plot_losses", "save_log_run"]
@@ -65,9 +65,7 @@ def plot_losses(records, path, *, title: str, ylabel: str = "loss", unit: str = 
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def save_log_run(net, card: dict, target, out, log: list[dict], *, title: str, ylabel: str) -> dict:

@@ -46,7 +46,7 @@ import numpy as np
 
 from ...benchmarks.poisson import machine, plot_residuals
 from ...datasets.pde_formats import read_darcy
-from ...utils.atomic import atomic_path, atomic_write_text
+from ...utils.atomic import atomic_write_text, save_figure
 from ...utils.checks import check_int
 from .bench_warm import summarise_warm, warm_start_study
 from .predict import predict
@@ -132,9 +132,7 @@ def _plot_samples(d, pred, rel, idx, path, title) -> None:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------ benchmark
