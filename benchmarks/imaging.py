@@ -458,7 +458,8 @@ def case_table(case, n, sections=()) -> list[str]:
     lines = ["| method | NFE | slices | PSNR dB (mean ± std) | SSIM (mean ± std) | s / slice | options |",
              "|---|---:|---|---:|---:|---:|---|"]
     for r in case["rows"]:
-        opts = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or "defaults"
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or (
+            "chosen per scan" if case.get("auto") else "defaults")
         lines.append(f"| {r['label']} | {r['nfe'] or '-'} | {_slices_text(r, n)} | {_f(r['psnr_mean'], '.2f')} ± "
                      f"{_f(r['psnr_std'], '.2f')} | {_f(r['ssim_mean'], '.3f')} ± {_f(r['ssim_std'], '.3f')} | "
                      f"{_f(r['seconds_per_slice'], '.3g')} | {opts} |")
@@ -476,6 +477,9 @@ def case_table(case, n, sections=()) -> list[str]:
 def common_footer(report, head=()) -> list[str]:
     """The lines under the tables: ``head`` (e.g. what was loaded), notes, metrics, timing, machine, targets."""
     lines = list(head)
+    if report.get("auto"):
+        lines.append("Options: chosen per slice (per volume for CT) by cross-validation on held-out measurements "
+                     "(--auto); the seconds include the choice.")
     for n in report.get("notes", []):
         lines.append(f"Note: {n}")
     lines += [f"Metrics: {report['normalisation']}.", f"Timing: {report['timing']}."]

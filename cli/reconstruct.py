@@ -79,7 +79,7 @@ def cmd_reconstruct_mri(args) -> int:
     summary = reconstruct_mri(args.input, args.output, args.method, mask=args.mask, accel=args.accel, acs=args.acs,
                               seed=args.seed, slices=args.slices, device=args.device, scale=args.scale,
                               batch=args.batch, progress=not args.quiet, previews=not args.no_previews,
-                              **method_options(args, "mri"))
+                              auto=args.auto, folds=args.folds, **method_options(args, "mri"))
     _print(summary)
     return 0
 
@@ -87,7 +87,8 @@ def cmd_reconstruct_mri(args) -> int:
 def cmd_reconstruct_ct(args) -> int:
     summary = reconstruct_ct(args.input, args.output, args.method, seed=args.seed, slices=args.slices,
                              device=args.device, scale=args.scale, progress=not args.quiet,
-                             previews=not args.no_previews, **method_options(args, "ct"))
+                             previews=not args.no_previews, auto=args.auto, folds=args.folds,
+                             **method_options(args, "ct"))
     _print(summary)
     return 0
 
@@ -101,6 +102,11 @@ def _common_reconstruct(p, kind: str) -> None:
     p.add_argument("--scale", type=floats, default=None, help="image peak magnitude (default: estimated)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
     p.add_argument("--no-previews", action="store_true", help="no PNG preview")
+    held = "k-space lines (points for a 2D mask)" if kind == "mri" else "views"
+    p.add_argument("--auto", action="store_true",
+                   help=f"choose the method's options for this scan by cross-validation on held-out {held}; "
+                        "options given as flags stay fixed (the choices are printed and stored)")
+    p.add_argument("--folds", type=int, default=3, help="hold-outs of --auto (default 3)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

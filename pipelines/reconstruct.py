@@ -32,6 +32,7 @@ skip it: the image of ``s y`` is ``s`` times the image of ``y`` for every
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -58,6 +59,7 @@ from ..solvers.learned import pick_device
 from ..solvers.reconstructors import Reconstructor, ZeroFilled, check_kind, check_seed, method_class, setup
 from ..utils.version import __version__
 from .coil_maps import _checked_maps, acs_width, check_maps
+from .parameter_choice import choose_options
 from .reconstruct_files import center_crop, num_slices, parse_slices, psnr_against, slice_indices, write_previews
 
 __all__ = [
@@ -134,7 +136,8 @@ def run_reconstruction(rec: Reconstructor, A, y, *, seed: int = 0, scale=None, p
     return x, time.perf_counter() - t0
 
 
-def run_method(kind: str, method: str, A, y, *, seed: int = 0, scale=None, progress: bool = False, **options):
+def run_method(kind: str, method: str, A, y, *, seed: int = 0, scale=None, progress: bool = False,
+               auto: bool = False, folds: int = 3, **options):
     """Reconstruct images from ``y = A x (+ noise)`` with one method.
 
     Parameters
@@ -157,6 +160,12 @@ def run_method(kind: str, method: str, A, y, *, seed: int = 0, scale=None, progr
     scale : float, optional
         Image peak magnitude (see the module notes); estimated when None.
     progress : bool
+    auto : bool
+        Choose the method's options for this scan first
+        (:func:`~krylearn.pipelines.parameter_choice.choose_options`,
+        ``folds`` hold-outs); ``options`` given stay fixed.  The seconds
+        include the choice.
+    folds : int
     **options
         The method's options (its ``Options`` dataclass; ``None`` means the
         default): ``cg-sense``/``cg``: ``iters``, ``rtol``, ``lam``;
@@ -181,7 +190,13 @@ def run_method(kind: str, method: str, A, y, *, seed: int = 0, scale=None, progr
     method_class(kind, method)
     _check_operator(kind, A)
     rec = setup(method, kind, A.device, **options)
-    return run_reconstruction(rec, A, y, seed=seed, scale=scale, progress=progress)
+    if not auto:
+        return run_reconstruction(rec, A, y, seed=seed, scale=scale, progress=progress)
+    t0 = time.perf_counter()
+    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    rec = choose_options(rec, A, y, folds=folds, seed=seed, scale=scale, progress=progress).reconstructor
+    x, _ = run_reconstruction(rec, A, y, seed=seed, scale=scale, progress=progress)
+    return x, time.perf_counter() - t0
 
 
 def _record(rec: Reconstructor) -> dict:
@@ -266,8 +281,21 @@ def _chunks(n, batch):
     return [(i, min(i + int(batch), n)) for i in range(0, n, int(batch))]
 
 
-def _mri_slices(rec, kspace, maps, mask, dev, *, seed, scale, batch, progress):
-    """``(magnitudes (S, ky, kx) float32, seconds, scale)``: the method on chunks of ``batch`` slices."""
+def _auto(rec, A, y, *, auto, folds, seed, scale, progress, choices: list, label):
+    """``rec``, or with :func:`choose_options` on: ``rec`` with the options chosen for this scan (noted in ``choices``)."""
+    if not auto:
+        return rec
+    ch = choose_options(rec, A, y, folds=folds, seed=seed, scale=scale, progress=progress)
+    choices.append({"slices": label, **ch.record()})
+    return ch.reconstructor
+
+
+def _mri_slices(rec, kspace, maps, mask, dev, *, seed, scale, batch, progress, auto=False, folds=3, choices=None):
+    """``(magnitudes (S, ky, kx) float32, seconds, scale)``: the method on chunks of ``batch`` slices.
+
+    With ``auto``, each chunk's options are chosen first (:func:`choose_options`; its time is counted),
+    and ``choices`` gets one record per chunk.
+    """
     S, _, ky, kx = kspace.shape
     mask_f = mask.astype(np.float32)
     if scale is None and rec.scaled:
@@ -280,15 +308,34 @@ def _mri_slices(rec, kspace, maps, mask, dev, *, seed, scale, batch, progress):
                      dynamic_ncols=True):
         A = SenseOperator(maps[a] if b - a == 1 else maps[a:b], mask_f).to(dev)
         y = kspace[a] if b - a == 1 else kspace[a:b]
-        x, sec = run_reconstruction(rec, A, y, seed=seed + a, scale=scale, progress=inner)
+        t0 = time.perf_counter()
+        chosen = _auto(rec, A, y, auto=auto, folds=folds, seed=seed + a, scale=scale, progress=inner,
+                       choices=choices, label=f"{a}:{b}")
+        x, sec = run_reconstruction(chosen, A, y, seed=seed + a, scale=scale, progress=inner)
+        if auto:
+            sec = time.perf_counter() - t0
         images[a:b] = _float32_images(np.abs(x), rec.name).reshape(b - a, ky, kx)
         seconds += sec
     return images, seconds, scale
 
 
+def _mri_images(rec, input, data, kspace, m, index, dev, *, calib_width, seed, scale, batch, progress, auto, folds):
+    """``(images, seconds, scale, where the maps came from, auto choices or None)`` of the file's slices."""
+    choices = [] if auto else None
+    if data.sensitivity_maps is None and type(rec) is ZeroFilled:
+        # zero-filled needs no coil maps (and no ESPIRiT, which may not run on a narrow centre)
+        images, seconds = _rss_zero_filled(kspace, m, progress)
+        return images, seconds, scale, _RSS_LABEL, choices
+    maps, maps_label = _checked_maps(input, data, kspace, m, index, calib_width, progress)
+    images, seconds, scale = _mri_slices(rec, kspace, maps, m, dev, seed=seed, scale=scale, batch=batch,
+                                         progress=progress, auto=auto, folds=folds, choices=choices)
+    return images, seconds, scale, maps_label, choices
+
+
 def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, acs: float = 0.08, seed: int = 0,
                     slices=None, device=None, scale=None, calib_width=None, batch: int = 1, crop="auto",
-                    progress: bool = True, previews: bool = True, **options) -> dict:
+                    progress: bool = True, previews: bool = True, auto: bool = False, folds: int = 3,
+                    **options) -> dict:
     """Reconstruct a fastMRI-style multi-coil file; write the submission layout and a preview.
 
     Parameters
@@ -333,16 +380,20 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
         Centre-crop the output; ``"auto"`` crops to the shape of the file's
         ``reconstruction_rss`` (fastMRI crops to e.g. 320 x 320), else its header's ``reconSpace``.
     progress, previews : bool
+    auto, folds : bool, int
+        Choose the method's options per chunk of slices by cross-validation on ``folds`` held-out
+        sets of k-space lines (:func:`~krylearn.pipelines.parameter_choice.choose_options`); given
+        options stay fixed.  The choices go to the output's ``auto`` attribute (JSON); seconds include them.
     **options
         The method's options (see :func:`run_method`), e.g. ``lam``,
         ``iters``; for dds ``prior`` (default ``"dds-mri"``), ``nfe``,
-        ``gamma``, ``cg_steps``, ``eta``.
+        ``gamma``, ``cg_steps``, ``eta``, ``start``, ``init``.
 
     Returns
     -------
-    dict with ``output``, ``previews``, ``method``, ``shape``, ``acceleration``,
-    ``seconds_per_slice``, ``scale``, ``maps`` (where they came from) and, when the file has
-    ``reconstruction_rss`` of the output's shape, ``psnr`` against it.
+    dict with ``output``, ``previews``, ``method``, ``shape``, ``acceleration``, ``seconds_per_slice``,
+    ``scale``, ``maps`` (where they came from), ``auto`` (the choices, or None) and, when the file
+    has ``reconstruction_rss`` of the output's shape, ``psnr`` against it.
     """
     seed = check_seed(seed)
     mask = _mask_name(mask, accel)
@@ -350,35 +401,30 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
     rec = setup(method, "mri", dev, **options)
     data, index = _load_mri(input, slices)
     kspace, m, mask_label = _undersample(input, data, mask, accel, acs, seed)
-    if data.sensitivity_maps is None and type(rec) is ZeroFilled:
-        # zero-filled needs no coil maps (and no ESPIRiT, which may not run on a narrow centre)
-        images, seconds = _rss_zero_filled(kspace, m, progress)
-        maps_label = _RSS_LABEL
-    else:
-        maps, maps_label = _checked_maps(input, data, kspace, m, index, calib_width, progress)
-        images, seconds, scale = _mri_slices(rec, kspace, maps, m, dev, seed=seed, scale=scale, batch=batch,
-                                             progress=progress)
+    images, seconds, scale, maps_label, choices = _mri_images(
+        rec, input, data, kspace, m, index, dev, calib_width=calib_width, seed=seed, scale=scale, batch=batch,
+        progress=progress, auto=auto, folds=folds)
     if crop == "auto":
         crop = data.reconstruction_rss.shape[-2:] if data.reconstruction_rss is not None else data.recon_shape
     if crop is not None:
         images = np.ascontiguousarray(center_crop(images, tuple(int(c) for c in crop)))
     run = {"method": method, "seed": seed, "acceleration": float(acceleration(m)), "mask": mask_label,
            "seconds_per_slice": seconds / images.shape[0], "maps": maps_label,
-           "scale": None if scale is None else float(scale)}
+           "scale": None if scale is None else float(scale), "auto": choices}
     return _write_mri(out, input, images, index, data.reconstruction_rss, run, rec, previews)
 
 
 def _write_mri(out, input, images, index, rss, run: dict, rec, previews: bool) -> dict:
     """Write the submission layout (``run``, the method's record, PSNR against ``rss``) and a preview; the summary."""
     psnr = psnr_against(images, rss)
-    attrs = {**run, "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
+    attrs = {**run, "auto": None if run["auto"] is None else json.dumps(run["auto"]), "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
              "psnr_vs_reconstruction_rss": psnr, **_record(rec)}
     write_reconstruction(out, images, attrs=_versioned(attrs))
     title = f"{run['method']} (R = {run['acceleration']:.2f})"
     shots = write_previews(out, images, index, title) if previews else []
     return {"output": os.fspath(out), "previews": shots, "method": run["method"], "shape": images.shape,
             "acceleration": run["acceleration"], "seconds_per_slice": run["seconds_per_slice"],
-            "scale": run["scale"], "psnr": psnr, "maps": run["maps"]}
+            "scale": run["scale"], "psnr": psnr, "maps": run["maps"], "auto": run["auto"]}
 
 
 def _versioned(attrs: dict) -> dict:
@@ -387,7 +433,8 @@ def _versioned(attrs: dict) -> dict:
 
 # ------------------------------------------------------------------ CT
 def reconstruct_ct(input, out, method: str = "dds", *, seed: int = 0, slices=None, device=None, scale=None,
-                   progress: bool = True, previews: bool = True, **options) -> dict:
+                   progress: bool = True, previews: bool = True, auto: bool = False, folds: int = 3,
+                   **options) -> dict:
     """Reconstruct a ``krylearn.ct`` sinogram file; write ``reconstruction`` and a preview.
 
     Parameters
@@ -407,8 +454,11 @@ def reconstruct_ct(input, out, method: str = "dds", *, seed: int = 0, slices=Non
         ``admm-tv`` (3D TV for a volume; option ``tv="2d"`` for per-slice),
         ``cg`` (least squares by CG on the normal equations; ``iters`` is
         the regulariser).
-    seed, slices, device, scale, progress, previews
+    seed, slices, device, scale, progress, previews, folds
         As :func:`reconstruct_mri`.
+    auto : bool
+        As :func:`reconstruct_mri`, once for the whole selection, holding
+        out whole views.
     **options
         The method's options (see :func:`run_method`), e.g. ``lam``,
         ``rho``, ``iters``, ``filter``; for dds ``prior`` (default
@@ -418,7 +468,7 @@ def reconstruct_ct(input, out, method: str = "dds", *, seed: int = 0, slices=Non
     Returns
     -------
     dict with ``output``, ``previews``, ``method``, ``shape``, ``views``,
-    ``seconds_per_slice``, ``scale`` and, when the file has a
+    ``seconds_per_slice``, ``scale``, ``auto`` and, when the file has a
     ``reference``, ``psnr`` against it (data range: its maximum).
     """
     seed = check_seed(seed)
@@ -433,15 +483,23 @@ def reconstruct_ct(input, out, method: str = "dds", *, seed: int = 0, slices=Non
                               dtype=dtype, device=dev)
     if scale is None and rec.scaled:
         scale = image_scale(P, data.sinogram) / rec.peak
-    x, seconds = run_reconstruction(rec, P, data.sinogram, seed=seed, scale=scale, progress=progress)
+    choices = [] if auto else None
+    t0 = time.perf_counter()
+    chosen = _auto(rec, P, data.sinogram, auto=auto, folds=folds, seed=seed, scale=scale, progress=progress,
+                   choices=choices, label=f"0:{S}")
+    x, seconds = run_reconstruction(chosen, P, data.sinogram, seed=seed, scale=scale, progress=progress)
+    seconds = time.perf_counter() - t0 if auto else seconds
+    rec = chosen
     images = _float32_images(x, method).reshape(S, *data.image_shape)
     psnr = psnr_against(images, None if data.reference is None else np.asarray(data.reference, dtype=np.float32))
     attrs = {
         "method": method, "seed": seed, "views": int(views), "seconds_per_slice": seconds / S,
         "scale": None if scale is None else float(scale), "slices": index.astype(np.int64),
         "input": os.path.basename(os.fspath(input)), "psnr_vs_reference": psnr, **_record(rec),
+        "auto": None if choices is None else json.dumps(choices),
     }
     write_reconstruction(out, images, attrs=_versioned(attrs))
     shots = write_previews(out, images, index, f"{method} ({views} views)", data.reference) if previews else []
     return {"output": os.fspath(out), "previews": shots, "method": method, "shape": images.shape,
-            "views": int(views), "seconds_per_slice": seconds / S, "scale": attrs["scale"], "psnr": psnr}
+            "views": int(views), "seconds_per_slice": seconds / S, "scale": attrs["scale"], "psnr": psnr,
+            "auto": choices}

@@ -28,6 +28,7 @@ solves for ``x / scale``; linear methods are scale-equivariant and get
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import numbers
 import types
@@ -180,6 +181,18 @@ class Reconstructor:
 
     def prepare(self, device: torch.device) -> None:
         """Load what the method needs once (weights); nothing by default."""
+
+    def with_options(self, **changes) -> "Reconstructor":
+        """A copy with some options changed (checked as at set-up), sharing what :meth:`prepare` loaded.
+
+        ``None`` resets an option to its default.  Per-scan parameter choice
+        runs one method under many options this way without reloading a prior.
+        """
+        given = {**self.given, **changes}
+        out = copy.copy(self)
+        out.options = self.Options.build(self.name, given)
+        out.given = {k: v for k, v in given.items() if v is not None}
+        return out
 
     @property
     def scaled(self) -> bool:

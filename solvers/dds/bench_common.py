@@ -131,10 +131,19 @@ def _specs(methods, dds_nfe, dps_nfe, n, dps_slices, options) -> list[dict]:
 
 
 
+def auto_options(cfg: dict, auto: bool, tune: bool) -> None:
+    """``auto``: every method call chooses its options per scan (``run_method(auto=True)``); not with ``tune``."""
+    if auto and tune:
+        raise ValueError("auto and tune exclude each other: auto chooses per scan, tune on validation slices")
+    if auto:
+        cfg["shared"]["auto"] = True
+
+
 def report_head(cfg: dict, **kw) -> dict:
-    """The harness's :func:`~krylearn.benchmarks.imaging.report_head` with the NFEs and the prior."""
+    """The harness's :func:`~krylearn.benchmarks.imaging.report_head` with the NFEs, the prior and ``auto``."""
     head = harness.report_head(cfg, **kw)
-    return {"normalisation": head.pop("normalisation"), "methods": head.pop("methods"), "dds_nfe": cfg["dds_nfe"],
+    return {"normalisation": head.pop("normalisation"), "methods": head.pop("methods"),
+            "auto": bool(cfg["shared"].get("auto")), "dds_nfe": cfg["dds_nfe"],
             "dps_nfe": cfg["dps_nfe"], "prior": cfg["prior_info"], "prior_requested": cfg["prior_requested"],
             **head}
 

@@ -39,6 +39,7 @@ from ...problems.brain import brain_volume
 from ...problems.simulate import simulate_ct
 from ...utils.checks import check_int, check_real
 from .bench_common import (
+    auto_options,
     check_targets,
     comparison_table,
     dps_selection,
@@ -82,7 +83,7 @@ class _CTProblem:
 
 def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIEWS, noise: float = 0.0,
                      methods=DEFAULT_CT_METHODS, prior="dds-ct", dds_nfe=(49,), dps_nfe: int = 1000,
-                     dps_count: int = 1, options=None, tune: bool = False, tune_slices: int = 4, seed: int = 0,
+                     dps_count: int = 1, options=None, tune: bool = False, auto: bool = False, tune_slices: int = 4, seed: int = 0,
                      warmup: bool = True, device=None, volume=None, out_dir=None, save_images: bool = True,
                      progress: bool = True) -> dict:
     """Benchmark sparse-view CT reconstructions on a held-out 3-D brain volume.
@@ -107,6 +108,11 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
     tune : bool
         Tune CG's iterations and ADMM-TV's ``lam`` per view count on the
         validation volume.
+    auto : bool
+        Choose every method's options per slice (per volume for CT) from
+        its own measurements (cross-validation on held-out k-space lines /
+        views, :mod:`krylearn.pipelines.parameter_choice`); the seconds
+        include the choice.  Excludes ``tune``.
     tune_slices : int
         Slices of the validation volume (at most the band's 10).
 
@@ -117,6 +123,7 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
     n_slices, size, views, noise = _check_args(n_slices, size, views, noise)
     cfg = setup("ct", methods=methods, allowed=CT_BENCH_METHODS, prior=prior, dds_nfe=dds_nfe, dps_nfe=dps_nfe,
                 dps_count=dps_count, tune_slices=tune_slices, seed=seed, options=options, device=device)
+    auto_options(cfg, auto, tune)
     seed = cfg["seed"]
     vol, z = brain_volume("test", 2 * size, volume=volume, return_index=True)
     if n_slices > len(z):
@@ -187,7 +194,7 @@ def _run_ct_case(cfg, test, val, views, noise, *, title, dps_slices, warm, progr
         "tuning": None if vprob is None else {"split": "val", "slice_z": val[1].tolist(), "seed": seed + 1,
                                               "choices": choices},
         "title": title, "rows": rows, "same_slices": same_slices(rows), "_problem": prob,
-        "_reference": prob.reference,
+        "_reference": prob.reference, "auto": bool(cfg["shared"].get("auto")),
     }
 
 

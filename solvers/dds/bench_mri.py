@@ -34,6 +34,7 @@ from ...problems.brain import brain_slices, complex_brain_slices
 from ...problems.simulate import simulate_mri
 from ...utils.checks import check_int, check_real
 from .bench_common import (
+    auto_options,
     check_targets,
     comparison_table,
     dps_selection,
@@ -110,7 +111,7 @@ def _load(split, size, k, seed, volume, name):
 
 def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CASES, snr_db=30.0, coils: int = 8,
                       acs: float = 0.08, methods=MRI_BENCH_METHODS, prior="dds-mri", dds_nfe=(49,),
-                      dps_nfe: int = 1000, dps_count: int = 2, options=None, tune: bool = False,
+                      dps_nfe: int = 1000, dps_count: int = 2, options=None, tune: bool = False, auto: bool = False,
                       tune_slices: int = 2, seed: int = 0, warmup: bool = True, device=None, volume=None,
                       out_dir=None, save_images: bool = True, progress: bool = True) -> dict:
     """Benchmark MRI reconstructions on held-out simulated multi-coil brain slices.
@@ -141,6 +142,9 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
         an option given here is not tuned.
     tune : bool
         Pick options per case on validation slices (see the module notes).
+    auto : bool
+        Choose each method's options per slice from its own data (:mod:`krylearn.pipelines.parameter_choice`;
+        seconds include it); not with ``tune``.
     tune_slices : int
     seed : int
         Phase, masks, noise; the sampler seed of slice ``i`` is ``seed + i``.
@@ -168,6 +172,7 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
     n_slices, size, parsed, snr_db, coils, acs = _check_args(n_slices, size, cases, snr_db, coils, acs)
     cfg = setup("mri", methods=methods, allowed=MRI_BENCH_METHODS, prior=prior, dds_nfe=dds_nfe, dps_nfe=dps_nfe,
                 dps_count=dps_count, tune_slices=tune_slices, seed=seed, options=options, device=device)
+    auto_options(cfg, auto, tune)
     seed = cfg["seed"]
     x, z = _load("test", size, n_slices, seed, volume, "n_slices")
     val = _load("val", size, cfg["tune_slices"], seed + 1, volume, "tune_slices") if tune else None
@@ -183,7 +188,6 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
         **report_head(cfg, what="magnitude images", tune=tune, warmup=warmup,
                       timing="seconds per slice of run_method (scale estimate included), slice by slice"),
     }
-
     return finish(report, out_cases, out_dir, _mask_panel, format_mri_table, save_images, targets=check_targets)
 
 
@@ -235,7 +239,8 @@ def _run_mri_case(cfg, test, val, mask, accel, sim, *, size, dps_slices, warm, p
                                               "choices": choices},
         "title": (f"{mask} R={prob.sim.acceleration:.2f}, {coils} coils, "
                   f"SNR {'inf' if snr_db is None else f'{snr_db:g}'} dB, {size}x{size}"),
-        "rows": rows, "same_slices": same_slices(rows), "_problem": prob, "_reference": prob.reference,
+        "rows": rows, "same_slices": same_slices(rows), "auto": bool(cfg["shared"].get("auto")), "_problem": prob,
+        "_reference": prob.reference,
     }
 
 

@@ -32,14 +32,24 @@ def _mult(s: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, e.g. 1,2,2,2, got {s!r}") from None
 
 
+def _axes(s: str) -> tuple:
+    names = ("axial", "coronal", "sagittal")
+    axes = names if s.strip() == "all" else tuple(a.strip() for a in s.split(","))
+    if not axes or any(a not in names for a in axes):
+        raise argparse.ArgumentTypeError(f"expected names of {','.join(names)} separated by commas, or all; "
+                                         f"got {s!r}")
+    return axes
+
+
 def cmd_train_diffusion(args) -> int:
     card = train_prior(args.kind, args.out, steps=args.steps, size=args.size, base=args.base,
                        channel_mult=args.channel_mult, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema,
                        warmup=args.warmup, seed=args.seed, ellipses=args.ellipses, augment=not args.no_augment,
                        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                        resume=not args.no_resume, progress=not args.quiet, device=args.device,
-                       command=args.command_line, name=args.name, half=args.half,
-                       volume=args.data,
+                       command=args.command_line, name=args.name, half=args.half, data=args.data,
+                       val_fraction=args.val_fraction, h5_key=args.h5_key, axes=args.axes,
+                       min_foreground=args.min_foreground,
                        max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     if card:
         keep = ("name", "steps", "seconds", "parameters")
@@ -50,11 +60,13 @@ def cmd_train_diffusion(args) -> int:
 def add_train_parser(tsub) -> None:
     """``krylearn train diffusion --kind mri|ct --out STEM``."""
     t = tsub.add_parser(
-        "diffusion", help="train a DDS diffusion prior (epsilon-prediction UNet) on brain slices",
+        "diffusion", help="train a DDS diffusion prior (epsilon-prediction UNet) on brain slices or your images",
         description="VP schedule (linear beta 1e-4..0.02, T=1000), Adam with warm-up, EMA weights, resumable "
                     "checkpoints, DDP under torchrun; trains on the train band of the MNI152 volume with "
-                    "augmentation, reports the held-out (val band) loss. Writes OUT.safetensors, OUT.json, "
-                    "OUT-log.json and OUT-loss.png.")
+                    "augmentation, reports the held-out (val band) loss. With --data it trains on your files "
+                    "instead (fastMRI .h5 k-space, DICOM series, NIfTI, HDF5 image stacks; files or folders), "
+                    "streamed from disk, whole volumes held out for validation (docs/dds-training-data.md). "
+                    "Writes OUT.safetensors, OUT.json, OUT-log.json and OUT-loss.png.")
     t.add_argument("--kind", default="mri", choices=("mri", "ct"),
                    help="mri: complex 64^2 slices (2 channels); ct: real 128^2 slices (default mri)")
     t.add_argument("--out", required=True, help="weights stem")
@@ -76,7 +88,22 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--no-resume", action="store_true", help="start over instead of resuming the checkpoint")
     t.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
     t.add_argument("--half", action="store_true", help="store float16 weights")
-    t.add_argument("--data", default=None, help="a NIfTI volume instead of the MNI152 template")
+    t.add_argument("--data", nargs="+", default=None, metavar="PATH",
+                   help="train on these files or folders instead of the MNI152 template: fastMRI .h5 (fully "
+                        "sampled k-space), DICOM series (.dcm), NIfTI (.nii, .nii.gz), HDF5 image stacks; one "
+                        "NIfTI file alone is split by axial bands as before")
+    t.add_argument("--val-fraction", type=floats, default=0.1,
+                   help="with --data: share of the volumes (files, DICOM series) held out for validation, at "
+                        "least one; 0: no validation (default 0.1)")
+    t.add_argument("--h5-key", default=None,
+                   help="with --data: the HDF5 dataset of the image stacks (default: kspace for fastMRI files, "
+                        "else the only (N, H, W) float dataset)")
+    t.add_argument("--axes", type=_axes, default=("axial",),
+                   help="with --data: NIfTI slicing axes, comma-separated of axial,coronal,sagittal, or all "
+                        "(default axial)")
+    t.add_argument("--min-foreground", type=floats, default=0.1,
+                   help="with --data: skip slices whose pixels above 0.1 (after normalisation) cover less than "
+                        "this share (default 0.1)")
     t.add_argument("--name", default=None, help="name in the card (default: the stem)")
     t.add_argument("--max-minutes", type=floats, default=None,
                    help="wall-time budget: stop (and save) at the first step past it, even before --steps "
@@ -112,7 +139,7 @@ def _common(args) -> dict:
     """The keyword arguments both benchmarks take, from the flags they share."""
     return dict(n_slices=args.slices, size=args.size, methods=args.methods, prior=args.prior, dds_nfe=args.dds_nfe,
                 dps_nfe=args.dps_nfe, dps_count=args.dps_count, options=_imaging_options(args), tune=args.tune,
-                tune_slices=args.tune_slices, seed=args.seed, warmup=not args.no_warmup, device=args.device,
+                auto=args.auto, tune_slices=args.tune_slices, seed=args.seed, warmup=not args.no_warmup, device=args.device,
                 out_dir=args.out, save_images=not args.no_images, progress=not args.quiet)
 
 
@@ -145,6 +172,8 @@ def _add_imaging_common(p, *, prior, slices, size, methods, known, dps_count, tu
     p.add_argument("--dds-cg-steps", type=int, default=None, help="CG steps per DDS step (default 5)")
     p.add_argument("--dps-zeta", type=floats, default=None, help="DPS guidance strength (default 1)")
     p.add_argument("--tune", action="store_true", help="tune lam / iterations / gamma on validation slices per case")
+    p.add_argument("--auto", action="store_true",
+                   help="choose every method's options per scan by cross-validation on held-out measurements")
     p.add_argument("--tune-slices", type=int, default=tune_slices, help=f"validation slices (default {tune_slices})")
     p.add_argument("--seed", type=int, default=0, help="phases, masks, noise, samplers (default 0)")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up calls")

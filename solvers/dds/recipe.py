@@ -15,6 +15,11 @@ band, and writes, on rank 0 only::
     <out>-log.json      the card plus the training loss every ``log_every`` steps
     <out>-loss.png      the loss curve
 
+With ``data=`` (``krylearn train diffusion --data PATH...``) it trains on the
+user's own files instead -- fastMRI k-space, DICOM series, NIfTI volumes,
+HDF5 image stacks -- streamed from disk, with whole volumes held out for
+validation (:mod:`.recipe_user`, ``docs/dds-training-data.md``).
+
 ``kind="mri"``: complex images (2 channels: real, imaginary), ``|x| <= 1``,
 smooth random phase, default 64 x 64.  ``kind="ct"``: 1 channel,
 attenuation-like in ``[0, 1]`` (MR anatomy, see the data module), default
@@ -49,6 +54,7 @@ from ...utils.atomic import atomic_write_text
 from ...utils.checks import check_int, check_real
 from ..learned import check_writable, hardware, pick_device, plot_losses, save_pretrained, seed_everything
 from ..learned.weights import weights_stem
+from .recipe_user import single_nifti, user_data
 from .train import evaluate_loss, train_diffusion
 from .unet import UNet
 
@@ -130,12 +136,33 @@ def _images(kind: str, st: dict, volume):
     return x_train, z_train, x_val, z_val, time.perf_counter() - t0
 
 
+def _data(kind: str, st: dict, volume, data, rank: int, options: dict):
+    """``(x_train, x_val or None, aug -> card data, val description, seconds)`` for the template, a volume or ``data``.
+
+    ``data`` that is one NIfTI file alone takes the single-volume route
+    (axial bands), as ``volume=`` and ``--data`` always did.
+    """
+    if data is not None and volume is not None:
+        raise ValueError("give volume or data, not both")
+    if data is not None and single_nifti(data) is not None:
+        volume, data = single_nifti(data), None
+    if data is None:
+        x_train, z_train, x_val, z_val, seconds = _images(kind, st, volume)
+        return (x_train, x_val, lambda aug: _mni_data(kind, volume, st, z_train, z_val, aug),
+                f"{len(z_val)} val-band", seconds)
+    if st["ellipses"]:
+        raise ValueError("ellipses must be 0 with data (it adds phantoms to the MNI152 or single-volume set)")
+    ud = user_data(kind, data, size=st["size"], seed=st["seed"], rank=rank, val_seed=VAL_SEED, **options)
+    n_val = 0 if ud.x_val is None else len(ud.x_val)
+    return ud.train, ud.x_val, lambda aug: ud.card(kind, aug), f"{n_val} held-out-volume", ud.seconds
+
+
 def _untrained(kind: str, st: dict, x_val, device, rank: int):
     """``(fresh UNet from the seed, device, its val loss on rank 0 else None)``."""
     seed_everything(st["seed"])  # the initial weights depend on the seed only
     net = UNet(in_channels=2 if kind == "mri" else 1, base_channels=st["base"], channel_mult=st["mult"])
     dev = pick_device(device)
-    if rank != 0:
+    if rank != 0 or x_val is None:
         return net, dev, None
     net.to(dev)
     return net, dev, evaluate_loss(net, x_val, seed=st["seed"], repeats=st["val_repeats"])
@@ -153,10 +180,33 @@ def _outputs(out, checkpoint, rank: int):
     return stem, checkpoint, stem.with_name(stem.name + "-log.jsonl")
 
 
-def _card(*, kind, name, command, volume, st, z_train, z_val, aug, data_seconds, result, dev, ema, losses,
-          val_initial, val_final, lr, warmup, ema_decay, half) -> dict:
+def _mni_data(kind, volume, st, z_train, z_val, aug) -> dict:
+    """The card's ``data`` entry for the MNI152 template (or one volume split by axial bands)."""
     is_mni = volume is None
-    ellipses, size, seed, steps, val_repeats = st["ellipses"], st["size"], st["seed"], st["steps"], st["val_repeats"]
+    return {
+        "source": ("MNI152 ICBM 2009a nonlinear symmetric T1 template, 1 mm, skull-stripped, shipped in the "
+                   "nilearn wheel (krylearn.problems.brain)") if is_mni else "user volume",
+        "volume": None if is_mni or not isinstance(volume, (str, os.PathLike)) else os.fspath(volume),
+        "bands": {k: [list(r) for r in v] for k, v in BANDS.items()} if is_mni else "scaled MNI bands",
+        "band_gap_slices": BAND_GAP,
+        "train_slices": [int(z) for z in z_train],
+        "val_slices": [int(z) for z in z_val],
+        "train_images": len(z_train),
+        "ellipse_phantoms": int(st["ellipses"]),
+        "size": [st["size"], st["size"]],
+        "field_of_view_pixels": [int(v) for v in field_of_view(volume)],
+        "augmentation": aug.config() if aug is not None else None,
+        "normalisation": "volume / 99.9th percentile of its nonzero voxels, clipped to [0, 1]; axial slices in "
+                         "one square field of view, antialiased bilinear resampling; slices with < 10% "
+                         "foreground skipped",
+        "range": ("complex, |x| <= 1, smooth random phase; network channels (real, imaginary)"
+                  if kind == "mri" else "real in [0, 1] (MR T1 intensity used as an attenuation-like map)"),
+    }
+
+
+def _card(*, kind, name, command, data, val_desc, st, data_seconds, result, dev, ema, losses, val_initial,
+          val_final, lr, warmup, ema_decay, half) -> dict:
+    seed, steps, val_repeats = st["seed"], st["steps"], st["val_repeats"]
     batch_size, max_seconds = st["batch_size"], st["max_seconds"]
     card = {
         "name": name,
@@ -164,25 +214,7 @@ def _card(*, kind, name, command, volume, st, z_train, z_val, aug, data_seconds,
         "paper": "Chung, Lee, Ye, Decomposed Diffusion Sampler for Accelerating Large-Scale Inverse Problems, "
                  "ICLR 2024",
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
-        "data": {
-            "source": ("MNI152 ICBM 2009a nonlinear symmetric T1 template, 1 mm, skull-stripped, shipped in the "
-                       "nilearn wheel (krylearn.problems.brain)") if is_mni else "user volume",
-            "volume": None if is_mni or not isinstance(volume, (str, os.PathLike)) else os.fspath(volume),
-            "bands": {k: [list(r) for r in v] for k, v in BANDS.items()} if is_mni else "scaled MNI bands",
-            "band_gap_slices": BAND_GAP,
-            "train_slices": [int(z) for z in z_train],
-            "val_slices": [int(z) for z in z_val],
-            "train_images": len(z_train),
-            "ellipse_phantoms": int(ellipses),
-            "size": [size, size],
-            "field_of_view_pixels": [int(v) for v in field_of_view(volume)],
-            "augmentation": aug.config() if aug is not None else None,
-            "normalisation": "volume / 99.9th percentile of its nonzero voxels, clipped to [0, 1]; axial slices in "
-                             "one square field of view, antialiased bilinear resampling; slices with < 10% "
-                             "foreground skipped",
-            "range": ("complex, |x| <= 1, smooth random phase; network channels (real, imaginary)"
-                      if kind == "mri" else "real in [0, 1] (MR T1 intensity used as an attenuation-like map)"),
-        },
+        "data": data,
         "seed": seed,
         "seconds": round(float(result["seconds"]), 2),
         "data_seconds": round(data_seconds, 2),
@@ -194,9 +226,9 @@ def _card(*, kind, name, command, volume, st, z_train, z_val, aug, data_seconds,
             "final_loss": float(result["final_loss"]),
             "final_loss_definition": f"mean training loss over the last {min(100, len(losses))} steps "
                                      "(augmented batches, raw weights)",
-            "val_loss": float(val_final),
-            "val_loss_untrained": float(val_initial),
-            "val_loss_definition": f"mean (eps_hat - eps)^2 on the {len(z_val)} val-band images, "
+            "val_loss": None if val_final is None else float(val_final),
+            "val_loss_untrained": None if val_initial is None else float(val_initial),
+            "val_loss_definition": f"mean (eps_hat - eps)^2 on the {val_desc} images, "
                                    f"{val_repeats} seeded (t, eps) draws each, EMA weights",
         },
         "training": {"batch_size": batch_size, "lr": lr, "max_seconds": max_seconds, "warmup": warmup,
@@ -221,20 +253,38 @@ def _write_outputs(stem: Path, ema, card: dict, losses: list, log_every: int, va
     records = [{"step": k + 1, "loss": v, "val": None} for k, v in enumerate(losses)]
     plot_losses(records, stem.with_name(stem.name + "-loss.png"), title=title, unit="step", smooth=log_every,
                 ylabel="denoising loss  mean (eps_hat - eps)^2",
-                lines={"val, untrained": val_initial, "val, EMA weights": val_final})
+                lines={k: v for k, v in (("val, untrained", val_initial), ("val, EMA weights", val_final))
+                       if v is not None})
     live_log = stem.with_name(stem.name + "-log.jsonl")
     if live_log.exists():
         live_log.unlink()  # superseded by -log.json
+
+
+def _finish(result, x_val, *, kind, st, stem, name, command, data_card, val_desc, data_seconds, val_initial, aug,
+            dev, lr, warmup, ema_decay, half, log_every):
+    """Rank 0 after training: the validation loss, the card, the files; ``(card, ema model)``."""
+    ema, losses = result["model"], [float(v) for v in result["losses"]]
+    val_final = None if x_val is None else evaluate_loss(ema, x_val, seed=st["seed"], repeats=st["val_repeats"])
+    card = _card(kind=kind, name=name or (stem.name if stem is not None else f"dds-{kind}"), command=command,
+                 data=data_card(aug), val_desc=val_desc, st=st, data_seconds=data_seconds, result=result, dev=dev,
+                 ema=ema, losses=losses, val_initial=val_initial, val_final=val_final, lr=lr, warmup=warmup,
+                 ema_decay=ema_decay, half=half)
+    if stem is not None:
+        _write_outputs(stem, ema, card, losses, log_every, val_initial, val_final, half,
+                       f"{card['name']}: {kind} prior, {st['size']}x{st['size']}, base {st['base']}, "
+                       f"{result['steps']} steps")
+    return card, ema
 
 
 def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: int | None = None,
                 base: int | None = None, channel_mult=None, batch_size: int | None = None, lr: float = 2e-4,
                 ema_decay: float = 0.999, warmup: int = 100, seed: int = 0, ellipses: int = 0, augment: bool = True,
                 checkpoint=None, checkpoint_every: int = 250, resume: bool = True, progress: bool = True, device=None,
-                command: str | None = None, name: str | None = None, half: bool = False, volume=None,
+                command: str | None = None, name: str | None = None, half: bool = False, volume=None, data=None,
+                val_fraction: float = 0.1, h5_key: str | None = None, axes=("axial",), min_foreground: float = 0.1,
                 val_repeats: int = 8, log_every: int = 50, max_minutes: float | None = None,
                 max_seconds: float | None = None, return_model: bool = False):
-    """Train a DDS diffusion prior on brain slices; write weights, card, log and plot.
+    """Train a DDS diffusion prior on brain slices (or the user's images); write weights, card, log and plot.
 
     Parameters
     ----------
@@ -253,9 +303,10 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
     lr, ema_decay, warmup :
         Adam learning rate (linear warm-up over ``warmup`` steps) and EMA decay.
     seed : int
-        Weights' initialisation, batches, noise, augmentation, training phases.
+        Weights' initialisation, batches, noise, augmentation, training phases,
+        the validation volumes of ``data``.
     ellipses : int
-        Add this many random-ellipse phantoms to the training set.
+        Add this many random-ellipse phantoms to the training set (not with ``data``).
     augment : bool
         Apply :class:`~krylearn.problems.brain.BrainAugment` to every batch.
     checkpoint : str or Path, optional
@@ -265,11 +316,16 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
         Default CUDA when available; ``torchrun`` runs DDP (one device per rank).
     command, name : str, optional
         Recorded in the card (default: this process's ``sys.argv``; ``out``'s
-        file name, else ``dds-<kind>``).
-    half : bool
-        Store float16 weights.
+        file name, else ``dds-<kind>``).  ``half``: store float16 weights.
     volume : path or array, optional
-        Train on another brain volume than the MNI152 template.
+        Train on another brain volume than the MNI152 template (split by axial bands).
+    data : path or list of paths, optional
+        Train on the user's files, streamed (:mod:`.recipe_user`): fastMRI
+        ``.h5``, DICOM series, NIfTI, HDF5 stacks; files or folders.  One
+        NIfTI file alone is taken as ``volume``.
+    val_fraction, h5_key, axes, min_foreground :
+        For ``data``: share of the volumes held out, the HDF5 dataset, the
+        NIfTI slicing axes, the background rule (see :mod:`.user_images`).
     val_repeats : int
         Noise draws per validation image for the held-out loss.
     max_minutes : float, optional
@@ -285,7 +341,8 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
                    max_seconds)
     rank = _rank()
     stem, checkpoint, live_log = _outputs(out, checkpoint, rank)
-    x_train, z_train, x_val, z_val, data_seconds = _images(kind, st, volume)
+    x_train, x_val, data_card, val_desc, data_seconds = _data(kind, st, volume, data, rank, dict(
+        val_fraction=val_fraction, h5_key=h5_key, axes=axes, min_foreground=min_foreground))
     aug = BrainAugment(phase=kind == "mri") if augment else None
     net, dev, val_initial = _untrained(kind, st, x_val, device, rank)
     result = train_diffusion(net, x_train, steps=st["steps"], batch_size=st["batch_size"], lr=lr, ema_decay=ema_decay,
@@ -294,16 +351,9 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
                              log=live_log, log_every=log_every, max_seconds=st["max_seconds"])
     if rank != 0:
         return ({}, result["model"]) if return_model else {}
-    ema, losses = result["model"], [float(v) for v in result["losses"]]
-    val_final = evaluate_loss(ema, x_val, seed=st["seed"], repeats=st["val_repeats"])
-    card = _card(kind=kind, name=name or (stem.name if stem is not None else f"dds-{kind}"), command=command,
-                 volume=volume, st=st, z_train=z_train, z_val=z_val, aug=aug, data_seconds=data_seconds,
-                 result=result, dev=dev, ema=ema, losses=losses, val_initial=val_initial, val_final=val_final, lr=lr,
-                 warmup=warmup, ema_decay=ema_decay, half=half)
-    if stem is not None:
-        _write_outputs(stem, ema, card, losses, log_every, val_initial, val_final, half,
-                       f"{card['name']}: {kind} prior, {st['size']}x{st['size']}, base {st['base']}, "
-                       f"{result['steps']} steps")
+    card, ema = _finish(result, x_val, kind=kind, st=st, stem=stem, name=name, command=command, data_card=data_card,
+                        val_desc=val_desc, data_seconds=data_seconds, val_initial=val_initial, aug=aug, dev=dev, lr=lr,
+                        warmup=warmup, ema_decay=ema_decay, half=half, log_every=log_every)
     return (card, ema) if return_model else card
 
 

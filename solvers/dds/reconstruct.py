@@ -12,22 +12,25 @@ else 1).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import numbers
 import os
 
 from ...utils.errors import FormatError
-from ..reconstructors import Options, Reconstructor, check_kind, option
+from ..reconstructors import Options, Reconstructor, check_kind, option, setup
 from .dds_sampler import dds_sample
 from .dps import dps_sample
 from .prior import available_priors, load_prior
 from .volume import dds_sample_volume
 
-__all__ = ["DDS", "DDSOptions", "DEFAULT_PRIOR", "DPS", "DPSOptions", "prior_peak", "resolve_prior"]
+__all__ = ["DDS", "DDSOptions", "DEFAULT_INIT", "DEFAULT_PRIOR", "DPS", "DPSOptions", "prior_peak", "resolve_prior"]
 
 #: The shipped prior of each modality (the default of ``prior``).
 DEFAULT_PRIOR = {"mri": "dds-mri", "ct": "dds-ct"}
+#: The classical method a run with ``start < 1`` starts from, per modality (the default of ``init``).
+DEFAULT_INIT = {"mri": "tv", "ct": "admm-tv"}
 _PRIOR_HELP = "diffusion prior: a shipped name or a weights path (default dds-mri for mri, dds-ct for ct)"
 
 
@@ -127,6 +130,16 @@ class DDSOptions(Options):
     lam, rho : float, optional
         Weight and ADMM penalty of the TV along z (3D CT only; the 3D
         sampler's defaults).
+    start : float
+        Share of the diffusion to run (1: from pure noise, the paper's
+        sampler).  Below 1 the sampler starts from the ``init``
+        reconstruction noised to that level: the smaller, the less weight
+        the prior gets (and the fewer network calls; ``nfe`` is then spread
+        over the shorter chain).
+    init : str, optional
+        The classical method whose image ``start < 1`` starts from, run
+        with its default options (default :data:`DEFAULT_INIT`: ``tv`` for
+        MRI, ``admm-tv`` for CT).
     """
 
     prior: object = option(help=_PRIOR_HELP)
@@ -139,9 +152,15 @@ class DDSOptions(Options):
     volume: bool = option(True, "slices independently, without TV along z (default: one volume)", kinds=("ct",))
     lam: float | None = option(help="weight of the TV along z (default 0.04)", kinds=("ct",))
     rho: float | None = option(help="ADMM penalty of the TV along z (default 10)", kinds=("ct",))
+    start: float = option(1.0, "share of the diffusion to run; below 1 it starts from the --init image noised "
+                               "to that level, so the prior weighs less (default 1: from pure noise)")
+    init: str | None = option(help="classical method the sampler starts from when start < 1 "
+                                   "(default tv for mri, admm-tv for ct)")
 
     def __post_init__(self):
         _check_nfe(self.nfe)
+        if not isinstance(self.start, numbers.Real) or isinstance(self.start, bool) or not 0 < self.start <= 1:
+            raise ValueError(f"start must lie in (0, 1], got {self.start!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,14 +202,47 @@ class DDS(_Diffusion):
 
     Options = DDSOptions
 
+    def prepare(self, device):
+        super().prepare(device)
+        self.device = device
+        init = self.options.init or DEFAULT_INIT[self.kind]
+        if init in ("dds", "dps"):
+            raise ValueError(f"init must be a classical method, got {init!r}")
+        self.init = setup(init, self.kind, device)
+
+    def with_options(self, **changes):
+        out = super().with_options(**changes)
+        if out.options.init != self.options.init:
+            out.init = setup(out.options.init or DEFAULT_INIT[self.kind], self.kind, self.device)
+        return out
+
+    def with_init(self, init: Reconstructor) -> "DDS":
+        """A copy that starts (when ``start < 1``) from ``init``'s image, e.g. a classical method with chosen options."""
+        if not isinstance(init, Reconstructor) or init.name in ("dds", "dps") or init.kind != self.kind:
+            raise ValueError(f"init must be a classical {self.kind} Reconstructor, got {init!r}")
+        out = copy.copy(self)
+        out.init = init
+        return out
+
     def record(self) -> dict:
         o = self.options
-        return super().record() | {"gamma": o.gamma, "cg_steps": o.cg_steps, "eta": o.eta,
-                                   "volume": bool(o.volume) if self.kind == "ct" else None}
+        out = super().record() | {"gamma": o.gamma, "cg_steps": o.cg_steps, "eta": o.eta,
+                                  "volume": bool(o.volume) if self.kind == "ct" else None}
+        if o.start < 1:
+            out |= {"start": o.start, "init": o.init or DEFAULT_INIT[self.kind], "init_options": repr(self.init.given)}
+        return out
+
+    def _start(self, A, y, *, seed, scale) -> dict:
+        """``start``/``init`` keywords of the samplers: the ``init`` method's image when ``start < 1``."""
+        if self.options.start == 1:
+            return {}
+        s = scale * self.peak / self.init.peak if self.init.scaled else scale
+        return {"start": self.options.start, "init": self.init.run(A, y, seed=seed, scale=s, progress=False)}
 
     def run(self, A, y, *, seed, scale, progress):
         o = self.options
-        common = dict(nfe=o.nfe, seed=seed, scale=scale, progress=progress, cg_steps=o.cg_steps, eta=o.eta)
+        common = dict(nfe=o.nfe, seed=seed, scale=scale, progress=progress, cg_steps=o.cg_steps, eta=o.eta,
+                      **self._start(A, y, seed=seed, scale=scale))
         if o.net_batch is not None:
             common["net_batch"] = o.net_batch
         tv = {k: v for k, v in (("lam", o.lam), ("rho", o.rho)) if v is not None}

@@ -21,6 +21,13 @@ redundant 50th call at ``t = 0`` (which denoises at ``abar_0 = 0.9999`` and
 re-runs the data step; see the paper notes: the paper reports that run as
 49 NFE).  ``nfe = 19`` and ``99`` give ``skip = 50`` and ``10``.
 
+``start < 1`` (``kind="dds"`` only) runs the last ``start`` share of the
+chain: the ``nfe`` steps are spread evenly over ``(0, round(start * T)]``
+(``t = t_0, ..., t_0 / nfe``, rounded and deduplicated, so ``nfe`` is an
+upper bound).  The sampler then starts from an initial image noised to
+``t_0`` instead of pure noise (Chung, Sim, Ye, CVPR 2022, "Come-closer-
+diffuse-faster").
+
 ``kind="uniform"`` spreads ``nfe`` integer steps evenly over ``[0, T - 1]``
 including both ends (``nfe = T`` is the full DDPM chain ``999, ..., 0``); it
 is the grid of :func:`~krylearn.solvers.dds.dps_sample`.
@@ -102,7 +109,8 @@ class VPSchedule:
         return {"beta_start": self.beta_start, "beta_end": self.beta_end, "num_timesteps": self.num_timesteps}
 
 
-def time_grid(nfe: int, num_timesteps: int = 1000, kind: str = "dds") -> tuple[np.ndarray, np.ndarray]:
+def time_grid(nfe: int, num_timesteps: int = 1000, kind: str = "dds",
+              start: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The sampling grid: ``(times, times_next)``, int64 arrays of length ``nfe``.
 
     Step ``i`` calls the network at ``times[i]`` and moves to
@@ -117,6 +125,9 @@ def time_grid(nfe: int, num_timesteps: int = 1000, kind: str = "dds") -> tuple[n
         ``T`` of the schedule.
     kind : {"dds", "uniform"}
         See the module notes.
+    start : float
+        Share of the chain to run, in ``(0, 1]`` (``kind="dds"``; see the
+        module notes).
 
     Examples
     --------
@@ -125,12 +136,21 @@ def time_grid(nfe: int, num_timesteps: int = 1000, kind: str = "dds") -> tuple[n
     ([980, 960, 940], 20, [20, -1])
     >>> time_grid(1000, kind="uniform")[0][[0, -1]].tolist()
     [999, 0]
+    >>> time_grid(5, start=0.1)[0].tolist()
+    [100, 80, 60, 40, 20]
     """
     if not isinstance(nfe, numbers.Integral) or isinstance(nfe, bool) or nfe < 1:
         raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
     T = int(num_timesteps)
     nfe = int(nfe)
-    if kind == "dds":
+    if not isinstance(start, numbers.Real) or isinstance(start, bool) or not 0 < start <= 1:
+        raise ValueError(f"start must lie in (0, 1], got {start!r}")
+    if start < 1:
+        if kind != "dds":
+            raise ValueError(f"start < 1 needs kind='dds', got kind={kind!r}")
+        t0 = max(1, min(T - 1, int(round(start * T))))
+        times = np.unique(np.round(t0 * np.arange(1, nfe + 1) / nfe).astype(np.int64))[::-1].copy()
+    elif kind == "dds":
         if nfe >= T:
             raise ValueError(f"nfe must be < num_timesteps={T} for the DDS grid, got {nfe}")
         skip = T // (nfe + 1)

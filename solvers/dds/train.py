@@ -16,6 +16,8 @@ join a DDP group and each takes every ``W``-th image of the global batch.
 :class:`DiffusionTask` states this for the shared
 :class:`~krylearn.solvers.learned.Trainer` (one round = one step; the
 Trainer keeps the EMA and clips the gradients); :func:`train_diffusion` runs it.
+:class:`StreamingDiffusionTask` does the same on images read from files as
+the batches are drawn (each rank from its own shard of the file index).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from torch import nn
 from ..learned import Trainer, TrainTask
 from .schedule import VPSchedule
 
-__all__ = ["as_images", "diffusion_loss", "evaluate_loss", "DiffusionTask", "train_diffusion"]
+__all__ = ["as_images", "diffusion_loss", "evaluate_loss", "DiffusionTask", "StreamingDiffusionTask",
+           "train_diffusion"]
 
 
 def as_images(data, name: str = "data", channels: int | None = None) -> torch.Tensor:
@@ -156,20 +159,63 @@ class DiffusionTask(TrainTask):
         g = torch.Generator().manual_seed(_step_seed(self.seed, round))
         idx = torch.randint(len(self.x_all), (self.batch_size,), generator=g)[rank::world]
         gr = torch.Generator().manual_seed(_step_seed(self.seed, round, rank))
-        x0 = self.x_dev[idx.to(dev)]
+        yield self._noised(self.x_dev[idx.to(dev)], gr)
+
+    def _noised(self, x0: torch.Tensor, gr: torch.Generator):
+        """``(augmented x0, t, noise)`` from the rank's generator ``gr`` (augmentation first, then t, then noise)."""
+        dev, shape = x0.device, tuple(x0.shape)
         if self.augment is not None:
             x0 = self.augment(x0, gr)
-            if not isinstance(x0, torch.Tensor) or x0.shape != (len(idx),) + tuple(self.x_all.shape[1:]):
+            if not isinstance(x0, torch.Tensor) or tuple(x0.shape) != shape:
                 raise ValueError("augment must return a tensor of the batch's shape")
-        t = torch.randint(self.schedule.num_timesteps, (len(idx),), generator=gr).to(dev)
+        t = torch.randint(self.schedule.num_timesteps, (shape[0],), generator=gr).to(dev)
         noise = torch.randn(x0.shape, generator=gr).to(dev)
-        yield x0, t, noise
+        return x0, t, noise
 
     def loss(self, module, batch) -> torch.Tensor:
         x0, t, noise = batch
         ab = self.abar[t].reshape(-1, 1, 1, 1)
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         return F.mse_loss(module(x_t, t), noise)
+
+
+class StreamingDiffusionTask(DiffusionTask):
+    """:class:`DiffusionTask` on images read from files as batches are drawn (e.g. :class:`~.user_images.UserImages`).
+
+    The source (passed where :class:`DiffusionTask` takes ``x_all``) has
+    ``channels``, ``size``, ``len()``, ``shard(rank, world)``, ``fingerprint()``
+    (JSON-able: what the checkpoint ties the run to, instead of the pixels)
+    and ``draw_batch(count, generator, rank, world)``.  Rank ``r`` of ``W``
+    draws its ``len(range(r, batch_size, W))`` images of step ``k`` from its
+    own shard of the source with a generator seeded by ``(seed, k, r, 1)``;
+    ``t``, the noise and the augmentation come from ``(seed, k, r)`` as in
+    :class:`DiffusionTask`.  The same number of processes gives the same run.
+    """
+
+    def setup(self) -> nn.Module:
+        dev, rank, world = self.dist.device, self.dist.rank, self.dist.world_size
+        if self.batch_size < world:
+            raise ValueError(f"batch_size={self.batch_size} is smaller than the {world} processes")
+        self.x_all.shard(rank, world)  # every rank has images to draw from
+        self.abar = _abar(self.schedule, dev)
+        return self.model.to(dev)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "streaming": True}
+
+    def data(self):
+        return (self.x_all.fingerprint(),)
+
+    def batches(self, round: int):
+        dev, rank, world = self.dist.device, self.dist.rank, self.dist.world_size
+        count = len(range(rank, self.batch_size, world))
+        gi = torch.Generator().manual_seed(_step_seed(self.seed, round, rank, 1))
+        gr = torch.Generator().manual_seed(_step_seed(self.seed, round, rank))
+        yield self._noised(self.x_all.draw_batch(count, gi, rank, world).to(dev), gr)
+
+
+def _is_stream(data) -> bool:
+    return hasattr(data, "draw_batch") and hasattr(data, "fingerprint")
 
 
 def _check_args(steps, batch_size, checkpoint_every, log_every, warmup, lr, ema_decay, grad_clip, augment,
@@ -197,9 +243,18 @@ def _check_args(steps, batch_size, checkpoint_every, log_every, warmup, lr, ema_
 
 
 def _training_images(model, data) -> torch.Tensor:
-    """``data`` as training images for ``model`` (channels and size multiple checked)."""
-    x_all = as_images(data, "data", getattr(model, "in_channels", None))
+    """``data`` as training images for ``model`` (channels and size multiple checked); a stream as it is."""
     m = getattr(model, "size_multiple", 1)
+    if _is_stream(data):
+        channels = getattr(model, "in_channels", data.channels)
+        if data.channels != channels:
+            raise ValueError(f"data has {data.channels} channel(s); the model takes {channels}")
+        if data.size % m:
+            raise ValueError(f"data images are {data.size} x {data.size}; the model needs multiples of {m}")
+        if len(data) == 0:
+            raise ValueError("data holds no training slice")
+        return data
+    x_all = as_images(data, "data", getattr(model, "in_channels", None))
     if x_all.shape[-1] % m or x_all.shape[-2] % m:
         raise ValueError(f"data images are {tuple(x_all.shape[-2:])}; the model needs multiples of {m}")
     return x_all
@@ -217,9 +272,10 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
     ----------
     model : nn.Module
         ``eps = model(x_t, t)`` (e.g. :class:`~.unet.UNet`); trained in place.
-    data : array or tensor, (N, C, H, W) real or (N, H, W) complex
+    data : array or tensor, (N, C, H, W) real or (N, H, W) complex; or a stream
         Images in the range the sampler will use (e.g. ``|x| <= 1``); kept
-        on the training device.
+        on the training device.  A stream (:class:`~.user_images.UserImages`)
+        is read batch by batch instead (:class:`StreamingDiffusionTask`).
     steps : int
         Optimiser steps in total (a resumed run continues up to ``steps``).
     batch_size : int
@@ -268,8 +324,9 @@ def train_diffusion(model: nn.Module, data, *, steps: int, batch_size: int = 16,
     """
     max_minutes = _check_args(steps, batch_size, checkpoint_every, log_every, warmup, lr, ema_decay, grad_clip,
                               augment, max_minutes, max_seconds)
-    task = DiffusionTask(model, _training_images(model, data), batch_size=int(batch_size), lr=float(lr), warmup=int(warmup), augment=augment,
-                         schedule=schedule or VPSchedule(), seed=seed)
+    task_class = StreamingDiffusionTask if _is_stream(data) else DiffusionTask
+    task = task_class(model, _training_images(model, data), batch_size=int(batch_size), lr=float(lr),
+                      warmup=int(warmup), augment=augment, schedule=schedule or VPSchedule(), seed=seed)
     result = Trainer(task, rounds=int(steps), seed=seed, device=device, checkpoint=checkpoint,
                      checkpoint_every=int(checkpoint_every), resume=resume, log=log, log_every=int(log_every),
                      ema_decay=float(ema_decay), grad_clip=grad_clip, max_minutes=max_minutes,

@@ -8,7 +8,7 @@ import numbers
 import torch
 
 from ...operators.base import Operator
-from .dds_sampler import ddim_loop
+from .dds_sampler import ddim_loop, start_image
 from .problem import Problem, check_common
 from .sampler import cg_fixed
 from .schedule import VPSchedule
@@ -37,7 +37,7 @@ def _soft(v, tau):
 def dds_sample_volume(denoiser, A: Operator, y, *, nfe: int = 49, eta: float = 0.85, cg_steps: int = 5,
                       lam: float = 0.04, rho: float = 10.0, complex_data=None, scale: float = 1.0,
                       schedule: VPSchedule | None = None, seed=None, progress: bool = True, callback=None,
-                      multiple=None, net_batch=None):
+                      multiple=None, net_batch=None, start: float = 1.0, init=None):
     """3D DDS: the 2D prior per slice plus one ADMM step for TV along z per diffusion step.
 
     Solves, one ADMM iteration per diffusion step (``solver_3d.py``)::
@@ -55,7 +55,8 @@ def dds_sample_volume(denoiser, A: Operator, y, *, nfe: int = 49, eta: float = 0
     Parameters
     ----------
     denoiser, A, nfe, eta, cg_steps, complex_data, scale, schedule, seed, progress, callback, multiple, net_batch
-        As :func:`dds_sample`; ``A`` acts on one slice (``ishape = (H, W)``).
+    start, init
+        As :func:`dds_sample` (``init``: ``(slices, H, W)``); ``A`` acts on one slice (``ishape = (H, W)``).
     y : array or tensor, (slices, *A.oshape)
         One measurement per slice (e.g. a sinogram volume
         ``(slices, views, det)``).
@@ -76,6 +77,7 @@ def dds_sample_volume(denoiser, A: Operator, y, *, nfe: int = 49, eta: float = 0
     prob = Problem(A, y, complex_data, None, scale)
     if len(prob.batch) != 1:
         raise ValueError(f"y must have shape (slices, *{A.oshape}), got {tuple(prob.y.shape)}")
+    x_init = start_image(prob, start, init)
     state = {"z": None, "u": None}
     rhs0 = prob.AHy.unsqueeze(0)  # (1, S, H, W): the volume is one system
 
@@ -96,5 +98,6 @@ def dds_sample_volume(denoiser, A: Operator, y, *, nfe: int = 49, eta: float = 0
         return x
 
     out = ddim_loop(denoiser, prob, dc, nfe=nfe, eta=eta, schedule=schedule, seed=seed, progress=progress,
-                     callback=callback, multiple=multiple, net_batch=net_batch, what="DDS-3D")
+                     callback=callback, multiple=multiple, net_batch=net_batch, what="DDS-3D",
+                    start=start, init=x_init)
     return prob.output(out)
