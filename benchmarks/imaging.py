@@ -62,6 +62,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
+from ..pipelines.parameter_choice import default_grid
 from ..solvers.learned import pick_device
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.checks import check_int
@@ -459,7 +460,8 @@ def case_table(case, n, sections=()) -> list[str]:
              "|---|---:|---|---:|---:|---:|---|"]
     for r in case["rows"]:
         opts = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or (
-            "chosen per scan" if case.get("auto") else "defaults")
+            "chosen per scan" if case.get("auto") and default_grid(case.get("kind", ""), r["method"])
+            else "defaults")
         lines.append(f"| {r['label']} | {r['nfe'] or '-'} | {_slices_text(r, n)} | {_f(r['psnr_mean'], '.2f')} ± "
                      f"{_f(r['psnr_std'], '.2f')} | {_f(r['ssim_mean'], '.3f')} ± {_f(r['ssim_std'], '.3f')} | "
                      f"{_f(r['seconds_per_slice'], '.3g')} | {opts} |")

@@ -282,7 +282,8 @@ def _chunks(n, batch):
 
 
 def _auto(rec, A, y, *, auto, folds, seed, scale, progress, choices: list, label):
-    """``rec``, or with :func:`choose_options` on: ``rec`` with the options chosen for this scan (noted in ``choices``)."""
+    """``rec``, or with ``auto``: ``rec`` with the options :func:`choose_options` picks for this scan (noted in
+    ``choices``)."""
     if not auto:
         return rec
     ch = choose_options(rec, A, y, folds=folds, seed=seed, scale=scale, progress=progress)
@@ -417,7 +418,8 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
 def _write_mri(out, input, images, index, rss, run: dict, rec, previews: bool) -> dict:
     """Write the submission layout (``run``, the method's record, PSNR against ``rss``) and a preview; the summary."""
     psnr = psnr_against(images, rss)
-    attrs = {**run, "auto": None if run["auto"] is None else json.dumps(run["auto"]), "slices": index.astype(np.int64), "input": os.path.basename(os.fspath(input)),
+    attrs = {**run, "auto": None if run["auto"] is None else json.dumps(run["auto"]), "slices": index.astype(np.int64),
+             "input": os.path.basename(os.fspath(input)),
              "psnr_vs_reconstruction_rss": psnr, **_record(rec)}
     write_reconstruction(out, images, attrs=_versioned(attrs))
     title = f"{run['method']} (R = {run['acceleration']:.2f})"

@@ -99,9 +99,19 @@ def test_options_given_stay_fixed_and_a_method_without_a_grid_is_left_alone(mri)
     ch = choose_options(setup("tv", "mri", lam=1e-2), A, y)
     assert ch.options == {} and ch.scores == [] and ch.reconstructor.options.lam == 1e-2
     ch = choose_options(setup("zero-filled", "mri"), A, y)
-    assert ch.options == {} and default_grid("mri", "zero-filled") == []
-    x, _ = run_method("mri", "cg-sense", A, y, auto=True)
+    assert ch.options == {} and default_grid("mri", "zero-filled") == [] == default_grid("mri", "cg-sense")
+    x, _ = run_method("mri", "tv", A, y, auto=True)
     assert x.shape == (N, N) and np.all(np.isfinite(x))
+
+
+def test_dds_with_no_prior_weight_returns_its_init_image(mri):
+    A, y, _, _ = mri
+    den = GaussianDenoiser(np.zeros((2, N, N)), var=1.0)
+    x, _ = run_method("mri", "dds", A, y, prior=den, start=0.0, init="tv", scale=1.0)
+    tv, _ = run_method("mri", "tv", A, y, scale=1.0)
+    assert np.array_equal(x, tv)
+    rec = setup("dds", "mri", prior=den, start=0.0)
+    assert rec.record()["start"] == 0.0 and rec.record()["init"] == "tv"
 
 
 def test_with_options_keeps_the_loaded_prior_and_checks_the_values():
@@ -111,7 +121,7 @@ def test_with_options_keeps_the_loaded_prior_and_checks_the_values():
     assert other.denoiser is rec.denoiser and other.options.start == 0.1 and other.options.nfe == 3
     assert rec.options.start == 1.0
     with pytest.raises(ValueError, match="start"):
-        rec.with_options(start=0.0)
+        rec.with_options(start=-0.1)
     with pytest.raises(TypeError, match="takes no option"):
         rec.with_options(lamda=1)
 
@@ -167,3 +177,12 @@ def test_bench_mri_auto_says_so_and_excludes_tune(capsys):
     assert all(np.isfinite(r["psnr_mean"]) for r in report["cases"][0]["rows"])
     assert main(["bench", "mri", "--auto", "--tune", "--methods", "tv", "--slices", "1", "-q"]) == 2
     assert "auto and tune exclude each other" in capsys.readouterr().err
+
+
+def test_ct_choice_holds_out_views_and_prefers_the_regularised_image():
+    img = shepp_logan((32, 32))
+    P = ParallelBeamProjector((32, 32), np.linspace(0, np.pi, 12, endpoint=False))
+    y = P(torch.as_tensor(img)).numpy()
+    y = y + 0.05 * np.abs(y).max() * np.random.default_rng(0).standard_normal(y.shape)
+    ch = choose_options(setup("admm-tv", "ct"), P, y, grid=[{"lam": 0.1}, {"lam": 1e-6}], seed=0)
+    assert ch.folds == 3 and ch.options == {"lam": 0.1}  # TV beats (almost) no regularisation on noisy views

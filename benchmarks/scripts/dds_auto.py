@@ -44,7 +44,7 @@ from krylearn.problems.phase import smooth_phase
 from krylearn.problems.simulate import simulate_ct, simulate_mri
 from krylearn.solvers.imaging import psnr
 from krylearn.solvers.reconstructors import setup
-from krylearn.utils.atomic import atomic_write_text
+from krylearn.utils.atomic import atomic_write_text, save_figure
 
 PHOTOS = ("camera", "moon", "coins", "astronaut")
 EPI_Z = (4, 7, 10, 13, 16, 19)
@@ -132,6 +132,7 @@ def run(kind, sets, levels, size, out, count=None):
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{kind}.json", json.dumps(report, indent=1))
     atomic_write_text(out / f"{kind}.md", table(report))
+    figure(report, out / f"{kind}.png")
     print(table(report))
 
 
@@ -157,6 +158,32 @@ def table(report) -> str:
             lines.append(f"| {name} | {level:g}{unit} | " + " | ".join(f"{d:.2f} / {a:.2f}" for d, a in mean.values())
                          + f" | {mean['dds'][1] - best:+.2f} | {worse} of {len(sel) // len(METHODS[kind])} |")
     return "\n".join(lines) + "\n"
+
+
+def figure(report, path) -> None:
+    """Mean PSNR per (set, level): each method with its defaults (light) and chosen per scan (dark)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    kind, rows = report["kind"], report["rows"]
+    groups = [(s, lv) for s in dict.fromkeys(r["set"] for r in rows) for lv in report["levels"]]
+    methods = METHODS[kind]
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.6))
+    w = 0.8 / (2 * len(methods))
+    for j, m in enumerate(methods):
+        for k, key in enumerate(("psnr_default", "psnr_auto")):
+            vals = [np.mean([r[key] for r in rows if (r["set"], r["level"], r["method"]) == (s, lv, m)])
+                    for s, lv in groups]
+            ax.bar(np.arange(len(groups)) + (2 * j + k - len(methods) + 0.5) * w, vals, w, color=f"C{j}",
+                   alpha=0.45 if k == 0 else 1.0, label=f"{m} ({'defaults' if k == 0 else 'per scan'})")
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels([f"{s}\n{lv:g}{'x' if kind == 'mri' else ' views'}" for s, lv in groups])
+    lo = min(min(r["psnr_default"], r["psnr_auto"]) for r in rows)
+    ax.set_ylim(lo - 2, None)
+    ax.set_ylabel("PSNR (dB), mean over slices")
+    ax.set_title(f"{kind.upper()}: options as shipped against options chosen per scan (cross-validation)")
+    ax.legend(fontsize=7, ncol=len(methods), loc="upper right")
+    save_figure(fig, path)
 
 
 def main():

@@ -83,8 +83,8 @@ class _CTProblem:
 
 def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIEWS, noise: float = 0.0,
                      methods=DEFAULT_CT_METHODS, prior="dds-ct", dds_nfe=(49,), dps_nfe: int = 1000,
-                     dps_count: int = 1, options=None, tune: bool = False, auto: bool = False, tune_slices: int = 4, seed: int = 0,
-                     warmup: bool = True, device=None, volume=None, out_dir=None, save_images: bool = True,
+                     dps_count: int = 1, options=None, tune: bool = False, auto: bool = False, tune_slices: int = 4,
+                     seed: int = 0, warmup: bool = True, device=None, volume=None, out_dir=None, save_images: bool = True,
                      progress: bool = True) -> dict:
     """Benchmark sparse-view CT reconstructions on a held-out 3-D brain volume.
 
@@ -109,10 +109,8 @@ def run_ct_benchmark(*, n_slices: int = 8, size: int = 128, views=DEFAULT_CT_VIE
         Tune CG's iterations and ADMM-TV's ``lam`` per view count on the
         validation volume.
     auto : bool
-        Choose every method's options per slice (per volume for CT) from
-        its own measurements (cross-validation on held-out k-space lines /
-        views, :mod:`krylearn.pipelines.parameter_choice`); the seconds
-        include the choice.  Excludes ``tune``.
+        Choose each method's options for the volume from its own data (held-out views,
+        :mod:`krylearn.pipelines.parameter_choice`; seconds include it); not with ``tune``.
     tune_slices : int
         Slices of the validation volume (at most the band's 10).
 
@@ -194,7 +192,7 @@ def _run_ct_case(cfg, test, val, views, noise, *, title, dps_slices, warm, progr
         "tuning": None if vprob is None else {"split": "val", "slice_z": val[1].tolist(), "seed": seed + 1,
                                               "choices": choices},
         "title": title, "rows": rows, "same_slices": same_slices(rows), "_problem": prob,
-        "_reference": prob.reference, "auto": bool(cfg["shared"].get("auto")),
+        "_reference": prob.reference, "auto": bool(cfg["shared"].get("auto")), "kind": "ct",
     }
 
 

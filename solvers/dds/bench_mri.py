@@ -239,8 +239,8 @@ def _run_mri_case(cfg, test, val, mask, accel, sim, *, size, dps_slices, warm, p
                                               "choices": choices},
         "title": (f"{mask} R={prob.sim.acceleration:.2f}, {coils} coils, "
                   f"SNR {'inf' if snr_db is None else f'{snr_db:g}'} dB, {size}x{size}"),
-        "rows": rows, "same_slices": same_slices(rows), "auto": bool(cfg["shared"].get("auto")), "_problem": prob,
-        "_reference": prob.reference,
+        "rows": rows, "same_slices": same_slices(rows), "auto": bool(cfg["shared"].get("auto")), "kind": "mri",
+        "_problem": prob, "_reference": prob.reference,
     }
 
 

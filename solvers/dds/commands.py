@@ -139,8 +139,8 @@ def _common(args) -> dict:
     """The keyword arguments both benchmarks take, from the flags they share."""
     return dict(n_slices=args.slices, size=args.size, methods=args.methods, prior=args.prior, dds_nfe=args.dds_nfe,
                 dps_nfe=args.dps_nfe, dps_count=args.dps_count, options=_imaging_options(args), tune=args.tune,
-                auto=args.auto, tune_slices=args.tune_slices, seed=args.seed, warmup=not args.no_warmup, device=args.device,
-                out_dir=args.out, save_images=not args.no_images, progress=not args.quiet)
+                auto=args.auto, tune_slices=args.tune_slices, seed=args.seed, warmup=not args.no_warmup,
+                device=args.device, out_dir=args.out, save_images=not args.no_images, progress=not args.quiet)
 
 
 def cmd_bench_mri(args) -> int:

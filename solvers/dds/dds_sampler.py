@@ -120,7 +120,8 @@ def ddim_loop(denoiser, prob: Problem, dc, *, nfe, eta, schedule, seed, progress
     sq = lambda a: float(np.sqrt(a))
     if start < 1:
         ab0 = float(schedule.alpha_bar(int(times[0])))
-        x0i, _ = pad_to_multiple(to_channels(prob.images(init / prob.scale), prob.complex_data, net_dtype).to(net_dev), m)
+        x0i = to_channels(prob.images(init / prob.scale), prob.complex_data, net_dtype).to(net_dev)
+        x0i, _ = pad_to_multiple(x0i, m)
         x = sq(ab0) * x0i + sq(1 - ab0) * x
     out = None
     with torch.no_grad():

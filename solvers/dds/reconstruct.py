@@ -135,7 +135,8 @@ class DDSOptions(Options):
         sampler).  Below 1 the sampler starts from the ``init``
         reconstruction noised to that level: the smaller, the less weight
         the prior gets (and the fewer network calls; ``nfe`` is then spread
-        over the shorter chain).
+        over the shorter chain).  0: the ``init`` image itself, no network
+        call (the end of the scale, for per-scan choice).
     init : str, optional
         The classical method whose image ``start < 1`` starts from, run
         with its default options (default :data:`DEFAULT_INIT`: ``tv`` for
@@ -153,14 +154,15 @@ class DDSOptions(Options):
     lam: float | None = option(help="weight of the TV along z (default 0.04)", kinds=("ct",))
     rho: float | None = option(help="ADMM penalty of the TV along z (default 10)", kinds=("ct",))
     start: float = option(1.0, "share of the diffusion to run; below 1 it starts from the --init image noised "
-                               "to that level, so the prior weighs less (default 1: from pure noise)")
+                               "to that level, so the prior weighs less; 0: the --init image itself "
+                               "(default 1: from pure noise)")
     init: str | None = option(help="classical method the sampler starts from when start < 1 "
                                    "(default tv for mri, admm-tv for ct)")
 
     def __post_init__(self):
         _check_nfe(self.nfe)
-        if not isinstance(self.start, numbers.Real) or isinstance(self.start, bool) or not 0 < self.start <= 1:
-            raise ValueError(f"start must lie in (0, 1], got {self.start!r}")
+        if not isinstance(self.start, numbers.Real) or isinstance(self.start, bool) or not 0 <= self.start <= 1:
+            raise ValueError(f"start must lie in [0, 1], got {self.start!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +219,7 @@ class DDS(_Diffusion):
         return out
 
     def with_init(self, init: Reconstructor) -> "DDS":
-        """A copy that starts (when ``start < 1``) from ``init``'s image, e.g. a classical method with chosen options."""
+        """A copy that starts (when ``start < 1``) from ``init``'s image (a classical method with chosen options)."""
         if not isinstance(init, Reconstructor) or init.name in ("dds", "dps") or init.kind != self.kind:
             raise ValueError(f"init must be a classical {self.kind} Reconstructor, got {init!r}")
         out = copy.copy(self)
@@ -237,7 +239,8 @@ class DDS(_Diffusion):
         if self.options.start == 1:
             return {}
         s = scale * self.peak / self.init.peak if self.init.scaled else scale
-        return {"start": self.options.start, "init": self.init.run(A, y, seed=seed, scale=s, progress=False)}
+        x = self.init.run(A, y, seed=seed, scale=s, progress=False)
+        return {"start": self.options.start, "init": x.reshape(y.shape[: y.ndim - len(A.oshape)] + A.ishape)}
 
     def run(self, A, y, *, seed, scale, progress):
         o = self.options
@@ -247,6 +250,8 @@ class DDS(_Diffusion):
             common["net_batch"] = o.net_batch
         tv = {k: v for k, v in (("lam", o.lam), ("rho", o.rho)) if v is not None}
         batch = y.shape[: y.ndim - len(A.oshape)]
+        if o.start == 0:
+            return common["init"]
         if self.kind == "ct" and o.volume:
             if len(batch) == 1 and batch[0] > 1:
                 if o.gamma is not None:

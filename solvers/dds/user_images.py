@@ -376,7 +376,8 @@ class UserImages:
         return torch.from_numpy(np.stack(out))
 
     def val_images(self) -> tuple[torch.Tensor | None, list]:
-        """The validation images, float32 ``(n, channels, size, size)`` (``None`` without validation), and their ``(volume label, slice)``.
+        """The validation images, float32 ``(n, channels, size, size)`` (``None`` without validation), and their
+        ``(volume label, slice)``.
 
         Raises
         ------
