@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import scipy.sparse
-
 
 
 # --------------------------------------------------------------------- helpers

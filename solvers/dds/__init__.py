@@ -18,13 +18,14 @@ from .prior import GaussianDenoiser, available_priors, load_prior, save_prior
 from .problem import data_consistency
 from .sampler import SamplingError, cg_fixed
 from .schedule import VPSchedule, time_grid, tweedie
-from .train import DiffusionTask, evaluate_loss, train_diffusion
+from .train import DiffusionTask, StreamingDiffusionTask, evaluate_loss, train_diffusion
 from .unet import DEFAULT_CONFIG, UNet
 from .volume import dds_sample_volume
 
 __all__ = [
     "DEFAULT_CONFIG",
     "DiffusionTask",
+    "StreamingDiffusionTask",
     "GaussianDenoiser",
     "SamplingError",
     "UNet",
