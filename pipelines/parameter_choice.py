@@ -236,24 +236,35 @@ def choose_options(rec: Reconstructor, A, y, *, grid=None, folds: int = 3, seed:
     A DDS whose grid starts from a classical image (``start < 1``) first
     has that method's options chosen the same way, on the same hold-outs.
     """
+    y = _as_numpy(y)
+    return _choose(rec, A, y, grid, folds, seed, scale, progress, parts=None)
+
+
+def _candidates(rec: Reconstructor, grid) -> list[dict]:
+    """The grid (default :func:`default_grid`) without the options ``rec`` was given, duplicates dropped."""
     grid = default_grid(rec.kind, rec.name) if grid is None else [dict(c) for c in grid]
     cands = []
     for c in grid:
         c = {k: v for k, v in c.items() if k not in rec.given}
         if c not in cands:
             cands.append(c)
+    return cands
+
+
+def _choose(rec, A, y, grid, folds, seed, scale, progress, parts) -> Choice:
+    """:func:`choose_options` on hold-outs ``parts`` (made here when None, and shared with the init's choice)."""
+    cands = _candidates(rec, grid)
     if len(cands) <= 1:
         c = cands[0] if cands else {}
         return Choice(c, [], 0, rec.with_options(**c))
-    y = _as_numpy(y)
+    parts = holdout_folds(A, y, folds, seed) if parts is None else parts
     init = None
     if isinstance(getattr(rec, "init", None), Reconstructor) and any(
             c.get("start", rec.options.start) < 1 for c in cands):
-        init = choose_options(rec.init, A, y, folds=folds, seed=seed, progress=progress)
+        init = _choose(rec.init, A, y, None, folds, seed, None, progress, parts)
         rec = rec.with_init(init.reconstructor)
     if rec.scaled and scale is None:
         scale = image_scale(A, y) / rec.peak
-    parts = holdout_folds(A, y, folds, seed)
     err = np.zeros(len(cands))
     norm = sum(float(np.sum(np.abs(f.y_held) ** 2)) for f in parts)
     jobs = [(j, f) for f in parts for j in range(len(cands))]

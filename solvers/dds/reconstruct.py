@@ -139,8 +139,9 @@ class DDSOptions(Options):
         call (the end of the scale, for per-scan choice).
     init : str, optional
         The classical method whose image ``start < 1`` starts from, run
-        with its default options (default :data:`DEFAULT_INIT`: ``tv`` for
-        MRI, ``admm-tv`` for CT).
+        with its default options, or with options chosen per scan under
+        ``--auto`` (:meth:`DDS.with_init`); default :data:`DEFAULT_INIT`:
+        ``tv`` for MRI, ``admm-tv`` for CT.
     """
 
     prior: object = option(help=_PRIOR_HELP)
