@@ -117,7 +117,8 @@ def add_reconstruct_parser(sub) -> None:
     rm = rsub.add_parser(
         "mri", help="multi-coil MRI from a fastMRI-layout file",
         description="Reads kspace (slices, coils, ky, kx) with zeros where not sampled, an optional mask and "
-                    "sensitivity_maps (else ESPIRiT on the ACS region); writes the fastMRI submission layout "
+                    "sensitivity_maps (else ESPIRiT on a fully sampled centre of 6+ lines, or maps fitted "
+                    "jointly with the image from a 2-5 line centre); writes the fastMRI submission layout "
                     "(reconstruction: slices, ny, nx, float32 magnitude).")
     _common_reconstruct(rm, "mri")
     rm.add_argument("--mask", default=None, choices=MASKS, help="undersample a fully sampled file retrospectively")

@@ -433,11 +433,78 @@ def lowres_maps(kspace, calib_shape) -> np.ndarray:
     return (images / np.maximum(r, floor)).astype(kspace.dtype, copy=False)
 
 
+def joint_maps(kspace, mask, calib_width: int = 24, kernel_width: int = 6, lamda: float = 3e-3,
+               max_iter: int = 30) -> np.ndarray:
+    """Coil maps estimated jointly with the image from the centre of k-space (JSENSE / NLINV).
+
+    Alternates least-squares fits of the coil maps and the image to the
+    acquired samples of the central ``calib_width`` square (sigpy's
+    ``JsenseRecon``: the maps are ``kernel_width``-wide k-space kernels, so
+    smooth, with an L2 weight ``lamda``), then divides by their
+    root-sum-of-squares.  The calibration square may be undersampled: the
+    fit uses only the samples ``mask`` says were acquired, so unlike ESPIRiT
+    (which needs a fully sampled centre of 6 lines or more) it works from
+    centres of 2 lines upwards, with the acquired outer lines filling in.
+    Measured in docs/dds.md ("Coil maps from narrow centres"): from 2 to 5
+    lines, CG-SENSE with these maps beats :func:`lowres_maps` by 0.9 to
+    13.5 dB and zero-filled on every mean.
+
+    Parameters
+    ----------
+    kspace : numpy.ndarray, complex, (coils, ky, kx)
+        One slice, DC at the centre (:func:`fft2c`).
+    mask : array, bool or {0, 1}, (kx,) or (ky, kx)
+        The acquired samples.
+    calib_width : int
+        Side of the central square that is fitted (clipped to the image).
+    kernel_width, lamda, max_iter
+        Map kernel width in k-space samples, L2 weight, alternations.
+
+    Returns
+    -------
+    numpy.ndarray, complex, (coils, ky, kx), the dtype of ``kspace``
+        ``sum_c |S_c|^2 = 1`` at every pixel.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-finite k-space, no acquired sample in the centre, or
+        a fit that did not give finite maps.
+    """
+    from sigpy.mri.app import JsenseRecon
+
+    kspace = np.asarray(kspace)
+    if kspace.ndim != 3:
+        raise ValueError(f"kspace must have shape (coils, ky, kx), got {kspace.shape}")
+    if not np.all(np.isfinite(kspace)):
+        raise ValueError("kspace contains NaN or Inf")
+    m = np.asarray(mask)
+    if m.shape not in (kspace.shape[2:], kspace.shape[1:]):
+        raise ValueError(f"mask must have shape (kx,) = {kspace.shape[2:]} or (ky, kx) = {kspace.shape[1:]}, "
+                         f"got {m.shape}")
+    for name, v in (("calib_width", calib_width), ("kernel_width", kernel_width), ("max_iter", max_iter)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    width = int(min(calib_width, *kspace.shape[1:]))
+    weights = np.broadcast_to(m != 0, kspace.shape[1:]).astype(np.float64)
+    y, c = kspace.shape[1] // 2, kspace.shape[2] // 2
+    if not np.abs(kspace[:, y - width // 2:y - width // 2 + width, c - width // 2:c - width // 2 + width]).any():
+        raise ValueError("the centre of k-space is all zero: no coil maps can be estimated from it")
+    with np.errstate(all="ignore"):
+        maps = JsenseRecon(kspace.astype(np.complex128), mps_ker_width=int(kernel_width), ksp_calib_width=width,
+                           lamda=float(lamda), max_iter=int(max_iter), weights=weights, show_pbar=False).run()
+    maps = np.asarray(maps)
+    if not np.all(np.isfinite(maps)):
+        raise ValueError("the joint map estimate did not give finite maps")
+    return maps.astype(kspace.dtype, copy=False)
+
+
 __all__ = [
     "SenseOperator",
     "acceleration",
     "birdcage_maps",
     "espirit_maps",
+    "joint_maps",
     "lowres_maps",
     "fft2c",
     "gaussian1d_mask",

@@ -9,11 +9,14 @@ reconstruction pipeline (:mod:`.reconstruct`) takes its maps from
 * the file's ``sensitivity_maps`` when present (kept even when they cover the
   object poorly, with a warning);
 * ESPIRiT on the fully sampled centre when it is at least ``_ESPIRIT_MIN``
-  lines wide, with the low-resolution maps
-  (:func:`~krylearn.operators.mri.lowres_maps`) on the slices where ESPIRiT
-  leaves more than a fifth of the object uncovered;
-* the low-resolution maps alone from a centre of ``_LOWRES_MIN`` to
-  ``_ESPIRIT_MIN - 1`` lines.
+  lines wide, with joint maps (:func:`~krylearn.operators.mri.joint_maps`)
+  on the slices where ESPIRiT leaves more than a fifth of the object
+  uncovered;
+* joint maps alone from a centre of ``_JOINT_MIN`` to ``_ESPIRIT_MIN - 1``
+  lines (they fit the coil maps and the image to the acquired samples of
+  the central square, outer lines included);
+* the low-resolution maps (:func:`~krylearn.operators.mri.lowres_maps`) on a
+  slice where the joint fit fails.
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..operators.mri import espirit_maps, ifft2c, lowres_maps, rss
+from ..operators.mri import espirit_maps, ifft2c, joint_maps, lowres_maps, rss
 from ..utils.errors import FormatError
 
 __all__ = ["acs_width", "check_maps", "map_coverage"]
 
 _ESPIRIT_MIN = 6
-# narrowest centre for low-resolution maps: with 3 lines CG-SENSE scored below zero-filled (docs/dds.md)
-_LOWRES_MIN = 4
+# narrowest centre for joint maps: with 0 or 1 line CG-SENSE scored below zero-filled (docs/dds.md)
+_JOINT_MIN = 2
 # share of the object the coil maps must cover before a warning; aliasing in the zero-filled image counts
 # as object, so well-estimated maps can score 0.85-0.95 on undersampled data
 _MIN_COVERAGE = 0.8
@@ -108,13 +111,12 @@ def acs_width(mask) -> int:
 
 
 def _coil_maps(data, kspace, mask, calib_width, progress):
-    """``(maps (S, C, ky, kx), source, width)`` from the file, ESPIRiT on the ACS region, or the low-res images.
+    """``(maps (S, C, ky, kx), source, width)`` from the file, ESPIRiT on the ACS region, or joint maps.
 
     ``width`` is the calibration width used (None for maps from the file or a single coil).
 
-    ESPIRiT needs a calibration region of at least ``_ESPIRIT_MIN`` lines; a
-    narrower fully sampled centre (down to ``_LOWRES_MIN``) gives
-    :func:`~krylearn.operators.mri.lowres_maps` instead.
+    ESPIRiT needs a fully sampled centre of at least ``_ESPIRIT_MIN`` lines; a
+    narrower one (down to ``_JOINT_MIN``) gives joint maps instead.
     """
     if data.sensitivity_maps is not None:
         return data.sensitivity_maps, "file", None
@@ -123,22 +125,37 @@ def _coil_maps(data, kspace, mask, calib_width, progress):
         return np.ones_like(kspace), "single-coil (ones)", None
     acs = acs_width(mask) if mask.ndim == 2 else min(acs_width(mask), ky)
     width = min(24, acs) if calib_width is None else calib_width
-    if not isinstance(width, numbers.Integral) or isinstance(width, bool) or not _LOWRES_MIN <= width <= acs:
+    if not isinstance(width, numbers.Integral) or isinstance(width, bool) or not _JOINT_MIN <= width <= acs:
         raise ValueError(
             f"the mask's fully sampled centre is {acs} lines wide; coil maps need a calib_width of at least "
-            f"{_LOWRES_MIN} and at most the centre's width (got {width}), so this method, which needs coil maps, "
+            f"{_JOINT_MIN} and at most the centre's width (got {width}), so this method, which needs coil maps, "
             "cannot run: "
             "store sensitivity_maps in the file or use a mask with a fully sampled centre (acs); "
             "--method zero-filled needs no coil maps")
     width = int(width)
     if width < _ESPIRIT_MIN:
-        label = f"low-resolution (calib_width={width}; ESPIRiT needs {_ESPIRIT_MIN})"
-        return _lowres(kspace, mask, width), label, width
+        maps, label = _joint(kspace, mask, width, progress)
+        return maps, f"{label} (centre {width} lines; ESPIRiT needs {_ESPIRIT_MIN})", width
     kernel = min(6, width // 2)  # sigpy's default 6 fails on narrow calibration regions
     maps = [espirit_maps(kspace[i], calib_width=width, kernel_width=kernel)
             for i in tqdm(range(S), disable=not progress, desc="ESPIRiT", unit="slice", dynamic_ncols=True)]
     label = f"espirit (calib_width={width}, kernel_width={kernel})"
     return np.stack(maps).astype(kspace.dtype, copy=False), label, width
+
+
+def _joint(kspace, mask, width, progress=False):
+    """``(maps, label)``: joint maps per slice; the low-resolution maps on slices where the fit fails."""
+    maps, failed = [], []
+    for i in tqdm(range(kspace.shape[0]), disable=not progress, desc="coil maps", unit="slice", dynamic_ncols=True):
+        try:
+            maps.append(joint_maps(kspace[i], mask))
+        except ValueError:
+            failed.append(i)
+            maps.append(_lowres(kspace[i:i + 1], mask, width)[0])
+    label = "joint"
+    if failed:
+        label += f"; low-resolution on {len(failed)} slice(s) where the joint fit failed"
+    return np.stack(maps).astype(kspace.dtype, copy=False), label
 
 
 def _lowres(kspace, mask, width):
@@ -174,11 +191,11 @@ def _checked_maps(input, data, kspace, mask, index, calib_width, progress):
     poor = np.flatnonzero(cover < _MIN_COVERAGE)
     if poor.size and label.startswith("espirit"):
         maps = maps.copy()
-        maps[poor] = _lowres(kspace[poor], mask, width)
+        maps[poor], how = _joint(kspace[poor], mask, width)
         warnings.warn(f"{input}: the ESPIRiT maps covered only {100 * float(cover[poor].min()):.0f}% of the "
-                      f"signal in slice(s) {_slice_names(index, poor)}; using low-resolution maps there",
+                      f"signal in slice(s) {_slice_names(index, poor)}; using joint maps there",
                       stacklevel=3)
-        label = f"{label}; low-resolution on {poor.size} slice(s) where ESPIRiT covered < {_MIN_COVERAGE:.0%}"
+        label = f"{label}; {how} on {poor.size} slice(s) where ESPIRiT covered < {_MIN_COVERAGE:.0%}"
         cover[poor] = map_coverage(maps[poor], kspace[poor], mask)
         poor = np.flatnonzero(cover < _MIN_COVERAGE)
     if poor.size:

@@ -373,7 +373,7 @@ def reconstruct_mri(input, out, method: str = "dds", *, mask=None, accel=None, a
     scale : float, optional
         Image peak magnitude (estimated when None; see the module notes).
     calib_width : int, optional
-        ESPIRiT calibration width (default ``min(24, ACS width)``).
+        Centre width for the coil maps (default ``min(24, ACS)``): ESPIRiT from 6 lines, joint maps from 2.
     batch : int
         Slices per method call (a 4-D SENSE operator; CG scalars are then
         shared by the slices of a call).  Default 1: each slice on its own.

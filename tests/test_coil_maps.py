@@ -1,6 +1,7 @@
 """Coil maps in MRI reconstruction: non-finite / all-zero maps are refused by name, zero-filled needs no maps
-(root-sum-of-squares of the zero-filled coil images), a centre too narrow for ESPIRiT gives low-resolution
-maps, ESPIRiT maps that miss part of the object are replaced there, and files without
+(root-sum-of-squares of the zero-filled coil images), a centre too narrow for ESPIRiT gives joint maps
+(fitted with the image to the acquired samples), ESPIRiT maps that miss part of the object are replaced there,
+and files without
 ``reconstruction_rss`` are cropped to the ISMRMRD header's reconSpace."""
 
 import warnings
@@ -12,7 +13,7 @@ import torch
 
 from krylearn.cli.main import main
 from krylearn.datasets.fastmri import read_kspace, read_reconstruction, write_kspace
-from krylearn.operators.mri import SenseOperator, birdcage_maps, fft2c, ifft2c, lowres_maps, rss
+from krylearn.operators.mri import SenseOperator, birdcage_maps, fft2c, ifft2c, joint_maps, lowres_maps, rss
 import krylearn.pipelines.coil_maps as maps_mod
 from krylearn.pipelines.coil_maps import check_maps, map_coverage
 from krylearn.pipelines.reconstruct import reconstruct_mri, run_method
@@ -99,9 +100,9 @@ def test_zero_filled_needs_no_maps_and_is_the_rss_of_the_coil_images(tmp_path, c
     assert rec.shape == (2,) + SHAPE and rec.dtype == np.float32
     np.testing.assert_allclose(rec, ref, rtol=1e-5, atol=1e-6 * ref.max())
     assert attrs["maps"].startswith("none") and rep["maps"] == attrs["maps"]
-    if coils > 1:  # a centre too narrow for ESPIRiT: the methods that need maps use low-resolution ones
+    if coils > 1:  # a centre too narrow for ESPIRiT: the methods that need maps use joint ones
         rep = reconstruct_mri(src, tmp_path / "cg.h5", "cg-sense", progress=False, previews=False)
-        assert rep["maps"].startswith("low-resolution (calib_width=4")
+        assert rep["maps"].startswith("joint (centre 4 lines")
         x = np.abs(_problem(2, coils)[0])
         cg = read_reconstruction(tmp_path / "cg.h5")[0]
         assert np.linalg.norm(cg - x) < 0.7 * np.linalg.norm(rec - x)
@@ -203,9 +204,9 @@ def test_espirit_maps_that_miss_the_object_are_replaced(tmp_path, monkeypatch):
     holed[:, :, : SHAPE[1] // 2] = 0
     monkeypatch.setattr(maps_mod, "espirit_maps", lambda kspace, **kw: holed)
     with pytest.warns(UserWarning, match=r"ESPIRiT maps covered only \d+% of the signal in slice\(s\) 0, 1; "
-                                         "using low-resolution maps"):
+                                         "using joint maps"):
         rep = reconstruct_mri(src, tmp_path / "out.h5", "cg-sense", progress=False, previews=False)
-    assert "low-resolution on 2 slice(s)" in rep["maps"]
+    assert "; joint on 2 slice(s)" in rep["maps"]
     out = read_reconstruction(tmp_path / "out.h5")[0]
     bad = _raw(tmp_path / "bad.h5", kspace=k, sensitivity_maps=np.broadcast_to(holed, k.shape).copy())
     with pytest.warns(UserWarning, match="cover only"):
@@ -213,3 +214,74 @@ def test_espirit_maps_that_miss_the_object_are_replaced(tmp_path, monkeypatch):
     worse = read_reconstruction(tmp_path / "bad_out.h5")[0]
     xa = np.abs(x)
     assert np.linalg.norm(out - xa) < 0.5 * np.linalg.norm(worse - xa)
+
+
+# ------------------------------------------------------------------ joint maps from narrow centres
+N_JOINT = 48
+
+
+def _narrow(acs: int, accel: int = 4, seed: int = 0):
+    """A noisy 8-coil Shepp-Logan slice on a uniform column mask with an ``acs``-line centre."""
+    rng = np.random.default_rng(seed)
+    x = np.abs(shepp_logan((N_JOINT, N_JOINT))).astype(np.complex64)
+    maps = birdcage_maps(8, (N_JOINT, N_JOINT)).astype(np.complex64)
+    k = fft2c(torch.as_tensor(maps * x)).numpy()
+    k = k + (0.01 * np.abs(k).max() * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
+             ).astype(np.complex64)
+    mask = np.zeros(N_JOINT, bool)
+    mask[::accel] = True
+    c = N_JOINT // 2 - acs // 2
+    mask[c - 1:c + acs + 1] = False
+    mask[c:c + acs] = True
+    return np.abs(x), (k * mask).astype(np.complex64), mask
+
+
+def _cg_error(maps, mask, k, x):
+    rec = np.abs(run_method("mri", "cg-sense", SenseOperator(maps, mask.astype(np.float32)), k)[0])
+    return np.linalg.norm(rec - x)
+
+
+@pytest.mark.parametrize("acs, factor", [(2, 0.95), (3, 0.8)])
+def test_joint_maps_from_a_narrow_centre_beat_low_resolution_maps_and_zero_filled(acs, factor):
+    x, k, mask = _narrow(acs)
+    S = joint_maps(k, mask)
+    assert S.shape == k.shape and S.dtype == k.dtype
+    np.testing.assert_allclose((np.abs(S) ** 2).sum(0), 1.0, atol=1e-4)
+    joint = _cg_error(S, mask, k, x)
+    low = _cg_error(lowres_maps(k, (None, acs)), mask, k, x)
+    zf = np.linalg.norm(rss(ifft2c(torch.as_tensor(k))).numpy() - x)
+    assert joint < factor * low and joint < factor * zf
+
+
+def test_joint_maps_reject_bad_input():
+    x, k, mask = _narrow(3)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        joint_maps(k, mask[:-1])
+    with pytest.raises(ValueError, match="NaN"):
+        joint_maps(np.full_like(k, np.nan), mask)
+    with pytest.raises(ValueError, match="all zero"):
+        joint_maps(np.zeros_like(k), mask)
+    with pytest.raises(ValueError, match="max_iter"):
+        joint_maps(k, mask, max_iter=0)
+    with pytest.raises(ValueError, match="coils, ky, kx"):
+        joint_maps(k[0], mask)
+
+
+def test_a_failed_joint_fit_falls_back_to_low_resolution_maps(tmp_path, monkeypatch):
+    x, k, mask = _narrow(3)
+    write_kspace(tmp_path / "k.h5", k[None], mask=mask)
+
+    def fails(kspace, mask):
+        raise ValueError("the joint map estimate did not give finite maps")
+
+    monkeypatch.setattr(maps_mod, "joint_maps", fails)
+    rep = reconstruct_mri(tmp_path / "k.h5", tmp_path / "o.h5", "cg-sense", progress=False, previews=False)
+    assert rep["maps"].startswith("joint; low-resolution on 1 slice(s) where the joint fit failed")
+
+
+def test_a_one_line_centre_needs_stored_maps(tmp_path):
+    x, k, mask = _narrow(1)
+    write_kspace(tmp_path / "k.h5", k[None], mask=mask)
+    with pytest.raises(ValueError, match="fully sampled centre is 1 lines wide.*at least 2"):
+        reconstruct_mri(tmp_path / "k.h5", tmp_path / "o.h5", "cg-sense", progress=False, previews=False)
+    reconstruct_mri(tmp_path / "k.h5", tmp_path / "zf.h5", "zero-filled", progress=False, previews=False)
