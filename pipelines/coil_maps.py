@@ -127,7 +127,8 @@ def _coil_maps(data, kspace, mask, calib_width, progress):
     width = min(24, acs) if calib_width is None else calib_width
     if not isinstance(width, numbers.Integral) or isinstance(width, bool) or not _JOINT_MIN <= width <= acs:
         raise ValueError(
-            f"the mask's fully sampled centre is {acs} lines wide; coil maps need a calib_width of at least "
+            f"the mask's fully sampled centre is {acs} line{'' if acs == 1 else 's'} wide; coil maps need a "
+            f"calib_width of at least "
             f"{_JOINT_MIN} and at most the centre's width (got {width}), so this method, which needs coil maps, "
             "cannot run: "
             "store sensitivity_maps in the file or use a mask with a fully sampled centre (acs); "

@@ -282,6 +282,6 @@ def test_a_failed_joint_fit_falls_back_to_low_resolution_maps(tmp_path, monkeypa
 def test_a_one_line_centre_needs_stored_maps(tmp_path):
     x, k, mask = _narrow(1)
     write_kspace(tmp_path / "k.h5", k[None], mask=mask)
-    with pytest.raises(ValueError, match="fully sampled centre is 1 lines wide.*at least 2"):
+    with pytest.raises(ValueError, match="fully sampled centre is 1 line wide.*at least 2"):
         reconstruct_mri(tmp_path / "k.h5", tmp_path / "o.h5", "cg-sense", progress=False, previews=False)
     reconstruct_mri(tmp_path / "k.h5", tmp_path / "zf.h5", "zero-filled", progress=False, previews=False)
