@@ -246,8 +246,8 @@ def predict(a, model="lsm-darcy", *, coords=None, batch_size: int = 16, device=N
         with a warning.  The training grid is the card's ``grid`` entry,
         else the nodes ``linspace(0, 1, s)`` of its ``resolution``.
         Measured for ``lsm-darcy`` (trained at 85^2) on the 200 test samples
-        sub-sampled to 43^2: mean relative L2 0.0143 resampled, 0.139 native
-        (0.0114 at 85^2).
+        sub-sampled to 43^2: mean relative L2 0.0134 resampled, 0.131 native
+        (0.0101 at 85^2).
 
     Returns
     -------
