@@ -128,11 +128,9 @@ def _coil_maps(data, kspace, mask, calib_width, progress):
     if not isinstance(width, numbers.Integral) or isinstance(width, bool) or not _JOINT_MIN <= width <= acs:
         raise ValueError(
             f"the mask's fully sampled centre is {acs} line{'' if acs == 1 else 's'} wide; coil maps need a "
-            f"calib_width of at least "
-            f"{_JOINT_MIN} and at most the centre's width (got {width}), so this method, which needs coil maps, "
-            "cannot run: "
-            "store sensitivity_maps in the file or use a mask with a fully sampled centre (acs); "
-            "--method zero-filled needs no coil maps")
+            f"calib_width of at least {_JOINT_MIN} and at most the centre's width (got {width}), so this method, "
+            "which needs coil maps, cannot run: store sensitivity_maps in the file or use a mask with a fully "
+            "sampled centre (acs); --method zero-filled needs no coil maps")
     width = int(width)
     if width < _ESPIRIT_MIN:
         maps, label = _joint(kspace, mask, width, progress)
