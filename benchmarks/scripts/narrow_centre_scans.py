@@ -15,6 +15,7 @@ Run: ``OMP_NUM_THREADS=1 python benchmarks/scripts/narrow_centre_scans.py [epi] 
 
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,24 +25,15 @@ from krylearn.pipelines.reconstruct import run_method
 from krylearn.problems.simulate import simulate_mri
 from krylearn.solvers.imaging import psnr
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))
 from dds_auto import images  # noqa: E402  (the same image sets as the per-scan choice benchmark)
+from narrow_centre import N, centre_mask  # noqa: E402
 
-N = 64
 COLS = ("true", "joint", "low-resolution", "espirit", "zero-filled")
 
 
-def mask_of(accel: int, acs: int) -> np.ndarray:
-    mask = np.zeros(N, bool)
-    mask[::accel] = True
-    c = N // 2 - acs // 2
-    mask[c - 1:c + acs + 1] = False
-    mask[c:c + acs] = True
-    return mask
-
-
 def row(x, accel, acs):
-    mask = mask_of(accel, acs)
+    mask = centre_mask(accel, acs)
     sim = simulate_mri(x, 8, mask=mask, snr_db=30, seed=1, downsample=2)
     ref = np.abs(sim.image)
     out = {c: [] for c in COLS}
