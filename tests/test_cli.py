@@ -21,7 +21,8 @@ def run_cli(*args, cwd=None):
 @pytest.mark.parametrize("sub", [[], ["demo"], ["solve"], ["bench"], ["bench", "poisson"],
                                  ["bench", "baselines"], ["bench", "relax"], ["data"], ["data", "poisson"],
                                  ["data", "sequence"], ["bench", "dcdm"], ["bench", "darcy"], ["data", "darcy"],
-                                 ["train"], ["train", "dcdm"], ["train", "lsm"], ["eval"], ["eval", "lsm"]])
+                                 ["train"], ["train", "dcdm"], ["train", "lsm"], ["eval"], ["eval", "lsm"],
+                                 ["bench", "ns"], ["data", "ns"]])
 def test_help(sub, capsys):
     with pytest.raises(SystemExit) as e:
         main([*sub, "--help"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -149,6 +150,15 @@ def test_benchmark_writes_its_files_and_agrees_with_evaluate(trained, darcy_file
     assert 1e-4 < rep["fd_vs_data"]["rel_l2_median"] < 0.2
     table = (tmp_path / "darcy.md").read_text()
     assert table == format_darcy_table(rep) + "\n" and "tiny-lsm" in table and "rtol = 1e-08" in table
+
+
+def test_benchmark_of_two_models_with_one_name_writes_two_figures(trained, darcy_file, tmp_path):
+    _, stem = trained
+    rep = run_darcy_benchmark(darcy_file, models=[stem, stem], count=2, warm_start=False, repeats=1,
+                              out_dir=tmp_path, progress=False)
+    assert [r["model"] for r in rep["models"]] == ["tiny-lsm", "tiny-lsm'"]
+    figures = rep["files"]["figures"]
+    assert len(set(figures)) == 2 and all(os.path.isfile(f) for f in figures)
 
 
 def test_benchmark_flags_samples_the_model_was_trained_on(trained, darcy_file):

@@ -381,3 +381,73 @@ def test_cli_train_and_eval_ns(ns_file, tmp_path, capsys):
     rc = main(["train", "lsm", "--task", "ns", "--data", str(ns_file), "--ntrain", "20", "--nval", "4", "-q",
                "--out", str(tmp_path / "x")])
     assert rc != 0 and "exceeds the 24 samples" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# bench ns: models side by side
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_ns_models(ns_file, tmp_path_factory):
+    from krylearn.solvers.lsm.recipe_ns import train_ns
+
+    d = tmp_path_factory.mktemp("ns-models")
+    cards = {}
+    for kind, config in (("fno", {"modes": 4, "width": 8, "layers": 2}),
+                         ("lsm", {"width": 8, "num_basis": 4, "num_token": 2, "levels": 3})):
+        cards[kind] = train_ns(kind, ns_file, ntrain=16, nval=4, ntest=4, t_in=3, steps=3, config=config, epochs=8,
+                               batch_size=4, lr=3e-3, seed=0, out=d / f"{kind}-ns", progress=False)
+    return d, cards
+
+
+def test_bench_ns_compares_models_on_their_test_range(ns_file, two_ns_models, tmp_path):
+    from krylearn.solvers.lsm.bench_ns import format_ns_table, run_ns_benchmark
+
+    d, cards = two_ns_models
+    rep = run_ns_benchmark(ns_file, models=[d / "fno-ns", d / "lsm-ns"], out_dir=tmp_path, repeats=1,
+                           figure_sample=3)
+    assert rep["data"]["start"] == 20 and rep["data"]["count"] == 4  # the first card's test range
+    rows = {r["model"]: r for r in rep["models"]}
+    assert list(rows) == ["fno-ns", "lsm-ns", "persistence (last input frame)", "zero"]
+    for kind in ("fno", "lsm"):
+        r = rows[f"{kind}-ns"]
+        assert r["rel_l2_mean"] == pytest.approx(cards[kind]["metrics"]["test_l2_full"], rel=1e-5)
+        assert r["overlaps_training"] is None and len(r["per_step"]) == 3 and r["inference_ms_per_sample"] > 0
+    assert rows["zero"]["rel_l2_mean"] == 1.0
+    w = read_navier_stokes(ns_file, start=20, count=4).w
+    last, target = w[:, 3:4], w[:, 4:7]
+    direct = np.linalg.norm((target - last).reshape(4, -1), axis=1) / np.linalg.norm(target.reshape(4, -1), axis=1)
+    assert rows["persistence (last input frame)"]["rel_l2"] == pytest.approx(direct.tolist(), rel=1e-5)
+    for f in rep["files"].values():
+        assert (tmp_path / f).is_file()
+    assert (tmp_path / "ns.md").read_text() == format_ns_table(rep) + "\n"
+
+
+def test_bench_ns_refuses_bad_input(ns_file, two_ns_models, tmp_path):
+    from krylearn.solvers.lsm.bench_ns import run_ns_benchmark
+    from krylearn.solvers.lsm.recipe_ns import train_ns
+
+    d, _ = two_ns_models
+    with pytest.warns(UserWarning, match="overlap"):
+        rep = run_ns_benchmark(ns_file, models=[d / "fno-ns"], start=14, count=4, repeats=1)
+    assert rep["models"][0]["overlaps_training"] == ["train [0, 16)", "val [16, 20)"]
+    with pytest.raises(ValueError, match="figure_sample"):
+        run_ns_benchmark(ns_file, models=[d / "fno-ns"], figure_sample=4, repeats=1)
+    with pytest.raises(ValueError, match="exceeds the 24 samples"):
+        run_ns_benchmark(ns_file, models=[d / "fno-ns"], start=20, count=5, repeats=1)
+    train_ns("fno", ns_file, ntrain=16, nval=0, ntest=4, t_in=2, steps=3, config={"modes": 4, "width": 8, "layers": 2},
+             epochs=1, batch_size=8, out=tmp_path / "other", progress=False)
+    with pytest.raises(ValueError, match="rollout settings"):
+        run_ns_benchmark(ns_file, models=[d / "fno-ns", tmp_path / "other"], repeats=1)
+    with pytest.raises(ValueError, match="not a Navier-Stokes model"):
+        run_ns_benchmark(ns_file, models=["lsm-darcy"], repeats=1)
+
+
+def test_cli_bench_ns(ns_file, two_ns_models, tmp_path, capsys):
+    d, _ = two_ns_models
+    rc = main(["bench", "ns", "--data", str(ns_file), "--models", f"{d / 'fno-ns'},{d / 'lsm-ns'}", "--repeats", "1",
+               "-q", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "| fno-ns (fno) |" in out and "persistence" in out and (tmp_path / "ns-rollout.png").is_file()
+    assert main(["bench", "ns", "--data", str(ns_file), "--models", str(tmp_path / "nothing"), "-q",
+                 "--out", str(tmp_path)]) != 0
+    assert "--models" in capsys.readouterr().err

@@ -339,9 +339,15 @@ def _write_outputs(out: Path, report: dict, d, preds: dict, study: dict, figure_
     name = os.path.basename(report["data"]["file"])
     files = {"json": str(out / "darcy.json"), "table": str(out / "darcy.md"), "figures": []}
     nfig = min(figure_samples, len(d))
+    stems = []
     for r in report["models"]:
         if nfig:
-            png = out / f"darcy-samples-{_safe(r['model'])}.png"
+            stem, k = _safe(r["model"]), 1
+            while stem in stems:  # labels that differ only in characters _safe drops (a repeated name's primes)
+                k += 1
+                stem = f"{_safe(r['model'])}-{k}"
+            stems.append(stem)
+            png = out / f"darcy-samples-{stem}.png"
             _plot_samples(d, preds[r["model"]], r["rel_l2"], list(range(nfig)), png,
                           f"{r['model']} ({r['kind']}) on {name}, {d.resolution[0]}x{d.resolution[1]}")
             files["figures"].append(str(png))

@@ -1,22 +1,24 @@
-"""LSM's Navier–Stokes commands: ``krylearn data ns``, ``train lsm --task ns`` and ``eval lsm`` on NS models."""
+"""LSM's Navier–Stokes commands: ``data ns``, ``train lsm --task ns``, ``eval lsm`` on NS models, ``bench ns``."""
 
 from __future__ import annotations
 
 import json
 
-from ...cli.args import add_quiet, floats, writable_file
+from ...cli.args import add_quiet, add_run_options, floats, method_list, writable_file, writable_folder
 from ...problems.navier_stokes import DTYPES, generate_navier_stokes
-from ..learned import load_pretrained
+from ..learned import find_weights, load_pretrained
+from .bench_ns import format_ns_table, run_ns_benchmark
 from .recipe_ns import evaluate_ns, train_ns
 
 __all__ = ["add_ns_commands"]
 
 
 def add_ns_commands(verbs: dict) -> None:
-    """Add ``data ns`` and the NS options of ``train lsm`` / ``eval lsm`` (added before); ``verbs`` maps verbs."""
+    """Add ``data ns``, ``bench ns`` and the NS options of ``train lsm`` / ``eval lsm`` (added before)."""
     _add_data(verbs["data"])
     _extend_train(verbs["train"])
     _extend_eval(verbs["eval"])
+    _add_bench(verbs["bench"])
 
 
 # ------------------------------------------------------------------ data ns
@@ -118,4 +120,42 @@ def cmd_eval_ns(args) -> int:
     print(f"{args.model} on {args.data} ({r['n']} samples, frames {r['first']}..{r['first'] + r['t_in'] - 1} in, "
           f"{r['steps']} rolled out): relative L2 {r['test_l2_full']:.4g}; per step {steps}; "
           f"{r['seconds_per_sample'] * 1e3:.1f} ms per sample")
+    return 0
+
+
+# ------------------------------------------------------------------ bench ns
+def _add_bench(bench_verb) -> None:
+    bn = bench_verb.add_parser(
+        "ns", help="trained Navier-Stokes models side by side on held-out trajectories, with a rollout figure",
+        description="Rolls every model out on the same samples and reports the relative L2 of the whole predicted "
+                    "sequence (mean, median, max), the error of the first and last predicted frames, parameters, "
+                    "training seconds and inference ms per sample, beside two references that need no training "
+                    "(persistence: the last input frame repeated; zero). Writes ns.json, ns.md, ns-rollout.png.")
+    bn.add_argument("--data", required=True, help="NS file (required; ours, PDEBench-style or FNO .mat)")
+    bn.add_argument("--models", type=method_list, required=True,
+                    help="weights stems of models trained with `train lsm --task ns`, comma-separated (required)")
+    bn.add_argument("--start", type=int, default=None,
+                    help="first sample (default: the test range in the first model's card when it names this "
+                         "file, else 0)")
+    bn.add_argument("--count", type=int, default=None, help="samples (default: to the end of the file)")
+    bn.add_argument("--batch-size", type=int, default=20, help="samples per forward pass (default 20)")
+    bn.add_argument("--figure-sample", type=int, default=0,
+                    help="which benchmark sample the figure shows, counted from --start (default 0)")
+    bn.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    add_run_options(bn, out="ns", repeats=3)
+    bn.set_defaults(func=cmd_bench_ns)
+
+
+def cmd_bench_ns(args) -> int:
+    for m in args.models:
+        try:
+            find_weights(m, "lsm")
+        except ValueError as e:
+            raise ValueError(f"--models: {e}") from None
+    out = writable_folder(args.out, "--out")
+    report = run_ns_benchmark(args.data, models=args.models, start=args.start, count=args.count, out_dir=out,
+                              batch_size=args.batch_size, repeats=args.repeats, figure_sample=args.figure_sample,
+                              device=args.device, command=args.command_line)
+    print(format_ns_table(report))
+    print("\nwrote " + ", ".join(report["files"].values()))
     return 0
