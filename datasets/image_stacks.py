@@ -28,17 +28,27 @@ Formats (a folder is searched recursively; hidden files are skipped)
 ``dicom``    ``.dcm`` files, or files without an extension that carry the
              DICOM signature; one series (folder + ``SeriesInstanceUID``) is
              one volume, one file one slice (:mod:`.dicom_series`); values
-             ``RescaleSlope * stored + RescaleIntercept``.
-``nifti``    ``.nii`` / ``.nii.gz``, 3-D (or 4-D with one frame), read with
-             nibabel's array proxy: only the requested slice is read (a
-             ``.nii.gz`` is decompressed up to it).  Slices are taken along
-             the RAS+ axes of the voxel-to-world affine, whatever the storage
-             order: ``axial`` (along z, inferior to superior; rows anterior
-             first, columns left to right, as
+             ``RescaleSlope * stored + RescaleIntercept``.  A multi-frame
+             file (``NumberOfFrames > 1``, e.g. Enhanced MR) is one volume
+             of its own whose slices are its frames in stored order, each
+             with its own rescale from the functional groups where they give
+             one; it stays in its series' split group (the file when it has
+             no ``SeriesInstanceUID``).  Frames are read one at a time.
+``nifti``    ``.nii`` / ``.nii.gz``, 3-D ``(x, y, z)`` or 4-D ``(x, y, z, t)``,
+             read with nibabel's array proxy: only the requested slice of the
+             requested frame is read (a ``.nii.gz`` is decompressed up to
+             it).  Each frame ``t`` of a 4-D file (fMRI, diffusion, multi-echo
+             series) is a volume of its own, in the file's split group; a
+             4-D file with one frame reads as 3-D.  5-D and higher images
+             (vector, tensor or other components) are refused.  Slices are
+             taken along the RAS+ axes of the voxel-to-world affine, whatever
+             the storage order: ``axial`` (along z, inferior to superior;
+             rows anterior first, columns left to right, as
              :func:`krylearn.problems.brain.mni152_volume`), ``coronal``
              (along y; rows superior first) and ``sagittal`` (along x; rows
              superior first, columns anterior first).  Each axis asked for is
-             its own volume, in the same split *group* (the file).
+             its own volume (of each frame), all in the same split *group*
+             (the file).
 ``hdf5``     any other ``.h5`` / ``.hdf5``: one dataset of shape
              ``(N, H, W)``, ``(N, H, W, 1)`` or ``(N, 1, H, W)``, real or
              complex; ``key=`` names it, else it must be the only 3-D/4-D
@@ -89,7 +99,7 @@ class ImageVolume:
     Attributes
     ----------
     path : str
-        The file (for DICOM: the series' folder).
+        The file (for DICOM: the series' folder; a multi-frame DICOM file: the file).
     format : {"fastmri", "dicom", "nifti", "hdf5"}
     slices : int
         Number of 2-D slices.
@@ -102,9 +112,12 @@ class ImageVolume:
     group : str
         The unit a validation split holds out whole (the file; a DICOM series).
     files : tuple of str
-        DICOM: one file per slice, in slice order.
+        DICOM: one file per slice, in slice order (a multi-frame file: that file alone).
     info : dict
-        Format details for the record (coils, modality, layout, dtype, ...).
+        Format details for the record (coils, modality, layout, dtype; a 4-D
+        NIfTI frame: ``frame``, ``frames``; a multi-frame DICOM: ``frames``).
+    frame : int or None
+        A 4-D NIfTI file (more than one frame): the frame ``t`` (from 0) this volume is; else ``None``.
     """
 
     path: str
@@ -116,11 +129,14 @@ class ImageVolume:
     group: str = ""
     files: tuple = ()
     info: dict = field(default_factory=dict, compare=False, hash=False)
+    frame: int | None = None
 
     @property
     def label(self) -> str:
-        """``path`` with the key where one file holds several volumes (``file.nii.gz#coronal``)."""
-        if self.format == "nifti" or (self.format == "dicom" and self.info.get("series_in_folder", 1) > 1):
+        """``path`` with the key where one file holds several volumes (``a.nii#coronal``, ``b.nii#axial,frame=3``)."""
+        if self.format == "nifti":
+            return f"{self.path}#{self.key}" + ("" if self.frame is None else f",frame={self.frame}")
+        if self.format == "dicom" and self.info.get("series_in_folder", 1) > 1:
             return f"{self.path}#{self.key}"
         return self.path
 
@@ -203,12 +219,12 @@ def find_volumes(paths, *, key: str | None = None, axes=("axial",)) -> list[Imag
         files are read as k-space; any other name reads that dataset of
         every HDF5 file as an image stack, e.g. ``"reconstruction_rss"``).
     axes : sequence of {"axial", "coronal", "sagittal"}, or a comma-separated str, or "all"
-        NIfTI slicing axes; each gives one volume per file.
+        NIfTI slicing axes; each gives one volume per file (per frame of a 4-D file).
 
     Returns
     -------
-    list of ImageVolume, sorted by (group, key): the order does not depend
-    on the order of ``paths``.
+    list of ImageVolume, sorted by (group, key, frame, path): the order does
+    not depend on the order of ``paths``.
 
     Raises
     ------
@@ -232,7 +248,7 @@ def find_volumes(paths, *, key: str | None = None, axes=("axial",)) -> list[Imag
     dcm = [f for f, k in files if k == "dicom"]
     if dcm:
         out.extend(_dicom_volumes(dcm))
-    return sorted(out, key=lambda v: (v.group, v.key))
+    return sorted(out, key=lambda v: (v.group, v.key, -1 if v.frame is None else v.frame, v.path))
 
 
 def _check_axes(axes) -> tuple:
@@ -337,40 +353,55 @@ def _nifti(path: str):
             raise ValueError("its affine has a degenerate (zero or repeated) voxel axis")
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as e:
         raise FormatError(f"cannot be read as NIfTI ({e})", path=path) from None
-    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)) or min(shape) < 1:
-        raise FormatError(f"holds an image of shape {shape}; expected a 3-D volume (x, y, z)", path=path)
+    if len(shape) > 4:
+        raise FormatError(f"holds a {len(shape)}-D image of shape {shape}; expected a 3-D volume (x, y, z) or a "
+                          "4-D series of them (x, y, z, t): 5-D and higher images (vector, tensor or other "
+                          "components per voxel) are not read; save each component as its own 3-D/4-D file",
+                          path=path)
+    if len(shape) < 3 or min(shape) < 1:
+        raise FormatError(f"holds an image of shape {shape}; expected a 3-D volume (x, y, z) or a 4-D series "
+                          "of them (x, y, z, t)", path=path)
     if img.get_data_dtype().kind not in "biufc":
         raise FormatError(f"holds {img.get_data_dtype()} voxels, expected numbers", path=path)
     return img, [(int(a), int(s)) for a, s in ornt]
 
 
 def _nifti_volumes(path: str, axes) -> list[ImageVolume]:
+    """One volume per axis, of each frame of a 4-D file; all in the file's split group."""
     img, ornt = _nifti(path)
     ras_shape = [0, 0, 0]
     for i, (a, _) in enumerate(ornt):
         ras_shape[a] = int(img.shape[i])
+    n_frames = int(img.shape[3]) if len(img.shape) == 4 else 1
+    frames = [None] if n_frames == 1 else list(range(n_frames))
     out = []
     for name in axes:
         a = AXES[name]
         rest = [ras_shape[b] for b in range(3) if b != a]  # (x, y) / (x, z) / (y, z)
-        out.append(ImageVolume(path=path, format="nifti", slices=ras_shape[a], shape=(rest[1], rest[0]),
-                               is_complex=img.get_data_dtype().kind == "c", key=name, group=path,
-                               info={"axis": name, "dtype": str(img.get_data_dtype())}))
+        for t in frames:
+            info = {"axis": name, "dtype": str(img.get_data_dtype())}
+            if t is not None:
+                info.update(frame=t, frames=n_frames)
+            out.append(ImageVolume(path=path, format="nifti", slices=ras_shape[a], shape=(rest[1], rest[0]),
+                                   is_complex=img.get_data_dtype().kind == "c", key=name, group=path,
+                                   info=info, frame=t))
     return out
 
 
-def _nifti_slice(path: str, axis: str, k: int) -> np.ndarray:
+def _nifti_slice(path: str, axis: str, k: int, frame: int | None = None) -> np.ndarray:
+    """Slice ``k`` along ``axis`` (of frame ``frame`` of a 4-D file), in the orientation of the module notes."""
     img, ornt = _nifti(path)
     a = AXES[axis]
     vox = [i for i, (r, _) in enumerate(ornt) if r == a][0]
     n = img.shape[vox]
     idx = n - 1 - k if ornt[vox][1] < 0 else k
-    sl = [slice(None)] * 3 + ([0] if len(img.shape) == 4 else [])
+    sl = [slice(None)] * 3 + ([frame or 0] if len(img.shape) == 4 else [])
     sl[vox] = idx
     try:
-        plane = np.asarray(img.dataobj[tuple(sl)])
+        plane = np.asarray(img.dataobj[tuple(sl)])  # the proxy reads this plane of this frame only
     except (OSError, EOFError, ValueError, zlib.error) as e:
-        raise FormatError(f"cannot read slice {k} ({e})", path=path) from None
+        at = "" if frame is None else f" of frame {frame}"
+        raise FormatError(f"cannot read slice {k}{at} ({e})", path=path) from None
     rest = [i for i in range(3) if i != vox]  # the two remaining voxel axes, in storage order
     ras = [ornt[i][0] for i in rest]
     if ras[0] > ras[1]:
@@ -387,12 +418,22 @@ def _dicom_volumes(files: list) -> list[ImageVolume]:
     series = dicom_series(files)
     per_folder: dict = {}
     for s in series:
-        per_folder[s.folder] = per_folder.get(s.folder, 0) + 1
-    return [ImageVolume(path=s.folder, format="dicom", slices=len(s.files), shape=tuple(s.shape), is_complex=False,
-                        key=s.uid, group=f"{s.folder}#{s.uid}", files=s.files,
-                        info={"modality": s.modality, "sorted_by": s.sorted_by,
-                              "series_in_folder": per_folder[s.folder]})
-            for s in series]
+        if not s.frames:
+            per_folder[s.folder] = per_folder.get(s.folder, 0) + 1
+    out = []
+    for s in series:
+        if s.frames:  # a multi-frame file: its own volume, in its series' group (the file without a series UID)
+            out.append(ImageVolume(path=os.path.abspath(s.files[0]), format="dicom", slices=s.frames,
+                                   shape=tuple(s.shape), is_complex=False, key=s.uid,
+                                   group=f"{s.folder}#{s.uid}" if s.uid else os.path.abspath(s.files[0]),
+                                   files=s.files, info={"modality": s.modality, "sorted_by": s.sorted_by,
+                                                        "frames": s.frames}))
+            continue
+        out.append(ImageVolume(path=s.folder, format="dicom", slices=len(s.files), shape=tuple(s.shape),
+                               is_complex=False, key=s.uid, group=f"{s.folder}#{s.uid}", files=s.files,
+                               info={"modality": s.modality, "sorted_by": s.sorted_by,
+                                     "series_in_folder": per_folder[s.folder]}))
+    return out
 
 
 # ------------------------------------------------------------------ slices
@@ -482,14 +523,17 @@ def read_slice(vol: ImageVolume, k: int, *, complex_image: bool = False) -> np.n
     elif vol.format == "hdf5":
         img = _stack_slice(vol, k)
     elif vol.format == "nifti":
-        img = _nifti_slice(vol.path, vol.key, k)
+        img = _nifti_slice(vol.path, vol.key, k, vol.frame)
+    elif vol.format == "dicom" and vol.info.get("frames"):
+        img = read_dicom_slice(vol.files[0], frame=k)
     elif vol.format == "dicom":
         img = read_dicom_slice(vol.files[k])
     else:
         raise ValueError(f"unknown format {vol.format!r}; expected one of {FORMATS}")
     if img.shape != tuple(vol.shape):
+        where = vol.path if vol.format != "dicom" else vol.files[0 if vol.info.get("frames") else k]
         raise FormatError(f"slice {k} has shape {img.shape}, the index says {tuple(vol.shape)} (the file changed "
-                          "after it was indexed?)", path=vol.files[k] if vol.format == "dicom" else vol.path)
+                          "after it was indexed?)", path=where)
     if np.iscomplexobj(img):
         img = img.astype(np.complex64) if complex_image else np.abs(img).astype(np.float32)
     else:

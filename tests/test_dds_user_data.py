@@ -64,11 +64,68 @@ def _write_dicom(path, pixels, *, z, instance, uid, modality="MR", slope=1.0, in
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     if pixel_data:
         ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint16).tobytes()
+    _save_dicom(ds, path)
+
+
+def _save_dicom(ds, path):
     try:
         ds.save_as(str(path), enforce_file_format=True)  # pydicom >= 3
     except TypeError:  # pydicom 2
         ds.is_little_endian, ds.is_implicit_VR = True, False
         ds.save_as(str(path), write_like_original=False)
+
+
+def _group_item(rescale=None, *, position=None, orientation=None):
+    """A functional group item: PixelValueTransformation (``(slope, intercept)``), PlanePosition, PlaneOrientation."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    for seq, values in (("PixelValueTransformationSequence", rescale and dict(
+            RescaleSlope=rescale[0], RescaleIntercept=rescale[1], RescaleType="US")),
+                        ("PlanePositionSequence", position and dict(ImagePositionPatient=list(position))),
+                        ("PlaneOrientationSequence", orientation and dict(ImageOrientationPatient=list(orientation)))):
+        if values:
+            inner = Dataset()
+            for k, v in values.items():
+                setattr(inner, k, v)
+            setattr(item, seq, Sequence([inner]))
+    return item
+
+
+def _write_multiframe(path, frames, *, uid, top=None, shared=None, per_frame=None, positions=None):
+    """An Enhanced MR file of ``frames`` (N, rows, cols) uint16; rescale ``(slope, intercept)`` at the top level,
+    in the shared functional group and/or one per frame (``per_frame``: a list, ``None`` entries leave it out);
+    ``positions``: one ImagePositionPatient per frame (the orientation is shared: axial)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    if uid:
+        ds.SeriesInstanceUID = uid
+    ds.NumberOfFrames = len(frames)
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    if top is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = top
+    if shared is not None or positions is not None:
+        axial = None if positions is None else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+        ds.SharedFunctionalGroupsSequence = Sequence([_group_item(shared, orientation=axial)])
+    if per_frame is not None or positions is not None:
+        per_frame = per_frame or [None] * len(frames)
+        ds.PerFrameFunctionalGroupsSequence = Sequence([_group_item(r, position=None if positions is None else
+                                                                    positions[t]) for t, r in enumerate(per_frame)])
+    ds.PixelData = np.ascontiguousarray(frames, dtype=np.uint16).tobytes()
+    _save_dicom(ds, path)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +245,162 @@ def test_fastmri_images_coil_combined_or_rss(tmp_path):
     assert low.dtype == np.complex64 and low.shape == (32, 28)
     assert np.corrcoef(np.abs(low).ravel(), np.abs(x).ravel())[0, 1] > 0.95
     assert not np.any(kspace_image(np.zeros_like(k)))
+
+
+# ------------------------------------------------------------------ 4-D NIfTI, multi-frame DICOM
+_ODD_AFFINE = np.array([[0, 0, -2.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])  # permuted, one axis flipped
+
+
+def test_4d_nifti_frames_are_volumes_of_one_file_group(tmp_path):
+    from krylearn.datasets.image_stacks import _nifti
+
+    rng = np.random.default_rng(5)
+    data = rng.uniform(0, 1, (6, 5, 4, 3)).astype(np.float32)  # (x, y, z, t): 3 frames
+    p4 = tmp_path / "series.nii.gz"
+    nib.save(nib.Nifti1Image(data, _ODD_AFFINE), str(p4))
+    vols = find_volumes(p4, axes="all")
+    assert len(vols) == 3 * 3 and {v.group for v in vols} == {os.fspath(p4)}
+    assert [(v.key, v.frame) for v in vols] == [(a, t) for a in ("axial", "coronal", "sagittal") for t in range(3)]
+    assert vols[3].label == f"{p4}#coronal,frame=0" and vols[3].info["frames"] == 3
+    assert len({v.label for v in vols}) == len(vols) and len(set(vols)) == len(vols)
+    for t in range(3):  # each frame reads exactly as the same frame saved as a 3-D file
+        p3 = tmp_path / f"frame{t}.nii.gz"
+        nib.save(nib.Nifti1Image(data[..., t], _ODD_AFFINE), str(p3))
+        ref = {v.key: v for v in find_volumes(p3, axes="all")}
+        assert all(v.frame is None for v in ref.values())
+        for v in (v for v in vols if v.frame == t):
+            assert (v.slices, v.shape) == (ref[v.key].slices, ref[v.key].shape)
+            for k in range(v.slices):
+                np.testing.assert_array_equal(read_slice(v, k), read_slice(ref[v.key], k))
+    assert not _nifti(os.fspath(p4))[0].in_memory  # read through the array proxy, never loaded whole
+    # a validation split keeps every frame and axis of the file on one side
+    other = tmp_path / "other.nii"
+    nib.save(nib.Nifti1Image(rng.uniform(0, 1, (6, 5, 4)).astype(np.float32), np.eye(4)), str(other))
+    both = find_volumes([p4, other], axes="all")
+    ui = UserImages(both, channels=1, size=16, seed=0, val_fraction=0.5)
+    sides = {}
+    for side, entries in (("train", ui.train), ("val", ui.val)):
+        for vi in {int(v) for v in entries[:, 0]}:
+            sides.setdefault(both[vi].path, set()).add(side)
+    assert sorted(map(len, sides.values())) == [1, 1] and len(sides) == 2
+
+
+def test_4d_nifti_with_one_frame_is_read_as_before(tmp_path):
+    data = np.random.default_rng(6).uniform(0, 1, (6, 5, 4)).astype(np.float32)
+    p = tmp_path / "one.nii"
+    nib.save(nib.Nifti1Image(data[..., None], np.eye(4)), str(p))
+    (v,) = find_volumes(p)
+    assert v.frame is None and v.label == f"{p}#axial" and "frames" not in v.info
+    np.testing.assert_array_equal(read_slice(v, 2), data[:, :, 2].T[::-1, :])
+
+
+def test_a_single_4d_nifti_trains_as_user_data_a_3d_one_as_one_volume(tmp_path):
+    from krylearn.solvers.dds.recipe_user import single_nifti
+
+    data = np.random.default_rng(7).uniform(0, 1, (6, 5, 4, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "fmri.nii"))
+    nib.save(nib.Nifti1Image(data[..., :1], np.eye(4)), str(tmp_path / "one.nii"))
+    assert single_nifti(tmp_path / "fmri.nii") is None  # a volume per frame: the user-data route
+    assert single_nifti(tmp_path / "one.nii") == os.fspath(tmp_path / "one.nii")
+
+
+def test_5d_and_2d_nifti_are_refused_naming_file_and_shape(tmp_path):
+    p5 = tmp_path / "vector.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 1, 3), np.float32), np.eye(4)), str(p5))
+    with pytest.raises(FormatError, match=r"vector\.nii: holds a 5-D image of shape \(4, 4, 3, 1, 3\)"):
+        find_volumes(p5)
+    p2 = tmp_path / "flat.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4), np.float32), np.eye(4)), str(p2))
+    with pytest.raises(FormatError, match=r"flat\.nii: holds an image of shape \(4, 4\)"):
+        find_volumes(p2)
+
+
+def _expected(frames, slope, intercept):
+    return frames.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def test_multiframe_dicom_is_one_volume_with_each_frames_rescale(tmp_path):
+    from krylearn.datasets.dicom_series import read_dicom_slice
+
+    rng = np.random.default_rng(7)
+    px = rng.integers(0, 4000, (4, H, W)).astype(np.uint16)
+    rescale = [(1.0, 0.0), (2.0, -10.0), None, (0.5, 3.0)]  # frame 2 has no per-frame values: the shared ones
+    p = tmp_path / "enhanced.dcm"
+    _write_multiframe(p, px, uid="5.6.7", top=(9.0, 9.0), shared=(3.0, -1.0), per_frame=rescale)
+    (vol,) = find_volumes(p)
+    assert (vol.format, vol.slices, vol.shape, vol.files) == ("dicom", 4, (H, W), (os.fspath(p),))
+    assert vol.label == os.fspath(p) and vol.info["frames"] == 4 and vol.info["sorted_by"] == "frames"
+    for k, r in enumerate(rescale):
+        np.testing.assert_array_equal(read_slice(vol, k), _expected(px[k], *(r or (3.0, -1.0))))
+    top = tmp_path / "top.dcm"  # no functional groups: the file-level tags
+    _write_multiframe(top, px[:3], uid="", top=(2.0, 5.0))
+    (tv,) = find_volumes(top)
+    assert tv.slices == 3 and tv.group == os.fspath(top)  # no series UID: the file is its own group
+    for k in range(3):
+        np.testing.assert_array_equal(read_slice(tv, k), _expected(px[k], 2.0, 5.0))
+    with pytest.raises(FormatError, match="enhanced.dcm.*4 frames: give frame="):
+        read_dicom_slice(p)
+    with pytest.raises(IndexError, match="frame 4 is out of range.*enhanced.dcm"):
+        read_dicom_slice(p, frame=4)
+
+
+def test_single_frame_enhanced_files_sort_and_rescale_from_functional_groups(tmp_path):
+    px = np.random.default_rng(10).integers(0, 4000, (3, H, W)).astype(np.uint16)
+    folder = tmp_path / "enhanced_single"
+    folder.mkdir()
+    for name, k in zip("abc", (1, 2, 0)):  # names do not follow the positions; no top-level position tags
+        _write_multiframe(folder / f"{name}.dcm", px[k:k + 1], uid="3.3", per_frame=[(2.0, -float(k))],
+                          positions=[(0.0, 0.0, 5.0 * k)])
+    (vol,) = find_volumes(folder)
+    assert vol.slices == 3 and vol.info["sorted_by"] == "position" and "frames" not in vol.info
+    for k in range(3):
+        np.testing.assert_array_equal(read_slice(vol, k), _expected(px[k], 2.0, -float(k)))
+
+
+def test_multiframe_dicom_without_frame_reads_decodes_each_file_once(tmp_path, monkeypatch):
+    from krylearn.datasets import dicom_series as dcm
+
+    px = np.random.default_rng(8).integers(0, 4000, (5, H, W)).astype(np.uint16)
+    p = tmp_path / "old.dcm"
+    _write_multiframe(p, px, uid="5.6.8", shared=(2.0, 1.0))
+    monkeypatch.delattr(pydicom, "pixels", raising=False)  # as pydicom 2: no one-frame reader
+    dcm._all_frames.cache_clear()
+    (vol,) = find_volumes(p)
+    for k in range(5):
+        np.testing.assert_array_equal(read_slice(vol, k), _expected(px[k], 2.0, 1.0))
+    info = dcm._all_frames.cache_info()
+    assert (info.misses, info.hits) == (1, 4)
+
+
+def test_folder_mixing_multiframe_files_and_a_series_reads_end_to_end(tmp_path):
+    root = tmp_path / "exam"
+    root.mkdir()
+    rng = np.random.default_rng(9)
+    single = [(_blob(rng, value=300.0) + 5).astype(np.uint16) for _ in range(3)]
+    for k, im in enumerate(single):
+        _write_dicom(root / f"s{k}.dcm", im, z=-2.0 * k, instance=k + 1, uid="1.1.1", slope=2.0, intercept=-4.0)
+    mf = np.stack([(_blob(rng, value=500.0) + 1).astype(np.uint16) for _ in range(5)])
+    _write_multiframe(root / "mf", mf, uid="2.2.2", per_frame=[(1.5, float(t)) for t in range(5)])  # no extension
+    _write_multiframe(root / "same_series.dcm", mf[:2], uid="1.1.1", top=(1.0, 0.0))
+    nib.save(nib.Nifti1Image(np.stack([_blob(rng).T for _ in range(4)], -1)[..., None].repeat(2, -1),
+                             np.eye(4)), str(root / "bold.nii"))
+    vols = find_volumes(root)
+    dicom = {os.path.basename(v.label.split("#")[0]): v for v in vols if v.format == "dicom"}
+    assert sorted(dicom) == ["exam", "mf", "same_series.dcm"]
+    series, multi, same = dicom["exam"], dicom["mf"], dicom["same_series.dcm"]
+    assert (series.slices, multi.slices, same.slices) == (3, 5, 2) and series.info["sorted_by"] == "position"
+    assert series.group == same.group != multi.group  # a multi-frame file stays with its series in the split
+    for k in range(3):  # positions -2 k: the last file first
+        np.testing.assert_array_equal(read_slice(series, k), _expected(single[2 - k], 2.0, -4.0))
+    for k in range(5):
+        np.testing.assert_array_equal(read_slice(multi, k), _expected(mf[k], 1.5, float(k)))
+    nifti = [v for v in vols if v.format == "nifti"]
+    assert [v.frame for v in nifti] == [0, 1] and all(read_slice(v, 3).shape == (H, W) for v in nifti)
+    assert len({v.group for v in vols}) == 3
+    ui = UserImages(vols, channels=2, size=16, seed=1, val_fraction=0.34)
+    x = ui.draw_batch(8, torch.Generator().manual_seed(0))
+    assert x.shape == (8, 2, 16, 16) and bool(torch.isfinite(x).all())
+    assert len(ui.val_groups) == 1 and not {vols[int(i)].group for i in ui.train[:, 0]} & set(ui.val_groups)
 
 
 # ------------------------------------------------------------------ images

@@ -49,16 +49,17 @@ def _as_list(data) -> list:
 
 
 def single_nifti(data) -> str | None:
-    """The path when ``data`` is exactly one NIfTI file: it trains as the single-volume route always did.
+    """The path when ``data`` is exactly one 3-D NIfTI file: it trains as the single-volume route always did.
 
     (Axial bands of the volume split train and validation, as for the
-    MNI152 template: :func:`krylearn.problems.brain.brain_slices`.)
+    MNI152 template: :func:`krylearn.problems.brain.brain_slices`.)  A 4-D
+    file with several frames takes the user-data route (a volume per frame).
     """
     items = _as_list(data)
     if len(items) == 1 and isinstance(items[0], (str, os.PathLike)):
         p = os.fspath(items[0])
         if os.path.isfile(p) and p.lower().endswith((".nii", ".nii.gz")):
-            return p
+            return None if any(v.frame is not None for v in find_volumes([p])) else p
     return None
 
 
