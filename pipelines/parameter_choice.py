@@ -37,7 +37,7 @@ from ..solvers.imaging import ADMM_TV_LAM, L1_WAVELET_LAM, TV_MRI_LAM, image_sca
 from ..solvers.reconstructors import Reconstructor
 from .coil_maps import acs_width
 
-__all__ = ["Choice", "DEFAULT_GRIDS", "choose_options", "default_grid", "holdout_folds"]
+__all__ = ["Choice", "DDS_PRIORS", "DEFAULT_GRIDS", "choose_options", "default_grid", "holdout_folds"]
 
 _LAM_STEPS = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: Candidate options per ``(kind, method)``; a method not listed has nothing to choose.  The DDS grid
@@ -57,7 +57,12 @@ DEFAULT_GRIDS = {
 _DDS_GRID = [{}, {"cg_steps": 10}, {"eta": 0.5}, {"start": 0.3, "nfe": 20, "eta": 0.5},
              {"start": 0.1, "nfe": 10, "eta": 0.0}, {"start": 0.05, "nfe": 5, "eta": 0.0},
              {"start": 0.02, "nfe": 2, "eta": 0.0}]
-DEFAULT_GRIDS[("mri", "dds")] = DEFAULT_GRIDS[("ct", "dds")] = _DDS_GRID
+#: The shipped priors DDS's grid runs with when no prior was given: each prior with every setting, so the
+#: prior itself is chosen per scan.  On validation scans this picked the template prior on all 12 template
+#: slices and the broad prior on all 8 held-out pictures (benchmarks/README.md, "A broader prior").
+DDS_PRIORS = {"mri": ("dds-mri", "dds-mri-broad"), "ct": ("dds-ct", "dds-ct-broad")}
+for _kind, _priors in DDS_PRIORS.items():
+    DEFAULT_GRIDS[(_kind, "dds")] = [dict(c, prior=p) for p in _priors for c in _DDS_GRID]
 #: Share of the held-out candidates (lines, points, views) in each fold.
 _SHARE = {"lines": 0.3, "points": 0.15, "views": 0.125}
 

@@ -46,10 +46,10 @@ def test_every_method_saves_and_loads_one_shape(method, tmp_path):
 
 def test_shipped_weights_are_listed_by_method_and_match_their_cards_hash():
     assert available("dcdm") == ["dcdm-2d", "dcdm-3d", "dcdm-mg-2d", "dcdm-mg-3d"]
-    assert available("lsm") == ["lsm-darcy"] and available("dds") == ["dds-ct", "dds-mri"]
+    assert available("lsm") == ["lsm-darcy"] and available("dds") == ["dds-ct", "dds-ct-broad", "dds-mri", "dds-mri-broad"]
     assert available("fcg_lsm") == ["fcg-lsm-darcy"]
     assert set(available()) == {"dcdm-2d", "dcdm-3d", "dcdm-mg-2d", "dcdm-mg-3d", "lsm-darcy", "dds-ct", "dds-mri",
-                                "fcg-lsm-darcy"}
+                                "dds-ct-broad", "dds-mri-broad", "fcg-lsm-darcy"}
     for name in available():
         wpath, cpath = weight_files(find_weights(name))
         card = json.loads(cpath.read_text())

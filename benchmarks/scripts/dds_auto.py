@@ -8,7 +8,10 @@ Image sets (nothing downloaded):
   were trained on;
 * ``photo``: grey-level photographs from scikit-image (camera, moon, coins,
   astronaut): far from any MR or CT image;
-* ``brain``: the template's own test band (the priors' distribution).
+* ``brain``: the template's own test band (the priors' distribution);
+* ``val-brain``, ``val-photo``: validation sets for choosing between priors
+  (the template's val band; crops of the two sample images that the broad
+  corpus holds out for validation, :data:`krylearn.problems.broad_images.VAL_IMAGES`).
 
 MRI: 8 birdcage coils, uniform column mask x4 / x8 (8% centre), 30 dB
 complex noise, k-space simulated on a 2x finer grid (no inverse crime),
@@ -21,7 +24,10 @@ nothing about the reference is used).  PSNR (dB) against the reference,
 data range its maximum, as ``krylearn bench mri|ct``.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/scripts/dds_auto.py mri|ct [--sets epi,photo,brain]
-[--count K] [--out benchmarks/results/dds-auto]``.
+[--count K] [--out benchmarks/results/dds-auto] [--prior NAME_OR_PATH] [--methods dds]
+[--baselines-from OLD.json]``.  ``--baselines-from`` copies the rows of the
+methods not run from an earlier report of the same sets (the classical
+methods do not depend on the prior, and every draw is seeded).
 """
 
 import argparse
@@ -40,6 +46,7 @@ from krylearn.operators.mri import SenseOperator
 from krylearn.pipelines.parameter_choice import choose_options
 from krylearn.pipelines.reconstruct import run_reconstruction
 from krylearn.problems.brain import complex_brain_slices, ct_slices
+from krylearn.problems.broad_images import VAL_IMAGES, natural_image
 from krylearn.problems.phase import smooth_phase
 from krylearn.problems.simulate import simulate_ct, simulate_mri
 from krylearn.solvers.imaging import psnr
@@ -80,15 +87,29 @@ def photo_slices(size):
     return out / np.percentile(out, 99.9, axis=(1, 2), keepdims=True)
 
 
+def val_photo_slices(size):
+    """Two squares of each validation sample image: the centre square and its top-left quarter."""
+    out = []
+    for name in VAL_IMAGES:
+        im = natural_image(name)
+        h, w = im.shape
+        s = min(h, w)
+        sq = im[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        out += [_square(sq, size), _square(sq[:s // 2, :s // 2], size)]
+    out = np.stack(out)
+    return out / np.percentile(out, 99.9, axis=(1, 2), keepdims=True)
+
+
 def images(name, kind, size):
     """The set ``name`` on the simulation grid (twice ``size``): real ``(k, 2 size, 2 size)``, or complex for MRI."""
-    if name == "brain":
+    if name in ("brain", "val-brain"):
+        split = "test" if name == "brain" else "val"
         if kind == "mri":
-            x = complex_brain_slices("test", 2 * size, seed=0)
+            x = complex_brain_slices(split, 2 * size, seed=0)
             return x[np.linspace(0, len(x) - 1, 6).round().astype(int)]
-        x = ct_slices("test", 2 * size)
+        x = ct_slices(split, 2 * size)
         return x[np.linspace(0, len(x) - 1, 6).round().astype(int)]
-    x = epi_slices(2 * size) if name == "epi" else photo_slices(2 * size)
+    x = {"epi": epi_slices, "photo": photo_slices, "val-photo": val_photo_slices}[name](2 * size)
     if kind == "mri":
         x = x * np.exp(1j * smooth_phase(len(x), x.shape[1:], seed=5))
     return x
@@ -109,13 +130,29 @@ def problems(kind, name, level, size, count=None):
     return [(P, sim.sinogram[i], sim.reference[i]) for i in range(len(x))]
 
 
-def run(kind, sets, levels, size, out, count=None):
+def _old_rows(path, methods):
+    """Rows of the methods not in ``methods`` from an earlier report, keyed by (set, level, slice, method)."""
+    if path is None:
+        return {}
+    rows = json.loads(Path(path).read_text())["rows"]
+    return {(r["set"], r["level"], r["slice"], r["method"]): r for r in rows if r["method"] not in methods}
+
+
+def run(kind, sets, levels, size, out, count=None, prior=None, methods=None, baselines_from=None):
     rows = []
-    recs = {m: setup(m, kind) for m in METHODS[kind]}
+    methods = METHODS[kind] if methods is None else methods
+    recs = {m: setup(m, kind, **({"prior": prior} if m == "dds" and prior else {})) for m in methods}
+    old = _old_rows(baselines_from, methods)
     for name in sets:
         for level in levels:
             for i, (A, y, ref) in enumerate(problems(kind, name, level, size, count)):
-                for m, rec in recs.items():
+                for m in METHODS[kind]:
+                    if m not in recs:
+                        if (name, level, i, m) not in old:
+                            raise SystemExit(f"--baselines-from has no row for {name} {level} slice {i} {m}")
+                        rows.append(old[(name, level, i, m)])
+                        continue
+                    rec = recs[m]
                     x, s = run_reconstruction(rec, A, y, seed=i)
                     t0 = time.perf_counter()
                     ch = choose_options(rec, A, y, seed=i)
@@ -126,7 +163,8 @@ def run(kind, sets, levels, size, out, count=None):
                                  "choice": ch.record()})
                     print(f"{name} {level} {i} {m}: default {rows[-1]['psnr_default']:.2f} "
                           f"auto {rows[-1]['psnr_auto']:.2f} {ch.options}", flush=True)
-    report = {"kind": kind, "size": size, "levels": list(levels), "rows": rows,
+    report = {"kind": kind, "size": size, "levels": list(levels), "rows": rows, "prior": prior,
+              "baselines_from": baselines_from,
               "command": " ".join(sys.argv), "machine": platform.processor() or platform.machine(),
               "torch": torch.__version__, "threads": torch.get_num_threads()}
     out.mkdir(parents=True, exist_ok=True)
@@ -193,9 +231,14 @@ def main():
     p.add_argument("--levels", default=None, help="accelerations (mri, default 4,8) or view counts (ct, default 8,16)")
     p.add_argument("--out", default="benchmarks/results/dds-auto")
     p.add_argument("--count", type=int, default=None, help="evenly spaced slices per set (default all)")
+    p.add_argument("--prior", default=None, help="DDS prior: a shipped name or a weights path (default: shipped)")
+    p.add_argument("--methods", default=None, help="methods to run, comma-separated (default all)")
+    p.add_argument("--baselines-from", default=None, help="earlier report JSON for the methods not run")
     a = p.parse_args()
     levels = [float(v) for v in (a.levels or ("4,8" if a.kind == "mri" else "8,16")).split(",")]
-    run(a.kind, a.sets.split(","), levels, 64 if a.kind == "mri" else 128, Path(a.out), a.count)
+    methods = None if a.methods is None else tuple(a.methods.split(","))
+    run(a.kind, a.sets.split(","), levels, 64 if a.kind == "mri" else 128, Path(a.out), a.count, a.prior, methods,
+        a.baselines_from)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ scores about 1.  Sets: the template's validation and test bands, the real
 EPI slices and the photographs of ``dds_auto.py`` (MRI images get a smooth
 random phase as the training images do).
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/scripts/dds_generalisation.py`` (about a minute).
+Run: ``OMP_NUM_THREADS=1 python benchmarks/scripts/dds_generalisation.py [PRIOR ...]`` (about a minute
+per prior; default the shipped ``dds-mri`` and ``dds-ct``; a prior is a shipped name or a weights path,
+its kind read from its card).  The validation crops of the broad corpus
+(:mod:`krylearn.problems.broad_images`) are a fifth set.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +25,8 @@ import dds_auto  # noqa: E402  (the image sets)
 
 from krylearn.problems.phase import smooth_phase  # noqa: E402
 from krylearn.solvers.dds import evaluate_loss, load_prior  # noqa: E402
-from krylearn.solvers.dds.recipe import prior_data  # noqa: E402
+from krylearn.problems.broad_images import broad_images  # noqa: E402
+from krylearn.solvers.dds.recipe import VAL_SEED, prior_data  # noqa: E402
 
 
 def sets(kind, size):
@@ -33,16 +38,23 @@ def sets(kind, size):
             out[name] = (x * np.exp(1j * smooth_phase(len(x), x.shape[1:], seed=3))).astype(np.complex64)
         else:
             out[name] = x[:, None].astype(np.float32)
+    x, src = broad_images(kind, "val", size, seed=VAL_SEED)
+    out["held-out sample-image crops"] = x[src == "natural"]
     return out
 
 
 def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("priors", nargs="*", default=["dds-mri", "dds-ct"])
+    args = p.parse_args()
     torch.set_num_threads(1)
     print("| prior | images | count | denoising loss |\n|---|---|---:|---:|")
-    for kind, size in (("mri", 64), ("ct", 128)):
-        model = load_prior(f"dds-{kind}")
+    for prior in args.priors:
+        model, card = load_prior(prior, return_card=True)
+        kind = card["modality"]
+        size = card["data"]["size"][0]
         for name, x in sets(kind, size).items():
-            print(f"| dds-{kind} | {name} | {len(x)} | {evaluate_loss(model, x, seed=0):.4f} |", flush=True)
+            print(f"| {card['name']} | {name} | {len(x)} | {evaluate_loss(model, x, seed=0):.4f} |", flush=True)
 
 
 if __name__ == "__main__":

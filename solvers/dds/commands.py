@@ -49,7 +49,7 @@ def cmd_train_diffusion(args) -> int:
                        resume=not args.no_resume, progress=not args.quiet, device=args.device,
                        command=args.command_line, name=args.name, half=args.half, data=args.data,
                        val_fraction=args.val_fraction, h5_key=args.h5_key, axes=args.axes,
-                       min_foreground=args.min_foreground,
+                       min_foreground=args.min_foreground, corpus=args.corpus,
                        max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     if card:
         keep = ("name", "steps", "seconds", "parameters")
@@ -81,7 +81,12 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps (default 100)")
     t.add_argument("--seed", type=int, default=0, help="weights, batches, noise, augmentation (default 0)")
     t.add_argument("--ellipses", type=int, default=0,
-                   help="random-ellipse phantoms mixed into the training set (default 0)")
+                   help="random-ellipse phantoms mixed into the training set (default 0; with --corpus broad, "
+                        "0 keeps its 60)")
+    t.add_argument("--corpus", default="template", choices=("template", "broad"),
+                   help="built-in training set: template (the MNI152 train band) or broad (the template plus "
+                        "random contrasts, coronal/sagittal views, sample photographs and phantoms; "
+                        "krylearn.problems.broad_images); not with --data (default template)")
     t.add_argument("--no-augment", action="store_true", help="no brain augmentation")
     t.add_argument("--checkpoint", default=None, help="resumable checkpoint (default OUT-checkpoint.pt)")
     t.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default 250)")

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...problems.broad_images import broad_images, corpus_card
 from ...problems.brain import BAND_GAP, BANDS, BrainAugment, brain_slices, complex_brain_slices, field_of_view
 from ...problems.phantoms import random_phantom
 from ...problems.simulate import write_ct_testset, write_mri_testset
@@ -58,7 +59,7 @@ from .recipe_user import single_nifti, user_data
 from .train import evaluate_loss, train_diffusion
 from .unet import UNet
 
-__all__ = ["PRIOR_DEFAULTS", "make_data", "prior_data", "train_prior"]
+__all__ = ["CORPORA", "PRIOR_DEFAULTS", "make_data", "prior_data", "train_prior"]
 
 #: Per-kind defaults: image size, UNet width / levels, global batch, steps.  The
 #: step counts fit ~100 minutes on one CPU core (measured single-threaded on a
@@ -68,6 +69,8 @@ PRIOR_DEFAULTS = {
     "ct": {"size": 128, "base": 16, "channel_mult": (1, 2, 2, 2, 2), "batch_size": 8, "steps": 4800},
 }
 _KINDS = tuple(PRIOR_DEFAULTS)
+#: Built-in training sets: the template's train band, or :mod:`krylearn.problems.broad_images`.
+CORPORA = ("template", "broad")
 #: Seed of the validation set's phases (fixed, so runs compare on the same images).
 VAL_SEED = 12345
 
@@ -136,14 +139,31 @@ def _images(kind: str, st: dict, volume):
     return x_train, z_train, x_val, z_val, time.perf_counter() - t0
 
 
-def _data(kind: str, st: dict, volume, data, rank: int, options: dict):
+def _broad(kind: str, st: dict):
+    """The :func:`~krylearn.problems.broad_images.broad_images` route of :func:`_data`."""
+    t0 = time.perf_counter()
+    x_train, s_train = broad_images(kind, "train", st["size"], seed=st["seed"],
+                                    counts={"ellipses": st["ellipses"]} if st["ellipses"] else None)
+    x_val, s_val = broad_images(kind, "val", st["size"], seed=VAL_SEED)
+    sources = {"train": s_train, "val": s_val}
+    return (x_train, x_val, lambda aug: corpus_card(kind, sources, st["size"], aug),
+            f"{len(s_val)} validation (template val band and held-out sample images)", time.perf_counter() - t0)
+
+
+def _data(kind: str, st: dict, volume, data, rank: int, options: dict, corpus: str = "template"):
     """``(x_train, x_val or None, aug -> card data, val description, seconds)`` for the template, a volume or ``data``.
 
     ``data`` that is one NIfTI file alone takes the single-volume route
     (axial bands), as ``volume=`` and ``--data`` always did.
     """
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
     if data is not None and volume is not None:
         raise ValueError("give volume or data, not both")
+    if corpus == "broad":
+        if data is not None or volume is not None:
+            raise ValueError("corpus='broad' is built in: give no data or volume with it")
+        return _broad(kind, st)
     if data is not None and single_nifti(data) is not None:
         volume, data = single_nifti(data), None
     if data is None:
@@ -283,7 +303,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
                 command: str | None = None, name: str | None = None, half: bool = False, volume=None, data=None,
                 val_fraction: float = 0.1, h5_key: str | None = None, axes=("axial",), min_foreground: float = 0.1,
                 val_repeats: int = 8, log_every: int = 50, max_minutes: float | None = None,
-                max_seconds: float | None = None, return_model: bool = False):
+                max_seconds: float | None = None, return_model: bool = False, corpus: str = "template"):
     """Train a DDS diffusion prior on brain slices (or the user's images); write weights, card, log and plot.
 
     Parameters
@@ -303,8 +323,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
     lr, ema_decay, warmup :
         Adam learning rate (linear warm-up over ``warmup`` steps) and EMA decay.
     seed : int
-        Weights' initialisation, batches, noise, augmentation, training phases,
-        the validation volumes of ``data``.
+        Initial weights, batches, noise, augmentation, phases, ``data``'s validation volumes.
     ellipses : int
         Add this many random-ellipse phantoms to the training set (not with ``data``).
     augment : bool
@@ -328,13 +347,15 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
         NIfTI slicing axes, the background rule (see :mod:`.user_images`).
     val_repeats : int
         Noise draws per validation image for the held-out loss.
-    max_minutes : float, optional
-        Wall-time budget of the training loop: stop at the first step past it
-        (the card records the steps done).  A resumed run gets a new budget.
-    max_seconds : float, optional
-        The same budget in seconds (for existing callers; give at most one).
+    max_minutes, max_seconds : float, optional
+        Wall-time budget of the training loop (give at most one): stop at the
+        first step past it (the card records the steps done).  A resumed run
+        gets a new budget.
     return_model : bool
         Return ``(card, ema_model)`` instead of the card (``{}`` on ranks other than 0).
+    corpus : {"template", "broad"}
+        The template's train band, or :mod:`krylearn.problems.broad_images`
+        (``ellipses`` > 0 then replaces its 60 phantoms); not with ``data``/``volume``.
     """
     kind = _kind(kind)
     st = _settings(kind, size, base, channel_mult, batch_size, steps, seed, ellipses, val_repeats, lr, max_minutes,
@@ -342,7 +363,7 @@ def train_prior(kind: str = "mri", out=None, *, steps: int | None = None, size: 
     rank = _rank()
     stem, checkpoint, live_log = _outputs(out, checkpoint, rank)
     x_train, x_val, data_card, val_desc, data_seconds = _data(kind, st, volume, data, rank, dict(
-        val_fraction=val_fraction, h5_key=h5_key, axes=axes, min_foreground=min_foreground))
+        val_fraction=val_fraction, h5_key=h5_key, axes=axes, min_foreground=min_foreground), corpus)
     aug = BrainAugment(phase=kind == "mri") if augment else None
     net, dev, val_initial = _untrained(kind, st, x_val, device, rank)
     result = train_diffusion(net, x_train, steps=st["steps"], batch_size=st["batch_size"], lr=lr, ema_decay=ema_decay,

@@ -181,12 +181,27 @@ class DPSOptions(Options):
         _check_nfe(self.nfe)
 
 
+def _same_prior(a, b) -> bool:
+    """Whether two ``prior`` options name the same prior (None: the default; objects by identity)."""
+    if a is b:
+        return True
+    names = (str, os.PathLike)
+    return isinstance(a, names) and isinstance(b, names) and os.fspath(a) == os.fspath(b)
+
+
 class _Diffusion(Reconstructor):
     """What DDS and DPS share: the prior, loaded once, and the data scaled to its range."""
 
     def prepare(self, device):
+        self.prior_device = device
         prior = DEFAULT_PRIOR[self.kind] if self.options.prior is None else self.options.prior
         self.denoiser, self.card, self.prior_label = resolve_prior(prior, self.kind, device)
+
+    def with_options(self, **changes):
+        out = super().with_options(**changes)
+        if not _same_prior(out.options.prior, self.options.prior):  # per-scan choice between priors
+            _Diffusion.prepare(out, self.prior_device)
+        return out
 
     @property
     def scaled(self) -> bool:
