@@ -58,8 +58,9 @@ _DDS_GRID = [{}, {"cg_steps": 10}, {"eta": 0.5}, {"start": 0.3, "nfe": 20, "eta"
              {"start": 0.1, "nfe": 10, "eta": 0.0}, {"start": 0.05, "nfe": 5, "eta": 0.0},
              {"start": 0.02, "nfe": 2, "eta": 0.0}]
 #: The shipped priors DDS's grid runs with when no prior was given: each prior with every setting, so the
-#: prior itself is chosen per scan.  On validation scans this picked the template prior on all 12 template
-#: slices and the broad prior on all 8 held-out pictures (benchmarks/README.md, "A broader prior").
+#: prior itself is chosen per scan.  On validation scans (MRI and CT) this picked the template prior on all
+#: 20 template slices and the broad prior on 14 of 16 held-out pictures (benchmarks/README.md, "A broader
+#: prior, chosen per scan").
 DDS_PRIORS = {"mri": ("dds-mri", "dds-mri-broad"), "ct": ("dds-ct", "dds-ct-broad")}
 for _kind, _priors in DDS_PRIORS.items():
     DEFAULT_GRIDS[(_kind, "dds")] = [dict(c, prior=p) for p in _priors for c in _DDS_GRID]
