@@ -58,7 +58,8 @@ _VAL_CROPS = 4
 def _grey(im) -> np.ndarray:
     im = np.asarray(im)
     if im.ndim == 3:
-        im = im[..., :3].astype(np.float64) @ np.array([0.2125, 0.7154, 0.0721])
+        from skimage.color import rgb2gray
+        im = rgb2gray(im[..., :3])
     im = im.astype(np.float64)
     im -= im.min()
     return im / max(im.max(), 1e-12)
