@@ -66,6 +66,12 @@ def _square(im, size):
     return np.clip(transform.resize(canvas, (size, size), anti_aliasing=True), 0, None)
 
 
+def _centre_square(im):
+    h, w = im.shape
+    s = min(h, w)
+    return im[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+
+
 def epi_slices(size):
     """Real EPI slices, padded to square, ``(k, size, size)`` in [0, ~1]."""
     import nibabel as nib
@@ -80,9 +86,7 @@ def photo_slices(size):
     for name in PHOTOS:
         im = getattr(data, name)()
         im = color.rgb2gray(im[..., :3]) if im.ndim == 3 else im.astype(np.float64)
-        h, w = im.shape
-        s = min(h, w)
-        out.append(_square(im[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s], size))
+        out.append(_square(_centre_square(im), size))
     out = np.stack(out)
     return out / np.percentile(out, 99.9, axis=(1, 2), keepdims=True)
 
@@ -91,10 +95,8 @@ def val_photo_slices(size):
     """Two squares of each validation sample image: the centre square and its top-left quarter."""
     out = []
     for name in VAL_IMAGES:
-        im = natural_image(name)
-        h, w = im.shape
-        s = min(h, w)
-        sq = im[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        sq = _centre_square(natural_image(name))
+        s = sq.shape[0]
         out += [_square(sq, size), _square(sq[:s // 2, :s // 2], size)]
     out = np.stack(out)
     return out / np.percentile(out, 99.9, axis=(1, 2), keepdims=True)
