@@ -99,6 +99,110 @@ def pass3d(d, wz, wy, wx, wr, x, rhs, sweep, out):
 
 
 @numba.njit(cache=True, inline="always")
+def _half2(d, wy, wx, wr, x, rhs, b, j, colour, zero, t):
+    """Row ``j`` of a colour half-sweep: its cells of ``colour`` get ``x += wr (rhs - A x)`` in place.
+
+    Cell ``(j, i)`` has colour ``(i + j) % 2``.  The row's update is formed
+    for all cells into ``t`` (the vectorising loop of :func:`pass2d`) and
+    added at the cells of the colour.  ``zero``: ``x`` is zero on entry, so
+    the row becomes ``wr rhs`` at the colour and 0 elsewhere, unread.
+    """
+    ny, nx = d.shape
+    xc = x[b, j]
+    first = (colour + j) % 2
+    if zero:
+        for i in range(nx):
+            xc[i] = 0.0
+        for i in range(first, nx, 2):
+            xc[i] = wr[j, i] * rhs[b, j, i]
+        return
+    jm, jp = _clamp(j, ny)
+    _row2_into(d[j], wx[j], wy[j], wy[j + 1], xc, x[b, jm], x[b, jp], rhs[b, j], wr[j], t, nx, 0.0)
+    for i in range(first, nx, 2):
+        xc[i] += t[i]
+
+
+@numba.njit(cache=True, inline="always")
+def _half3(d, wz, wy, wx, wr, x, rhs, b, k, j, colour, zero, t):
+    """:func:`_half2` on row ``(k, j)`` of a 3D level; cell ``(k, j, i)`` has colour ``(i + j + k) % 2``."""
+    nz, ny, nx = d.shape
+    xc = x[b, k, j]
+    first = (colour + j + k) % 2
+    if zero:
+        for i in range(nx):
+            xc[i] = 0.0
+        for i in range(first, nx, 2):
+            xc[i] = wr[k, j, i] * rhs[b, k, j, i]
+        return
+    km, kp = _clamp(k, nz)
+    jm, jp = _clamp(j, ny)
+    _row3_into(d[k, j], wx[k, j], wy[k, j], wy[k, j + 1], wz[k, j], wz[k + 1, j], xc, x[b, k, jm], x[b, k, jp],
+               x[b, km, j], x[b, kp, j], rhs[b, k, j], wr[k, j], t, nx, 0.0)
+    for i in range(first, nx, 2):
+        xc[i] += t[i]
+
+
+def rbgs2d(d, wy, wx, wr, x, rhs, colour, zero, nchunk):
+    """One red-black Gauss-Seidel sweep on ``x`` in place: the cells of ``colour`` first, then the others.
+
+    ``x += W (rhs - A x)`` at each cell of a colour in turn (``W = diag(wr)``;
+    Gauss-Seidel for ``wr = 1 / diag``, SOR for ``omega / diag``); ``zero``
+    says ``x`` is zero on entry.  Both colours in one pass over memory: row
+    ``j`` of the first colour, then row ``j - 1`` of the second, whose
+    first-colour neighbours are all new by then.  ``nchunk`` blocks of rows
+    run in parallel; the first and last rows of each block take their second
+    colour in a second loop, once the neighbouring blocks are done.
+    """
+    ny, nx = d.shape
+    nchunk = max(1, min(nchunk, ny))
+    other = 1 - colour
+    for c in numba.prange(nchunk):
+        lo, hi = _chunk(c, nchunk, ny)
+        t = np.empty(nx)
+        for b in range(x.shape[0]):
+            for j in range(lo, hi):
+                _half2(d, wy, wx, wr, x, rhs, b, j, colour, zero, t)
+                if j - 1 > lo:
+                    _half2(d, wy, wx, wr, x, rhs, b, j - 1, other, False, t)
+    for c in numba.prange(nchunk):
+        lo, hi = _chunk(c, nchunk, ny)
+        t = np.empty(nx)
+        for b in range(x.shape[0]):
+            _half2(d, wy, wx, wr, x, rhs, b, lo, other, False, t)
+            if hi - 1 > lo:
+                _half2(d, wy, wx, wr, x, rhs, b, hi - 1, other, False, t)
+
+
+def rbgs3d(d, wz, wy, wx, wr, x, rhs, colour, zero, nchunk):
+    """:func:`rbgs2d` on a 3D level: row ``(k, j)`` of the first colour, then row ``(k - 1, j - 1)`` of the second.
+
+    Blocks of planes run in parallel; their first and last planes take the second colour in a second loop.
+    """
+    nz, ny, nx = d.shape
+    nchunk = max(1, min(nchunk, nz))
+    other = 1 - colour
+    for c in numba.prange(nchunk):
+        lo, hi = _chunk(c, nchunk, nz)
+        t = np.empty(nx)
+        for b in range(x.shape[0]):
+            for k in range(lo, hi):
+                for j in range(ny):
+                    _half3(d, wz, wy, wx, wr, x, rhs, b, k, j, colour, zero, t)
+                    if k - 1 > lo and j > 0:
+                        _half3(d, wz, wy, wx, wr, x, rhs, b, k - 1, j - 1, other, False, t)
+                if k - 1 > lo:
+                    _half3(d, wz, wy, wx, wr, x, rhs, b, k - 1, ny - 1, other, False, t)
+    for c in numba.prange(nchunk):
+        lo, hi = _chunk(c, nchunk, nz)
+        t = np.empty(nx)
+        for b in range(x.shape[0]):
+            for j in range(ny):
+                _half3(d, wz, wy, wx, wr, x, rhs, b, lo, j, other, False, t)
+                if hi - 1 > lo:
+                    _half3(d, wz, wy, wx, wr, x, rhs, b, hi - 1, j, other, False, t)
+
+
+@numba.njit(cache=True, inline="always")
 def _table_at(tables, t, rho, delta):
     k1, k2 = tables.shape[1], tables.shape[2]
     u, v = rho * (k1 - 1), delta * (k2 - 1)
@@ -391,11 +495,13 @@ def csr_stencil(indptr, indices, data, nz, ny, nx, d, wz, wy, wx, wz_lo, wy_lo, 
 def _builds(fn):
     serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
     serial.__qualname__ = serial.__name__  # its own on-disk cache entry
-    return numba.njit(parallel=True, cache=True)(fn), numba.njit(cache=True)(serial)
+    # no loop fusion: the red-black sweeps' second parallel loop must wait for the whole first one
+    parallel = {"fusion": False} if fn.__name__.startswith("rbgs") else True
+    return numba.njit(parallel=parallel, cache=True)(fn), numba.njit(cache=True)(serial)
 
 
 #: ``name: (parallel, serial)`` compiled builds; levels below ``SERIAL_BELOW`` cells take the serial one
 #: (a parallel launch costs tens of microseconds, more than a small level's work).
-KERNELS = {f.__name__: _builds(f) for f in (pass2d, pass3d, learned_weights2d,
+KERNELS = {f.__name__: _builds(f) for f in (pass2d, pass3d, rbgs2d, rbgs3d, learned_weights2d,
                                              learned_weights3d, restrict, prolong_add)}
 SERIAL_BELOW = 1 << 15

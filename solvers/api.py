@@ -52,7 +52,7 @@ def solve(A, b, method: str = "cg", x0=None, *, rtol: float = 1e-6, atol: float 
         a scipy ``LinearOperator`` such as pyamg's ``ml.aspreconditioner()``,
         a matrix or a callable), ``omega`` for ``sor``/``ssor``/``pcg-ssor``/
         ``jacobi``, pyamg options for ``pcg-amg``, ``grid_shape``, ``flags``,
-        ``sweeps``, ``coarse_size``, ``precision`` for ``mgpcg``, ``nullspace``, ``dtype``,
+        ``smoother``, ``sweeps``, ``coarse_size``, ``precision`` for ``mgpcg``, ``nullspace``, ``dtype``,
         ``check_symmetry=False`` (skip the symmetry check of the CG family).
 
     Returns

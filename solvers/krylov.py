@@ -363,8 +363,8 @@ class MGPCG(CGMethod):
 
     Matrix-free on a :class:`~krylearn.operators.PoissonGrid` (no CSR is
     built; the null space comes from the grid); a stored 5-/7-point grid
-    Laplacian works with ``grid_shape``.  Options: ``grid_shape``, ``omega``,
-    ``sweeps``, ``coarse_size`` (see
+    Laplacian works with ``grid_shape``.  Options: ``grid_shape``, ``smoother``,
+    ``omega``, ``sweeps``, ``coarse_size`` (see
     :class:`~krylearn.solvers.multigrid.MultigridPreconditioner`), and CG's.
     """
 

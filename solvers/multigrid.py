@@ -19,7 +19,9 @@ matrix-free and its setup is a few array sums:
   exactly next to walls and obstacles, where plain interpolation would pull
   it towards zero), and restriction ``R = P^T / 2^d``; separable strided
   convolutions;
-* **smoothing**: ``sweeps`` damped-Jacobi sweeps before and after the coarse
+* **smoothing**: ``sweeps`` damped-Jacobi sweeps (``smoother="jacobi"``)
+  or red-black Gauss-Seidel sweeps (``"rbgs"``: red then black before the
+  coarse correction, black then red after it) on each side of the coarse
   correction, with the same ``omega``, so the V-cycle is a symmetric
   positive definite operator (a valid CG preconditioner); the coarsest
   level (at most ``coarse_size`` unknowns) is solved exactly with a
@@ -27,7 +29,8 @@ matrix-free and its setup is a few array sums:
 
 Everything is torch on the device of the operator; on the CPU the cycle
 runs the compiled kernels of :mod:`._mg_kernels` (sweep, residual,
-restriction, interpolation), serial builds on small levels and on one thread.
+restriction, interpolation), serial builds on small levels and on one thread;
+a red-black sweep there is one pass over memory for both colours.
 """
 
 from __future__ import annotations
@@ -172,8 +175,18 @@ class _Level:
 
     def pick_kernels(self, serial: bool) -> None:
         """The compiled builds: serial ones on small levels, or everywhere when ``serial`` (one thread)."""
-        self.kernels = {name: builds[serial or self.d_size < K.SERIAL_BELOW] for name, builds in K.KERNELS.items()}
+        serial = serial or self.d_size < K.SERIAL_BELOW
+        self.kernels = {name: builds[serial] for name, builds in K.KERNELS.items()}
         self.stencil_pass = self.kernels["pass3d" if len(self.shape) == 3 else "pass2d"]
+        self.rb_sweep = self.kernels["rbgs3d" if len(self.shape) == 3 else "rbgs2d"]
+        self.chunks = 1 if serial else numba.get_num_threads()
+
+    def colours(self) -> list:
+        """The red and black cell masks (torch path): colour ``(sum of the indices) % 2``."""
+        if getattr(self, "_colours", None) is None:
+            parity = torch.from_numpy(np.indices(self.shape).sum(axis=0) % 2).to(self.device)
+            self._colours = [(parity == c).to(self.dtype) * self.mask for c in (0, 1)]
+        return self._colours
 
     @property
     def op(self) -> PoissonGrid:
@@ -196,11 +209,14 @@ class MultigridPreconditioner(Preconditioner):
     A : PoissonGrid, or a stored 5-/7-point grid Laplacian (with ``grid_shape``)
     grid_shape : tuple of int, optional
         Required for a stored matrix (cells in C order).
-    omega : float in (0, 1]
-        Damped-Jacobi weight (default 2/3 in 2D, 6/7 in 3D: the classical
-        smoothing optima of the 5- and 7-point stencils).
+    smoother : {"jacobi", "rbgs"}
+        Damped Jacobi (default) or red-black Gauss-Seidel.
+    omega : float
+        Relaxation weight: in (0, 1] for Jacobi (default 2/3 in 2D, 6/7 in
+        3D: the classical smoothing optima of the 5- and 7-point stencils),
+        in (0, 2) for red-black Gauss-Seidel (default 1).
     sweeps : int
-        Jacobi sweeps before and after each coarse correction (default 2).
+        Sweeps before and after each coarse correction (default 2).
     coarse_size : int
         Coarsen until a level has at most this many unknowns (default 128);
         that level is solved exactly (a dense pseudo-inverse: larger values
@@ -212,7 +228,7 @@ class MultigridPreconditioner(Preconditioner):
         ``(diag, face_weights)`` from :func:`grid_stencil`, when already extracted.
     learned : object, optional
         Learned cycle parameters (:class:`~krylearn.solvers.dcdm.multigrid_model.DCDMMultigrid`):
-        its ``sweeps`` and ``level_arrays(level, fine, coarse)``, which gives
+        its ``sweeps``, ``smoother`` and ``level_arrays(level, fine, coarse)``, which gives
         per-cell smoother weights ``W_s`` (one array per sweep, the sweep
         ``x += W_s (b - A x)``) and per-coarse-cell scales ``s`` (the coarse
         correction becomes ``P S M_c S R``).  Pre-sweeps run ``W_0 .. W_{S-1}``
@@ -222,13 +238,13 @@ class MultigridPreconditioner(Preconditioner):
     ----------
     levels : int
     info : dict
-        ``levels``, ``unknowns`` per level, ``omega``, ``sweeps``.
+        ``levels``, ``unknowns`` per level, ``smoother``, ``omega``, ``sweeps``.
     """
 
     name = "mg"
 
-    def __init__(self, A, *, grid_shape=None, flags=None, omega=None, sweeps: int = 2, coarse_size: int = 128,
-                 csr=None, precision=None, stencil=None, learned=None):
+    def __init__(self, A, *, grid_shape=None, flags=None, smoother: str = "jacobi", omega=None, sweeps: int = 2,
+                 coarse_size: int = 128, csr=None, precision=None, stencil=None, learned=None):
         t0 = time.perf_counter()
         op = A
         dtype = op.dtype if op.dtype in (torch.float32, torch.float64) else torch.float64
@@ -250,10 +266,17 @@ class MultigridPreconditioner(Preconditioner):
             if not np.array_equal(f.reshape(d.shape) == FLUID, d > 0):
                 raise ValueError("flags do not match A: FLUID cells must be exactly the rows with a nonzero diagonal")
         self.dim = d.ndim
+        if learned is not None:
+            smoother = getattr(learned, "smoother", "jacobi")
+        if smoother not in ("jacobi", "rbgs"):
+            raise ValueError(f"smoother must be 'jacobi' or 'rbgs', got {smoother!r}")
+        self.smoother = smoother
         if omega is None:
-            omega = 2.0 / 3.0 if self.dim == 2 else 6.0 / 7.0
-        if not isinstance(omega, numbers.Real) or isinstance(omega, bool) or not 0 < omega <= 1:
-            raise ValueError(f"omega must be a number in (0, 1], got {omega!r}")
+            omega = 1.0 if smoother == "rbgs" else 2.0 / 3.0 if self.dim == 2 else 6.0 / 7.0
+        top, name = (2.0, "(0, 2)") if smoother == "rbgs" else (1.0, "(0, 1]")
+        if (not isinstance(omega, numbers.Real) or isinstance(omega, bool) or not 0 < omega <= top
+                or (smoother == "rbgs" and omega == 2.0)):
+            raise ValueError(f"omega must be a number in {name} for smoother={smoother!r}, got {omega!r}")
         self.omega, self.sweeps = float(omega), int(sweeps)
         self._levels = [_Level(d, w, dtype, self.device)]
         while self._levels[-1].unknowns > coarse_size and max(self._levels[-1].shape) > 2:
@@ -292,8 +315,8 @@ class MultigridPreconditioner(Preconditioner):
         for lv in self._levels:
             lv.d = lv.w = None  # float64 copies: only the setup of a learned cycle reads them
         self.levels = len(self._levels)
-        self.info.update(levels=self.levels, unknowns=[lv.unknowns for lv in self._levels], omega=self.omega,
-                         sweeps=self.sweeps, learned=self.learned)
+        self.info.update(levels=self.levels, unknowns=[lv.unknowns for lv in self._levels], smoother=self.smoother,
+                         omega=self.omega, sweeps=self.sweeps, learned=self.learned)
         self.setup_seconds = time.perf_counter() - t0
 
     def _setup_coarse(self) -> None:
@@ -340,9 +363,26 @@ class MultigridPreconditioner(Preconditioner):
         return y * self._norm[level]
 
     # -------------------------------------------------------------- cycle
-    def _smooth(self, lv: _Level, x, b, sweeps: int):
-        for _ in range(sweeps):
-            x = x + lv.wd * (b - lv.apply(x))
+    def _presmooth(self, lv: _Level, b, W: list):
+        """The sweeps before the coarse correction, from zero, with weights ``W[0] .. W[-1]``."""
+        if self.smoother == "rbgs":
+            red, black = lv.colours()
+            x = torch.zeros_like(b)
+            for w in W:
+                x = x + red * w * (b - lv.apply(x))
+                x = x + black * w * (b - lv.apply(x))
+            return x
+        x = W[0] * b
+        for w in W[1:]:
+            x = x + w * (b - lv.apply(x))
+        return x
+
+    def _postsmooth(self, lv: _Level, x, b, W: list):
+        """The sweeps after the coarse correction: :meth:`_presmooth`'s in the reverse order (a symmetric cycle)."""
+        colours = tuple(reversed(lv.colours())) if self.smoother == "rbgs" else (None,)
+        for w in reversed(W):
+            for m in colours:
+                x = x + (w if m is None else m * w) * (b - lv.apply(x))
         return x
 
     def _cycle(self, level: int, b: torch.Tensor) -> torch.Tensor:
@@ -352,26 +392,12 @@ class MultigridPreconditioner(Preconditioner):
             x[:, self._cidx] = b.reshape(B, -1)[:, self._cidx] @ self._cinv.T
             return x.reshape(b.shape)
         lv = self._levels[level]
-        if lv.sweep_w is not None:
-            return self._cycle_learned(level, b)
-        x = lv.wd * b
-        x = self._smooth(lv, x, b, self.sweeps - 1)
-        r = b - lv.apply(x)
-        x = x + self._prolong(self._cycle(level + 1, self._restrict(r, level)), level)
-        return self._smooth(lv, x, b, self.sweeps)
-
-    def _cycle_learned(self, level: int, b: torch.Tensor) -> torch.Tensor:
-        lv = self._levels[level]
-        W = lv.sweep_w
-        x = W[0] * b
-        for w in W[1:]:
-            x = x + w * (b - lv.apply(x))
-        r = b - lv.apply(x)
-        e = self._cycle(level + 1, lv.scale * self._restrict(r, level))
-        x = x + self._prolong(lv.scale * e, level)
-        for w in reversed(W):
-            x = x + w * (b - lv.apply(x))
-        return x
+        W = lv.sweep_w if lv.sweep_w is not None else [lv.wd] * self.sweeps
+        x = self._presmooth(lv, b, W)
+        rc = self._restrict(b - lv.apply(x), level)
+        e = self._cycle(level + 1, rc if lv.scale is None else lv.scale * rc)
+        x = x + self._prolong(e if lv.scale is None else lv.scale * e, level)
+        return self._postsmooth(lv, x, b, W)
 
     # ----------------------------------------------- compiled CPU cycle
     def _buffers(self, level: int, B: int, dtype) -> list:
@@ -394,6 +420,8 @@ class MultigridPreconditioner(Preconditioner):
             xf[:, self._cidx_np] = b.reshape(B, -1)[:, self._cidx_np] @ self._cinv_np.T
             return x
         lv = self._levels[level]
+        if self.smoother == "rbgs":
+            return self._cycle_np_rb(level, b, out if out is not None else x, r, rc)
         if lv.sweep_w is not None:
             return self._cycle_np_learned(level, b, x, tmp, r, rc, out)
         grid = (B,) + lv.shape
@@ -436,6 +464,28 @@ class MultigridPreconditioner(Preconditioner):
             dst = out.reshape(grid) if out is not None and i == len(W) - 1 else tmp
             lv.stencil_pass(*lv.stencil, w, x, bv, True, dst)
             x, tmp = dst, x
+        return x.reshape(grid3)
+
+    def _cycle_np_rb(self, level, b, x, r, rc):
+        """:meth:`_cycle_np` with red-black Gauss-Seidel sweeps (in place on ``x``), learned weights or not."""
+        lv = self._levels[level]
+        B = b.shape[0]
+        grid, grid3 = (B,) + lv.shape, (B,) + lv.shape3
+        x, r, bv = x.reshape(grid), r.reshape(grid), b.reshape(grid)
+        learned = lv.sweep_w is not None
+        W = [w.reshape(lv.shape) for w in lv.sweep_np] if learned else [lv.omega_inv] * self.sweeps
+        for s, w in enumerate(W):
+            lv.rb_sweep(*lv.stencil, w, x, bv, 0, s == 0, lv.chunks)
+        lv.stencil_pass(*lv.stencil, self._normg[level], x, bv, False, r)  # the weighted residual
+        sy = self.dim == 3
+        mask = lv.restrict_mask if learned else self._levels[level + 1].mask3
+        lv.kernels["restrict"](r.reshape(grid3), mask, True, sy, 1.0 / 2 ** self.dim, rc)
+        e = self._cycle_np(level + 1, rc)
+        if learned:
+            np.multiply(e, lv.scale_np, out=e)
+        lv.kernels["prolong_add"](e, self._norm3[level], True, sy, x.reshape(grid3))
+        for w in reversed(W):
+            lv.rb_sweep(*lv.stencil, w, x, bv, 1, False, lv.chunks)
         return x.reshape(grid3)
 
     def _solve(self, x):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from krylearn.cli.main import main
 from krylearn.problems import broad_images as bi
 from krylearn.problems.brain import BANDS
 from krylearn.solvers.dds.recipe import train_prior
@@ -90,7 +91,6 @@ def test_bad_arguments_name_themselves():
 
 
 def test_train_diffusion_cli_on_the_broad_corpus(tmp_path, few_images, monkeypatch):
-    from krylearn.cli import main
     monkeypatch.setattr(bi, "BROAD_COUNTS", dict(SMALL))
     stem = tmp_path / "p"
     assert main(["train", "diffusion", "--corpus", "broad", "--kind", "ct", "--out", str(stem), "--steps", "2",
@@ -180,3 +180,26 @@ def test_auto_tries_every_shipped_prior_unless_one_is_given(kind):
     den = GaussianDenoiser(np.zeros((2 if kind == "mri" else 1, 8, 8)), var=1.0)
     given = _candidates(setup("dds", kind, prior=den), None)
     assert len(given) == len(per_prior[0]) and all("prior" not in c for c in given)  # the user's prior stays
+
+
+def test_bench_prior_auto_lets_dds_choose_among_the_shipped_priors(monkeypatch, capsys):
+    """``krylearn bench mri --prior auto --auto``: the DDS grid holds every shipped prior; without --auto, refused."""
+    pytest.importorskip("nilearn")
+    from krylearn.pipelines import parameter_choice
+    from krylearn.solvers.dds.bench_mri import format_mri_table, run_mri_benchmark
+    seen = []
+    choose = parameter_choice.choose_options
+
+    def spy(rec, *a, **kw):
+        ch = choose(rec, *a, **kw)
+        seen.append((rec.name, {o.get("prior") for o, _ in ch.scores}))
+        return ch
+
+    monkeypatch.setattr("krylearn.pipelines.reconstruct.choose_options", spy)
+    report = run_mri_benchmark(n_slices=1, size=64, cases=("uniform1d:4",), methods=("dds",), dds_nfe=(2,),
+                               prior="auto", auto=True, warmup=False, progress=False, save_images=False)
+    assert ("dds", set(parameter_choice.DDS_PRIORS["mri"])) in seen
+    assert [c["label"] for c in report["prior"]["candidates"]] and "chosen per scan" in format_mri_table(report)
+    assert np.isfinite(report["cases"][0]["rows"][0]["psnr_mean"])
+    assert main(["bench", "mri", "--prior", "auto", "--methods", "dds", "--slices", "1", "-q"]) == 2
+    assert "add --auto" in capsys.readouterr().err

@@ -321,17 +321,19 @@ def _tank(shape, device):
     return A, PoissonGrid(shape, flags, boundary=sides), rhs(A.shape[0], zero=flags.reshape(-1) != FLUID)
 
 
+@pytest.mark.parametrize("smoother", ["jacobi", "rbgs"])
 @pytest.mark.parametrize("shape", [(24, 20), (10, 12, 9)])
-def test_mgpcg_on_device(device, shape):
+def test_mgpcg_on_device(device, shape, smoother):
     """The V-cycle on the device (torch path) is the CPU's compiled one; MGPCG converges there, matrix-free."""
     A, A_cpu, b_np = _tank(shape, device)
-    S = krylearn.Solver(A, "mgpcg", rtol=1e-8)
+    S = krylearn.Solver(A, "mgpcg", rtol=1e-8, smoother=smoother)
     assert S.csr is None
     res = S.solve(torch.from_numpy(b_np).to(device))
     assert res.converged
     _on(res.x, device, torch.float64)
     assert _residual_ok(A_cpu.to_sparse(), b_np, res.x, 1e-8)
-    M, M_cpu = MultigridPreconditioner(A, coarse_size=16), MultigridPreconditioner(A_cpu, coarse_size=16)
+    M = MultigridPreconditioner(A, coarse_size=16, smoother=smoother)
+    M_cpu = MultigridPreconditioner(A_cpu, coarse_size=16, smoother=smoother)
     R = np.random.default_rng(5).standard_normal((3, A.shape[0]))
     Z = M @ torch.from_numpy(R).to(device)
     _on(Z, device, torch.float64)

@@ -6,7 +6,10 @@ methods on a problem's slices and scores them; DDS's benchmarks add:
 * the diffusion prior, resolved once (:func:`setup`): a name or path that
   does not exist becomes a note and a warning, dds/dps are skipped and the
   classical methods still run; a prior that exists but does not fit (wrong
-  channels, a corrupt file) is an error;
+  channels, a corrupt file) is an error.  ``prior="auto"`` (with ``auto``)
+  lets DDS choose among the modality's shipped priors per scan, as
+  ``krylearn reconstruct --auto`` does without ``--prior``; DPS then runs
+  with the modality's default prior;
 * one run per DDS NFE (labels ``dds-19``, ``dds-49``, ...) and DPS on
   ``dps_count`` evenly spaced slices only (it is slow on CPU) (:func:`specs`);
 * DDS against DPS on the DPS slices of the same run (:func:`same_slices`):
@@ -25,16 +28,19 @@ import numpy as np
 
 from ...benchmarks import imaging as harness
 from ...benchmarks.imaging import _stats, spread
+from ...pipelines.parameter_choice import DDS_PRIORS
 from ...utils.checks import check_int
 from ..learned import find_weights
 from .prior import available_priors
 from .reconstruct import resolve_prior
 
-__all__ = ["DIFFUSION", "check_targets", "comparison_table", "dps_selection", "prior_lines", "report_head",
+__all__ = ["AUTO", "DIFFUSION", "check_targets", "comparison_table", "dps_selection", "prior_lines", "report_head",
            "same_slices", "setup", "specs"]
 
 #: The diffusion methods: they need the prior and are skipped without it.
 DIFFUSION = ("dds", "dps")
+#: ``prior=AUTO``: DDS chooses its prior per scan among :data:`DDS_PRIORS` (needs ``auto``).
+AUTO = "auto"
 
 
 # ------------------------------------------------------------------ arguments and prior
@@ -91,6 +97,8 @@ def setup(kind: str, *, methods, allowed, prior, dds_nfe, dps_nfe, dps_count, tu
                prior_requested=None if prior is None else (
                    str(prior) if isinstance(prior, (str, os.PathLike)) else type(prior).__name__))
     methods = cfg["methods"]
+    if isinstance(prior, str) and prior == AUTO:
+        return _setup_auto_prior(cfg, kind)
     den, info, note = _resolve_prior(prior, kind, cfg["device"], any(m in DIFFUSION for m in methods))
     if note:
         cfg["skipped"] = {m: note for m in methods if m in DIFFUSION}
@@ -100,6 +108,29 @@ def setup(kind: str, *, methods, allowed, prior, dds_nfe, dps_nfe, dps_count, tu
     if not methods:
         raise ValueError("methods: nothing left to run (only dds/dps were asked for and the prior is missing)")
     cfg.update(methods=methods, shared={"prior": den}, prior_info=info)
+    return cfg
+
+
+def _setup_auto_prior(cfg: dict, kind: str) -> dict:
+    """``prior="auto"``: no prior shared by the method calls, so DDS's per-scan grid runs every shipped prior.
+
+    Each candidate prior is resolved here (a missing or broken one is an
+    error: the choice would silently shrink); DPS, which chooses nothing,
+    runs with the first (the modality's default).
+    """
+    methods = cfg["methods"]
+    needed = any(m in DIFFUSION for m in methods)
+    infos = [_resolve_prior(p, kind, cfg["device"], needed) for p in DDS_PRIORS[kind]]
+    missing = [n for (_, _, n) in infos if n]
+    if missing:
+        raise ValueError(f"prior='auto' chooses among {', '.join(DDS_PRIORS[kind])}, but: {missing[0]}")
+    info = None
+    if needed:
+        info = {"label": f"chosen per scan among {', '.join(i['label'] for _, i, _ in infos)}",
+                "candidates": [i for _, i, _ in infos], "parameters": None}
+        if "dps" in methods:
+            cfg["notes"].append(f"prior auto: DPS runs with {DDS_PRIORS[kind][0]} (it has no options to choose)")
+    cfg.update(shared={}, prior_info=info, prior_auto=True)
     return cfg
 
 
@@ -135,6 +166,8 @@ def auto_options(cfg: dict, auto: bool, tune: bool) -> None:
     """``auto``: every method call chooses its options per scan (``run_method(auto=True)``); not with ``tune``."""
     if auto and tune:
         raise ValueError("auto and tune exclude each other: auto chooses per scan, tune on validation slices")
+    if cfg.get("prior_auto") and not auto:
+        raise ValueError("prior='auto' (--prior auto) chooses the prior per scan by cross-validation: add --auto")
     if auto:
         cfg["shared"]["auto"] = True
 

@@ -131,8 +131,8 @@ def run_mri_benchmark(*, n_slices: int = 8, size: int = 64, cases=DEFAULT_MRI_CA
     methods : sequence of str
         Subset of :data:`MRI_BENCH_METHODS`.
     prior : name, path or denoiser
-        For dds/dps (2 channels).  A name or path that does not exist is
-        reported (``notes``, a warning) and dds/dps are skipped.
+        For dds/dps (2 channels); a missing one is a note and a warning, and dds/dps
+        are skipped.  ``"auto"`` (with ``auto``): DDS chooses the prior per scan.
     dds_nfe : int or sequence of int
         DDS runs (labels ``dds-<nfe>``); 49 is the targets'.
     dps_nfe, dps_count : int

@@ -162,7 +162,8 @@ def cmd_bench_ct(args) -> int:
 
 def _add_imaging_common(p, *, prior, slices, size, methods, known, dps_count, tune_slices):
     p.add_argument("--prior", default=prior, help=f"diffusion prior name or weights path (default {prior}); "
-                   "if missing, dds/dps are skipped with a note and the classical methods still run")
+                   "if missing, dds/dps are skipped with a note and the classical methods still run; 'auto' "
+                   "(with --auto): DDS chooses among the shipped priors per scan")
     p.add_argument("--slices", type=int, default=slices, help=f"held-out test slices (default {slices})")
     p.add_argument("--size", type=int, default=size, help=f"image side (default {size})")
     p.add_argument("--methods", type=method_list, default=list(methods),
