@@ -21,8 +21,8 @@ def add_solve(sub) -> None:
     """``krylearn solve``."""
     s = sub.add_parser("solve", help="solve a system from a Matrix Market or krylearn HDF5 file",
                        description="Solve A x = b. A from a .mtx file or a krylearn HDF5 systems file (--index). "
-                                   "DCDM needs the grid behind the rows of A: HDF5 files store it, a .mtx file "
-                                   "needs --grid-shape.")
+                                   "mgpcg, DCDM and fcg-lsm need the grid behind the rows of A: HDF5 files store "
+                                   "it, a .mtx file needs --grid-shape.")
     s.add_argument("matrix", help="A.mtx or systems.h5")
     s.add_argument("--rhs", default=None,
                    help="b as .npy, .mtx or text (default: the HDF5 file's b, or ones on the nonzero rows of a .mtx)")
@@ -30,9 +30,10 @@ def add_solve(sub) -> None:
                    help="system index in an HDF5 file, negative counts from the end (default 0)")
     s.add_argument("--method", default="pcg-amg", help="solver method (default pcg-amg)")
     s.add_argument("--omega", type=floats, default=None,
-                   help="relaxation factor for sor/ssor/pcg-ssor/jacobi (default: the method's own)")
+                   help="relaxation factor for sor/ssor/pcg-ssor/jacobi, smoother weight for mgpcg "
+                        "(default: the method's own)")
     s.add_argument("--grid-shape", type=grid_shape, default=None, metavar="SHAPE",
-                   help="grid behind the rows of a .mtx matrix for DCDM: NY,NX or NZ,NY,NX in C order "
+                   help="grid behind the rows of a .mtx matrix for mgpcg/dcdm/fcg-lsm: NY,NX or NZ,NY,NX in C order "
                         "(default: the grid an HDF5 file stores)")
     s.add_argument("--no-check-symmetry", dest="check_symmetry", action="store_false",
                    help="skip the symmetry check of CG and the PCG methods (default: check)")
