@@ -144,7 +144,7 @@ class _Level:
         self._op = None if device.type == "cpu" else PoissonGrid.from_weights(d, w, dtype=dtype, device=device)
         self.d, self.w = d, w
         self.shape = d.shape
-        self.sweep_w = self.scale = self.interp = None  # learned smoother weights / coarse / fine scales
+        self.sweep_w = self.scale = None  # learned smoother weights / coarse-correction scales
         self.dtype, self.device = dtype, device
         self.mask = torch.from_numpy(d > 0).to(device=device, dtype=dtype)
         self.unknowns = int((d > 0).sum())
@@ -230,9 +230,8 @@ class MultigridPreconditioner(Preconditioner):
         Learned cycle parameters (:class:`~krylearn.solvers.dcdm.multigrid_model.DCDMMultigrid`):
         its ``sweeps``, ``smoother`` and ``level_arrays(level, fine, coarse)``, which gives
         per-cell smoother weights ``W_s`` (one array per sweep, the sweep
-        ``x += W_s (b - A x)``), per-coarse-cell scales ``s`` (the coarse
-        correction becomes ``P S M_c S R``) and per-fine-cell interpolation
-        scales ``f`` or None (``P`` becomes ``diag(f) P``, ``R`` its transpose).  Pre-sweeps run ``W_0 .. W_{S-1}``
+        ``x += W_s (b - A x)``) and per-coarse-cell scales ``s`` (the coarse
+        correction becomes ``P S M_c S R``).  Pre-sweeps run ``W_0 .. W_{S-1}``
         and post-sweeps the reverse, so the cycle stays symmetric.
 
     Attributes
@@ -290,22 +289,19 @@ class MultigridPreconditioner(Preconditioner):
         if learned is not None:
             self.sweeps = int(learned.sweeps)
             for i, (fine, coarse) in enumerate(zip(self._levels, self._levels[1:])):
-                sw, sc, fi = learned.level_arrays(i, fine, coarse)
+                sw, sc = learned.level_arrays(i, fine, coarse)
                 # float32 values (half the traffic of the compiled sweep), the same on both code paths
                 fine.sweep_np = [np.asarray(a, dtype=np.float32) for a in sw]
                 fine.scale_np = np.asarray(sc, dtype=np.float32)
                 fine.sweep_w = [torch.from_numpy(a).to(device=self.device, dtype=dtype) for a in fine.sweep_np]
                 fine.scale = torch.from_numpy(fine.scale_np).to(device=self.device, dtype=dtype)
-                if fi is not None:
-                    fine.interp = torch.from_numpy(np.asarray(fi, dtype=np.float32)).to(device=self.device, dtype=dtype)
         k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=dtype, device=self.device) / 4.0
         kernel = k[:, None] * k[None, :] if self.dim == 2 else k[:, None, None] * k[None, :, None] * k[None, None, :]
         self._kernel = kernel[None, None]
         self._norm = [self._weights_sum(f, c) for f, c in zip(self._levels, self._levels[1:])]
         self._use_numba = self.device.type == "cpu"
-        if self._use_numba:  # the compiled transfers take a learned interpolation scale folded into the weights
-            self._norm3 = [self._transfer_weights(level).cpu().numpy().reshape(f.shape3)
-                           for level, f in enumerate(self._levels[:-1])]
+        if self._use_numba:
+            self._norm3 = [nm.cpu().numpy().reshape(f.shape3) for nm, f in zip(self._norm, self._levels)]
             self._normg = [nm.reshape(f.shape) for nm, f in zip(self._norm3, self._levels)]
             self._cinv_np = self._cinv.cpu().numpy()
             self._cidx_np = self._cidx.cpu().numpy()
@@ -352,13 +348,8 @@ class MultigridPreconditioner(Preconditioner):
             y = y[tuple(slice(0, s) for s in fine.shape)] * fine.mask
         return torch.where(y > 0, 1.0 / torch.where(y > 0, y, torch.ones_like(y)), torch.zeros_like(y))
 
-    def _transfer_weights(self, level: int) -> torch.Tensor:
-        """The fine-side weights of the transfers: the renormalisation, times a learned scale if any."""
-        f = self._levels[level].interp
-        return self._norm[level] if f is None else self._norm[level] * f
-
     def _restrict(self, r: torch.Tensor, level: int) -> torch.Tensor:
-        r = r * self._transfer_weights(level)
+        r = r * self._norm[level]
         pad = []
         for s in reversed(r.shape[1:]):
             pad += [0, s % 2]
@@ -369,7 +360,7 @@ class MultigridPreconditioner(Preconditioner):
         fine = self._levels[level]
         y = self._conv(e * self._levels[level + 1].mask, transpose=True)
         y = y[(slice(None),) + tuple(slice(0, s) for s in fine.shape)]
-        return y * self._transfer_weights(level)
+        return y * self._norm[level]
 
     # -------------------------------------------------------------- cycle
     def _presmooth(self, lv: _Level, b, W: list):

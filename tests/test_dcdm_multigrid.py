@@ -20,8 +20,8 @@ from krylearn.utils.errors import FormatError
 from test_multigrid import rhs_for, scene
 
 
-def random_model(dim, seed=0, scale=3.0, **config):
-    net = DCDMMultigrid(dim, **config)
+def random_model(dim, seed=0, scale=3.0):
+    net = DCDMMultigrid(dim)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():
@@ -29,11 +29,10 @@ def random_model(dim, seed=0, scale=3.0, **config):
     return net
 
 
-@pytest.mark.parametrize("interp", [False, True])
 @pytest.mark.parametrize("shape", [(40, 36), (14, 18, 16)])
-def test_random_cycle_is_symmetric_positive_and_paths_agree(shape, interp):
+def test_random_cycle_is_symmetric_positive_and_paths_agree(shape):
     A = scene(shape, seed=3)
-    M = MultigridPreconditioner(A, learned=random_model(len(shape), interp=interp))
+    M = MultigridPreconditioner(A, learned=random_model(len(shape)))
     fluid = A.flags.cpu().numpy().reshape(-1) == 0
     R = np.random.default_rng(1).standard_normal((12, A.shape[0])) * fluid
     Z = M._solve(torch.from_numpy(R)).numpy()
@@ -112,15 +111,13 @@ def test_the_papers_cnn_is_still_loadable(held_out_2d):
     assert pure.info["model"] == "dcdm-2d"
 
 
-@pytest.mark.parametrize("interp", [False, True])
-def test_weights_round_trip_and_bad_kind(tmp_path, interp):
-    net = random_model(3, seed=7, interp=interp)
+def test_weights_round_trip_and_bad_kind(tmp_path):
+    net = random_model(3, seed=7)
     wpath, cpath = save_pretrained(net, {"name": "t"}, tmp_path / "mg")
     card = json.loads(cpath.read_text())
     assert card["kind"] == "multigrid" and card["method"] == "dcdm"
     back, _ = load_pretrained(tmp_path / "mg", method="dcdm", cache=False)
-    assert isinstance(back, DCDMMultigrid) and back.interp == interp
-    assert set(back.state_dict()) == set(net.state_dict())
+    assert isinstance(back, DCDMMultigrid)
     for k, v in net.state_dict().items():
         assert torch.equal(back.state_dict()[k], v.float())
     card["kind"] = "transformer"
@@ -141,23 +138,18 @@ def test_train_dcdm_multigrid_beats_untrained_on_validation(tmp_path):
     assert isinstance(net, DCDMMultigrid)
 
 
-@pytest.mark.parametrize("interp", [False, True])
-def test_compiled_weights_equal_the_training_tensors(interp):
+def test_compiled_weights_equal_the_training_tensors():
     A = scene((30, 26), seed=3)
-    net = random_model(2, seed=9, interp=interp)
+    net = random_model(2, seed=9)
     M = MultigridPreconditioner(A, learned=net)
     st = [grid_stencil(A, None)]
     for _ in range(M.levels - 1):
         st.append(coarsen(*st[-1]))
     for i, (f, c) in enumerate(zip(M._levels, M._levels[1:])):
-        W, s, fi = net.tensors(i, *st[i], *st[i + 1])
+        W, s = net.tensors(i, *st[i], *st[i + 1])
         for a, t in zip(f.sweep_np, W):
             assert np.allclose(a.reshape(f.shape), t.detach().numpy(), rtol=1e-6, atol=0)
         assert np.allclose(f.scale_np.reshape(c.shape), s.detach().numpy(), rtol=1e-6, atol=0)
-        assert (fi is None) == (f.interp is None) == (not interp)
-        if interp:
-            assert np.allclose(f.interp.numpy(), fi.detach().numpy(), rtol=1e-6, atol=0)
-            assert fi.detach().numpy()[st[i][0] > 0].std() > 0  # per-cell values, not one constant
 
 
 def test_a_matrix_the_cycle_cannot_coarsen_falls_back_to_the_cnn():
@@ -180,8 +172,6 @@ def test_bad_model_options():
         DCDMMultigrid(2, knots=(1, 4))
     with pytest.raises(ValueError, match="dim"):
         DCDMMultigrid(4)
-    with pytest.raises(ValueError, match="interp"):
-        DCDMMultigrid(2, interp=1)
     A = scene((16, 16))
     with pytest.raises(ValueError, match="3-D"):
         krylearn.solve(A, rhs_for(A), method="dcdm", model=DCDMMultigrid(3))

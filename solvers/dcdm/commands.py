@@ -42,8 +42,6 @@ def _add_train(train_verb) -> None:
                     help="training grid cells per side (default 48 for multigrid in 2D, 16 in 3D; 128 for cnn)")
     td.add_argument("--k", type=int, default=6, help="multigrid: PCG steps the loss looks through (default 6)")
     td.add_argument("--sweeps", type=int, default=2, help="multigrid: smoothing sweeps each side (default 2)")
-    td.add_argument("--interp", action="store_true",
-                    help="multigrid: learn the interpolation's scale on the fine cells too (default off)")
     td.add_argument("--scenes", type=comma_list, default=list(DEFAULT_SCENES),
                     help=f"training scenes, comma-separated (default {','.join(DEFAULT_SCENES)})")
     td.add_argument("--data-seed", type=int, default=100, help="scene seed of the first training matrix (default 100)")
@@ -108,7 +106,7 @@ def cmd_train_dcdm(args) -> int:
     if args.arch == "multigrid":
         card = train_multigrid_recipe(dim=args.dim, n=args.n, out=args.out, name=args.name, save=args.save,
                                       scenes=tuple(args.scenes), data_seed=args.data_seed, steps=args.steps,
-                                      lr=args.lr, k=args.k, sweeps=args.sweeps, interp=args.interp, seed=args.seed,
+                                      lr=args.lr, k=args.k, sweeps=args.sweeps, seed=args.seed,
                                       resume=not args.no_resume, progress=not args.quiet,
                                       command=args.command_line, max_minutes=args.max_minutes)
         if card:

@@ -12,11 +12,7 @@ the local stencil in place of its constants:
 * the coarse correction: ``P S M_c S R`` with ``S = diag(sqrt(alpha(rho_c,
   delta_c)))`` on the coarse cells, i.e. a learned rescaling of the
   coarse operator where aggregation without a Galerkin product gets it wrong
-  (next to air and solid cells);
-* optionally (``interp=True``) the interpolation too: ``P`` becomes
-  ``diag(sqrt(beta(rho, delta))) P`` on the fine cells (and ``R`` its
-  transpose), so a fine cell next to air or a wall can take more or less of
-  the coarse correction than linear interpolation gives it.
+  (next to air and solid cells).
 
 The features are ``rho = sum_j |a_ij| / a_ii`` (1 in the interior and next to
 solids, below 1 next to air: how Dirichlet a cell is) and ``delta = a_ii /
@@ -25,10 +21,9 @@ bilinear table on ``[0, 1]^2`` (``knots`` points per axis), one per level
 group (the finest level, the next, and all coarser ones share the last) and,
 for the smoother, per sweep.  ``omega = sigmoid(.)`` lies in ``(0, 1)`` and
 ``alpha = 2 sigmoid(.)`` in ``(0, 2)``: every sweep is then non-expansive in
-the energy norm of a diagonally dominant ``A``, whatever the weights, and
-any positive scaling of ``P`` keeps the cycle symmetric positive definite,
-so an untrained or random model still gives a symmetric preconditioner
-that CG converges with.  The cycle costs what ``mgpcg``'s does (one weight array
+the energy norm of a diagonally dominant ``A``, whatever the weights, so an
+untrained or random model still gives a symmetric preconditioner that CG
+converges with.  The cycle costs what ``mgpcg``'s does (one weight array
 read per sweep more); training runs the same cycle in torch and back-
 propagates through a few PCG iterations (:mod:`.train_multigrid`).
 """
@@ -71,8 +66,8 @@ def stencil_features(d: np.ndarray, w: list) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(rho, 0.0, 1.0), np.clip(delta, 0.0, 1.0)
 
 
-def _table_values(d: np.ndarray, w: list, tables: np.ndarray, divide) -> np.ndarray:
-    """``tables`` (T, K1, K2) at each cell's features: over the diagonal (``divide[t]``) or square-rooted."""
+def _table_values(d: np.ndarray, w: list, tables: np.ndarray, divide: bool) -> np.ndarray:
+    """``tables`` (T, K1, K2) at each cell's features: over the diagonal (``divide``) or square-rooted."""
     out = np.empty((tables.shape[0],) + d.shape, dtype=np.float32)
     dmax = float(d.max()) if d.size else 0.0
     if dmax <= 0:
@@ -81,7 +76,7 @@ def _table_values(d: np.ndarray, w: list, tables: np.ndarray, divide) -> np.ndar
     name = "learned_weights3d" if d.ndim == 3 else "learned_weights2d"
     kernel = K.KERNELS[name][d.size < K.SERIAL_BELOW]
     kernel(d, *w, dmax, np.ascontiguousarray(tables, dtype=np.float64),
-           np.broadcast_to(np.asarray(divide, dtype=bool), (tables.shape[0],)).copy(), out)
+           np.full(tables.shape[0], divide), out)
     return out
 
 
@@ -108,13 +103,11 @@ class DCDMMultigrid(DCDMModel):
         Level groups with their own tables (default 3: finest, next, rest).
     knots : (int, int)
         Table points along ``rho`` and ``delta`` (default (5, 4)).
-    interp : bool
-        Learn the interpolation's scale on the fine cells too (default False).
     """
 
     kind = "multigrid"
 
-    def __init__(self, dim: int = 2, sweeps: int = 2, groups: int = 3, knots=(5, 4), interp: bool = False):
+    def __init__(self, dim: int = 2, sweeps: int = 2, groups: int = 3, knots=(5, 4)):
         super().__init__()
         if dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
@@ -124,19 +117,12 @@ class DCDMMultigrid(DCDMModel):
         knots = tuple(knots)
         if len(knots) != 2 or not all(isinstance(k, int) and k >= 2 for k in knots):
             raise ValueError(f"knots must be two integers >= 2, got {knots!r}")
-        if not isinstance(interp, bool):
-            raise ValueError(f"interp must be True or False, got {interp!r}")
         self.config = {"dim": dim, "sweeps": sweeps, "groups": groups, "knots": list(knots)}
-        if interp:  # old cards have no such key, and load as before
-            self.config["interp"] = True
         self.dim, self.sweeps, self.groups = dim, sweeps, groups
         omega = 2.0 / 3.0 if dim == 2 else 6.0 / 7.0  # damped Jacobi's classical weights: the untrained start
         logit = float(np.log(omega / (1.0 - omega)))
         self.omega_logit = nn.Parameter(torch.full((groups, sweeps) + knots, logit))
         self.alpha_logit = nn.Parameter(torch.zeros((groups,) + knots))
-        self.interp = interp
-        if interp:
-            self.beta_logit = nn.Parameter(torch.zeros((groups,) + knots))
 
     def _group(self, level: int) -> int:
         return min(level, self.groups - 1)
@@ -150,40 +136,27 @@ class DCDMMultigrid(DCDMModel):
         """Coarse-correction scales on the coarse cells below level ``level``."""
         return 2.0 * _bilinear(torch.sigmoid(self.alpha_logit[self._group(level)]), rho, delta)
 
-    def beta(self, level: int, rho: torch.Tensor, delta: torch.Tensor) -> torch.Tensor | None:
-        """Interpolation scales (squared) on the fine cells of level ``level``; None without ``interp``."""
-        if not self.interp:
-            return None
-        return 2.0 * _bilinear(torch.sigmoid(self.beta_logit[self._group(level)]), rho, delta)
-
     def tensors(self, level: int, fine_d, fine_w, coarse_d, coarse_w, dtype=torch.float64):
-        """``(W_s list, sqrt(alpha), sqrt(beta) or None)`` of level ``level`` as differentiable tensors (training)."""
+        """``(W_s list, sqrt(alpha))`` of level ``level`` as differentiable tensors (for training)."""
         rho, delta = (torch.from_numpy(a).to(dtype) for a in stencil_features(fine_d, fine_w))
         inv = torch.from_numpy(np.where(fine_d > 0, 1.0 / np.where(fine_d > 0, fine_d, 1.0), 0.0)).to(dtype)
         W = [om * inv for om in self.omega(level, rho, delta)]
         rc, dc = (torch.from_numpy(a).to(dtype) for a in stencil_features(coarse_d, coarse_w))
         mask = torch.from_numpy(coarse_d > 0).to(dtype)
-        beta = self.beta(level, rho, delta)
-        fine = None if beta is None else beta.sqrt() * torch.from_numpy(fine_d > 0).to(dtype)
-        return W, self.alpha(level, rc, dc).sqrt() * mask, fine
+        return W, self.alpha(level, rc, dc).sqrt() * mask
 
-    def level_arrays(self, level: int, fine, coarse) -> tuple[list, np.ndarray, np.ndarray | None]:
+    def level_arrays(self, level: int, fine, coarse) -> tuple[list, np.ndarray]:
         """What :class:`~krylearn.solvers.multigrid.MultigridPreconditioner` asks for: float32 numpy arrays.
 
-        ``(W_s list, sqrt(alpha) on the coarse cells, sqrt(beta) on the fine
-        cells or None)``.  One compiled pass per level and grid (features and
-        table look-up fused); equal to :meth:`tensors` up to float32 rounding.
+        One compiled pass per level (features and table look-up fused);
+        equal to :meth:`tensors` up to float32 rounding.
         """
         g = self._group(level)
         with torch.no_grad():
-            tables = torch.sigmoid(self.omega_logit[g]).double().cpu().numpy()
+            omega = torch.sigmoid(self.omega_logit[g]).double().cpu().numpy()
             alpha = 2.0 * torch.sigmoid(self.alpha_logit[g]).double().cpu().numpy()
-            if self.interp:
-                beta = 2.0 * torch.sigmoid(self.beta_logit[g]).double().cpu().numpy()
-                tables = np.concatenate([tables, beta[None]])
-        out = _table_values(fine.d, fine.w, tables, divide=[True] * self.sweeps + [False] * self.interp)
-        scale = _table_values(coarse.d, coarse.w, alpha[None], divide=False)[0]
-        return list(out[:self.sweeps]), scale, (out[self.sweeps] if self.interp else None)
+        W = _table_values(fine.d, fine.w, omega, divide=True)
+        return list(W), _table_values(coarse.d, coarse.w, alpha[None], divide=False)[0]
 
     def card_fields(self) -> dict:
         return {"parameters": int(sum(p.numel() for p in self.parameters()))}

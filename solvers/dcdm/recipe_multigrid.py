@@ -53,7 +53,7 @@ def pcg_iterations(op, b, model: DCDMMultigrid | None, rtol: float = 1e-6) -> in
 
 def train_multigrid(*, dim: int, n: int = 48, scenes=("smoke-plume", "smoke-obstacle"), data_seed: int = 100,
                     steps: int = 150, lr: float = 0.02, k: int = 6, rhs: int = 4, sweeps: int = 2, seed: int = 0,
-                    groups: int = 3, knots=(5, 4), interp: bool = False,
+                    groups: int = 3, knots=(5, 4),
                     out=None, resume: bool = True, progress: bool = True, max_minutes: float | None = None) -> dict:
     """Train a :class:`DCDMMultigrid` (see the module docstring).
 
@@ -71,7 +71,7 @@ def train_multigrid(*, dim: int, n: int = 48, scenes=("smoke-plume", "smoke-obst
         PCG steps the loss looks through.
     rhs : int
         Right-hand sides per system and step (the frame's ``b`` and ``rhs - 1`` Gaussian).
-    sweeps, groups, knots, interp : int, int, (int, int), bool
+    sweeps, groups, knots : int, int, (int, int)
         The :class:`~.multigrid_model.DCDMMultigrid` configuration.
     out : path, optional
         Folder for ``checkpoint.pt`` (resumed when ``resume`` and from the same run).
@@ -95,15 +95,14 @@ def train_multigrid(*, dim: int, n: int = 48, scenes=("smoke-plume", "smoke-obst
     train = (pressure_systems(scenes, dim, n, data_seed) + pressure_systems(scenes, dim, 2 * n, data_seed + 10))
     val = pressure_systems(scenes, dim, 4 * n if dim == 2 else 2 * n, data_seed + 50, take=(11,))
     task = MultigridTask(train, val, dim=dim, sweeps=sweeps, lr=lr, steps=steps, k=k, rhs=rhs, seed=seed,
-                         groups=groups, knots=knots, interp=interp)
+                         groups=groups, knots=knots)
     result = Trainer(task, rounds=steps, seed=seed, device="cpu",
                      checkpoint=Path(out) / "checkpoint.pt" if out is not None else None,
                      checkpoint_every=25, resume=resume, val_every=10, log_every=10, max_minutes=max_minutes,
                      progress=progress).fit()
     log = [{"step": r["step"], "train_loss": r["loss"], "val_loss": r["val"], "seconds": r["seconds"]}
            for r in result.log]
-    untrained_val = task.validate(DCDMMultigrid(dim, sweeps=sweeps, groups=groups, knots=knots,
-                                                interp=interp).to(torch.float64))
+    untrained_val = task.validate(DCDMMultigrid(dim, sweeps=sweeps, groups=groups, knots=knots).to(torch.float64))
     sizes = {"train": [n, 2 * n], "val": 4 * n if dim == 2 else 2 * n}
     return {"net": result.model.cpu().float().eval(), "log": log, "best_step": result.best_round,
             "best_val": result.best_val, "final_val": log[-1]["val_loss"] if log else None,
@@ -142,8 +141,7 @@ def train_multigrid_recipe(*, dim: int, out, name: str | None = None, save=None,
         "data": {**result["systems"], "rhs": "the frame's b and Gaussian vectors on the fluid cells"},
         "training": {"steps": result["steps"], "optimizer": "Adam, cosine decay to lr/10",
                      "loss": "mean log(||r_k|| / ||b||) after k PCG steps from zero",
-                     **{k: v for k, v in kwargs.items()
-                        if k in ("steps", "lr", "k", "rhs", "sweeps", "interp", "seed", "n")}},
+                     **{k: v for k, v in kwargs.items() if k in ("steps", "lr", "k", "rhs", "sweeps", "seed", "n")}},
         "seconds": {"training": round(result["seconds"], 1)},
         "hardware": hardware("cpu"),
         "metrics": {"untrained_val_loss": result["untrained_val"], "best_val_loss": result["best_val"],

@@ -50,7 +50,7 @@ class _Prepared:
     def attach(self, model: DCDMMultigrid) -> None:
         """Put the model's (differentiable) weights into the hierarchy's torch cycle."""
         for i, (fine, (d, w), (dc, wc)) in enumerate(zip(self.M._levels, self.stencils, self.stencils[1:])):
-            fine.sweep_w, fine.scale, fine.interp = model.tensors(i, d, w, dc, wc)
+            fine.sweep_w, fine.scale = model.tensors(i, d, w, dc, wc)
 
     def precondition(self, r: torch.Tensor) -> torch.Tensor:
         shape = self.M._levels[0].shape
@@ -92,17 +92,16 @@ class MultigridTask(TrainTask):
     desc = "training DCDM (multigrid)"
 
     def __init__(self, systems, val_systems, *, dim: int, sweeps: int, lr: float, steps: int, k: int,
-                 rhs: int, seed: int, groups: int = 3, knots=(5, 4), interp: bool = False):
+                 rhs: int, seed: int, groups: int = 3, knots=(5, 4)):
         self.systems, self.val_systems = systems, val_systems
-        self.groups, self.knots, self.interp = groups, tuple(knots), interp
+        self.groups, self.knots = groups, tuple(knots)
         self.dim, self.sweeps, self.lr, self.steps, self.k, self.rhs, self.seed = dim, sweeps, lr, steps, k, rhs, seed
 
     def setup(self) -> DCDMMultigrid:
         self.prepared = [_Prepared(op, b) for op, b in self.systems]
         self.val = [_Prepared(op, b) for op, b in self.val_systems]
         self.gen = torch.Generator().manual_seed(self.seed + 1000 * self.dist.rank)
-        return DCDMMultigrid(self.dim, sweeps=self.sweeps, groups=self.groups, knots=self.knots,
-                             interp=self.interp).to(torch.float64)
+        return DCDMMultigrid(self.dim, sweeps=self.sweeps, groups=self.groups, knots=self.knots).to(torch.float64)
 
     def make_optimizer(self, model):
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
@@ -110,7 +109,7 @@ class MultigridTask(TrainTask):
 
     def settings(self) -> dict:
         return {"k": self.k, "rhs": self.rhs, "sweeps": self.sweeps, "steps": self.steps, "groups": self.groups,
-                "knots": list(self.knots), "interp": self.interp}
+                "knots": list(self.knots)}
 
     def data(self):
         return [(np.asarray(op.flags.cpu()), b) for op, b in self.systems + self.val_systems]
