@@ -26,10 +26,12 @@ import torch
 from ..operators.sparse import SparseMatrix
 from ..operators.stencil import PoissonGrid
 from ..solvers.api import solve
+from ..utils.checks import check_int
 from .poisson import Problem
 
 
 def _median_time(fn, repeats: int, warmup: int = 1):
+    check_int("repeats", repeats, 1)
     for _ in range(warmup):
         out = fn()
     times = []

@@ -27,6 +27,7 @@ from ..problems.smoke import SmokeSimulation
 from ..solvers.learned import cpu_name
 from ..solvers.solver import Solver, takes_grid
 from ..utils.atomic import atomic_write_text, save_figure
+from ..utils.checks import check_int
 from ..utils.version import __version__
 
 
@@ -53,6 +54,7 @@ def smoke_problem(scene: str = "smoke-obstacle", dim: int = 2, n: int = 128, fra
 
     ``sim_solver`` solves the simulation's own pressure systems (to rtol 1e-8).
     """
+    frames = check_int("frames", frames, 1)
     shape = (n,) * dim
     sim = SmokeSimulation(shape, scene=scene, seed=seed, solver=sim_solver)
     it = range(frames)
@@ -101,6 +103,7 @@ def _jsonable(v):
 def run_method(problem: Problem, method: str, *, rtol: float, atol: float = 0.0, maxiter=None,
                repeats: int = 3, warmup: int = 1, options=None) -> tuple[dict, np.ndarray]:
     """Run ``method`` ``warmup + repeats`` times; return a table row and the residual history."""
+    repeats, warmup = check_int("repeats", repeats, 1), check_int("warmup", warmup, 0)
     options = dict(options or {})
     if takes_grid(method) and problem.grid_shape is not None:  # DCDM and MGPCG work on the grid behind the matrix
         options.setdefault("grid_shape", tuple(problem.grid_shape))

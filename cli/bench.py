@@ -50,6 +50,8 @@ def add_bench_parsers(bench) -> None:
 
 def cmd_bench_poisson(args) -> int:
     writable_folder(args.out, "--out")
+    if args.sequence < 0:
+        raise ValueError(f"--sequence must be >= 0 (0: one frame), got {args.sequence}")
     if args.sequence:
         return _bench_frames(args)
     if args.device is not None:

@@ -72,6 +72,22 @@ def test_missing_file_and_bad_number():
     assert p.returncode == 2 and "expected a number" in p.stderr
 
 
+@pytest.mark.parametrize("args,flag", [
+    (["dcdm", "--sizes", "16", "--methods", "mgpcg", "--frames", "0"], "--frames"),
+    (["dcdm", "--sizes", "16", "--methods", "mgpcg", "--repeats", "0"], "--repeats"),
+    (["dcdm", "--sizes", "16", "--methods", "mgpcg", "--warmup", "-1"], "--warmup"),
+    (["dcdm", "--sizes", "16", "--methods", "mgpcg", "--rtol-coarse", "1e-9"], "--rtol-coarse"),
+    (["poisson", "--n", "16", "--methods", "mgpcg", "--repeats", "0"], "--repeats"),
+    (["poisson", "--sequence", "-3"], "--sequence"),
+    (["baselines", "--repeats", "0"], "--repeats"),
+])
+def test_bench_counts_out_of_range_name_the_flag(tmp_path, capsys, args, flag):
+    """Zero repeats, no frames, a negative warm-up or sequence, a coarse tolerance below the run's: named errors."""
+    assert main(["bench", *args, "--out", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"krylearn: error: {flag} must be") and len(err.splitlines()) == 1, err
+
+
 def test_data_bench_and_demo(tmp_path):
     h5 = tmp_path / "systems.h5"
     assert main(["data", "poisson", "--scene", "smoke-obstacle", "--dim", "2", "--n", "24", "--frames", "3",

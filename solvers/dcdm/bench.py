@@ -18,6 +18,7 @@ import scipy.sparse
 
 from ...benchmarks.poisson import Problem, machine, plot_residuals, run_method, smoke_problem
 from ...utils.atomic import atomic_path, atomic_write_text, save_figure
+from ...utils.checks import check_int
 
 __all__ = ["run_dcdm_benchmark", "format_dcdm_table", "iterations_to"]
 
@@ -58,6 +59,10 @@ def run_dcdm_benchmark(*, dim: int, sizes, scenes=("smoke-plume", "smoke-obstacl
                        repeats: int = 1, warmup: int = 1, model: str | None = None, out_dir=None, cache: bool = True,
                        progress: bool = True, sim_solver: str = "pcg-amg") -> dict:
     """Run every method on every (scene, size); return (and write) the report."""
+    check_int("frames", frames, 1)
+    if not 0 < rtol <= rtol_coarse:
+        raise ValueError(f"rtol_coarse must be >= rtol > 0 (its iterations are read off the rtol run), got "
+                         f"{rtol_coarse} and {rtol}")
     out = Path(out_dir) if out_dir is not None else None
     rows, residuals = [], {}
     options = {m: {"model": model} for m in methods if m.startswith("dcdm")} if model else {}
