@@ -6,11 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
+import torch
+
 from ..solvers.learned import check_writable
 from ..solvers.solver import takes_grid
 
-__all__ = ["DEFAULT_OUT", "floats", "method_list", "int_list", "grid_shape", "add_stopping", "add_run_options",
-           "add_quiet", "comma_list", "writable_folder", "writable_file", "needs_grid"]
+__all__ = ["DEFAULT_OUT", "device", "floats", "method_list", "int_list", "grid_shape", "add_stopping",
+           "add_run_options", "add_quiet", "comma_list", "writable_folder", "writable_file", "needs_grid"]
 
 DEFAULT_OUT = "krylearn-results"
 
@@ -21,6 +23,17 @@ def floats(s: str) -> float:
         return float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+
+
+def device(s: str) -> str:
+    """``--device``: a torch device name (``cpu``, ``cuda``, ``cuda:1``) or ``auto``, checked when parsed."""
+    if s.strip() != "auto":
+        try:
+            torch.device(s)
+        except (RuntimeError, TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a torch device such as cpu, cuda or cuda:0, "
+                                             f"got {s!r}") from None
+    return s
 
 
 def method_list(s: str) -> list[str]:

@@ -14,7 +14,7 @@ from ..benchmarks.poisson import format_table, machine, run_benchmark
 from ..solvers.learned import pick_device
 from ..solvers.solver import method_class
 from ..utils.atomic import atomic_write_text
-from .args import add_run_options, add_stopping, floats, method_list, writable_folder
+from .args import add_run_options, add_stopping, device, floats, method_list, writable_folder
 from .problem import add_problem, load_problem, methods_for
 
 __all__ = ["add_bench_parsers"]
@@ -36,7 +36,7 @@ def add_bench_parsers(bench) -> None:
                     help="with --sequence: skip the fresh-solve-per-frame path (default: run both)")
     bp.add_argument("--sim-solver", default="pcg-amg",
                     help="with --sequence: the method the simulation solves its own pressure with (default pcg-amg)")
-    bp.add_argument("--device", default=None,
+    bp.add_argument("--device", type=device, default=None,
                     help="with --sequence: solve on this device, e.g. cuda (default: the CPU; the simulation "
                          "always runs on the CPU)")
     add_run_options(bp, out="bench", repeats=3)

@@ -18,7 +18,7 @@ import json
 from ..pipelines.reconstruct import MASKS, reconstruct_ct, reconstruct_mri
 from ..problems.simulate import write_ct_testset, write_mri_testset
 from ..solvers.reconstructors import method_class, method_names, option_names
-from .args import floats
+from .args import device, floats
 
 __all__ = ["add_parsers", "method_options"]
 
@@ -100,7 +100,7 @@ def _common_reconstruct(p, kind: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the samplers (and a drawn mask) (default 0)")
     p.add_argument("--slices", default=None, help="slices to reconstruct: '3:9', '1,4,7' or '5' (default all)")
     p.add_argument("--scale", type=floats, default=None, help="image peak magnitude (default: estimated)")
-    p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
     p.add_argument("--no-previews", action="store_true", help="no PNG preview")
     held = "k-space lines (points for a 2D mask)" if kind == "mri" else "views"
     p.add_argument("--auto", action="store_true",

@@ -245,9 +245,12 @@ def _slice_sel(slices, n):
         return slice(None)
     if isinstance(slices, numbers.Integral):
         if not -n <= slices < n:
-            raise ValueError(f"slices={slices} is out of range for {n} slices")
+            raise ValueError(f"slices = {slices} is out of range for {n} slices")
         return slice(int(slices) % n, int(slices) % n + 1)
     if isinstance(slices, slice):
+        if not len(range(n)[slices]):  # an empty selection would fail later, deep in a method
+            raise ValueError(f"slices = {':'.join('' if v is None else str(v) for v in (slices.start, slices.stop))} "
+                             f"selects none of the {n} slices")
         return slices
     idx = np.asarray(slices)
     if idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0 or idx.min() < -n or idx.max() >= n:

@@ -57,7 +57,7 @@ import scipy.sparse.linalg
 
 from ..datasets.pde_formats import create_darcy_layout
 from ..operators.darcy import darcy_system, embed_interior
-from ..solvers.api import solve
+from ..solvers.api import available_methods, solve
 from ..utils.atomic import atomic_path
 from ..utils.checks import check_int, check_real
 from ..utils.version import __version__
@@ -398,6 +398,8 @@ def _sample_options(res, sub, alpha, tau, hi, lo, rtol, method, grid, offset=0) 
         raise ValueError(f"sub = {sub} (offset {offset}) leaves fewer than 3 points per side of res = {res}")
     if grid not in GRIDS:
         raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+    if method != "direct" and method not in available_methods():  # checked here: grid="fno" may never call it
+        raise ValueError(f"method must be 'direct' or one of {available_methods()}, got {method!r}")
     reals = {name: check_real(name, v, positive=True)
              for name, v in (("alpha", alpha), ("tau", tau), ("hi", hi), ("lo", lo), ("rtol", rtol))}
     return dict(res=res, sub=sub, offset=offset, **reals, method=method, grid=grid)

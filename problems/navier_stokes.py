@@ -272,7 +272,7 @@ def navier_stokes_2d(w0: torch.Tensor, f=None, nu: float = 1e-5, T: float = 20.0
         if own is not None:
             own.close()
     if not torch.isfinite(out).all():
-        raise RuntimeError(f"the solution became non-finite (nu={nu}, dt={dt}): lower dt")
+        raise ValueError(f"dt = {dt} is too large: the solution became non-finite (nu = {nu}); lower dt")
     return out, record_every * np.arange(1, records + 1, dtype=np.float64)
 
 
@@ -284,6 +284,9 @@ def _generate_options(n, size, res, seed, steps, record_every, nu, dt, batch, dt
     n, size, seed, steps, batch = (check_int(k, v, m) for k, v, m in
                                    (("n", n, 1), ("size", size, 4), ("seed", seed, 0), ("steps", steps, 1),
                                     ("batch", batch, 1)))
+    if res is None and size % 2:
+        raise ValueError(f"size must be even when res is not given (res defaults to size and must be an even "
+                         f"multiple of it), got {size}")
     res = size if res is None else check_int("res", res, 4)
     if res % size or res % 2:
         raise ValueError(f"res must be an even multiple of size = {size}, got {res}")
@@ -295,6 +298,17 @@ def _generate_options(n, size, res, seed, steps, record_every, nu, dt, batch, dt
     reals = {k: check_real(k, v, positive=True) for k, v in
              (("record_every", record_every), ("dt", dt), ("alpha", alpha), ("tau", tau))}
     return dict(n=n, size=size, res=res, seed=seed, steps=steps, batch=batch, dtype=dtype, nu=nu, **reals)
+
+
+def _solve_device(device) -> torch.device:
+    """``device`` (default CPU) as a ``torch.device``; ``ValueError`` naming ``device`` when unknown or absent."""
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device = {device!r} was asked for but CUDA is not available")
+    return dev
 
 
 def ns_samples(seed: int, indices, *, size: int = 64, res: int | None = None, steps: int = 20,
@@ -373,7 +387,7 @@ def generate_navier_stokes(path, n: int, *, size: int = 64, res: int | None = No
     """
     o = _generate_options(n, size, res, seed, steps, record_every, nu, dt, batch, dtype, alpha, tau)
     kw = {k: o[k] for k in ("size", "res", "steps", "record_every", "nu", "dt", "dtype", "alpha", "tau")}
-    device = torch.device("cpu" if device is None else device)
+    device = _solve_device(device)
     per_sample = round(o["record_every"] / o["dt"]) * o["steps"]
     t_frames = o["record_every"] * np.arange(o["steps"] + 1, dtype=np.float64)
     t0 = time.perf_counter()

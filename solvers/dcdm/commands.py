@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...cli.args import (DEFAULT_OUT, add_quiet, add_run_options, comma_list, floats, int_list, method_list,
+from ...cli.args import (DEFAULT_OUT, add_quiet, add_run_options, comma_list, device, floats, int_list, method_list,
                          writable_folder)
 from .bench import DEFAULT_METHODS, format_dcdm_table, run_dcdm_benchmark
 from .recipe import DEFAULT_SCENES, train
@@ -69,7 +69,7 @@ def _add_train(train_verb) -> None:
     td.add_argument("--init", default=None, help="start from these weights, a shipped name or a path (default: fresh)")
     td.add_argument("--name", default=None, help="model name in the card (default dcdm-mg-<dim>d, cnn: dcdm-<dim>d)")
     td.add_argument("--save", default=None, help="weights path without suffix (default OUT/NAME)")
-    td.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    td.add_argument("--device", type=device, default=None, help="cpu | cuda (default: cuda when available)")
     td.add_argument("--no-resume", action="store_true", help="ignore OUT/checkpoint.pt (default: resume from it)")
     td.add_argument("--max-minutes", type=floats, default=None,
                     help="wall-time budget of the training loop; stops and saves after it (default: none)")

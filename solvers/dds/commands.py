@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from ...cli.args import DEFAULT_OUT, floats, int_list, method_list
+from ...cli.args import DEFAULT_OUT, device, floats, int_list, method_list
 from .bench_ct import CT_BENCH_METHODS, DEFAULT_CT_METHODS, format_ct_table, run_ct_benchmark
 from .bench_mri import DEFAULT_MRI_CASES, MRI_BENCH_METHODS, format_mri_table, run_mri_benchmark
 from .recipe import train_prior
@@ -43,14 +43,14 @@ def _axes(s: str) -> tuple:
 
 def cmd_train_diffusion(args) -> int:
     card = train_prior(args.kind, args.out, steps=args.steps, size=args.size, base=args.base,
-                       channel_mult=args.channel_mult, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema,
+                       channel_mult=args.channel_mult, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                        warmup=args.warmup, seed=args.seed, ellipses=args.ellipses, augment=not args.no_augment,
                        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                        resume=not args.no_resume, progress=not args.quiet, device=args.device,
                        command=args.command_line, name=args.name, half=args.half, data=args.data,
                        val_fraction=args.val_fraction, h5_key=args.h5_key, axes=args.axes,
                        min_foreground=args.min_foreground, corpus=args.corpus,
-                       max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+                       max_minutes=args.max_minutes)
     if card:
         keep = ("name", "steps", "seconds", "parameters")
         _print({k: card[k] for k in keep} | card["metrics"] | {"weights": os.fspath(args.out) + ".safetensors"})
@@ -77,7 +77,7 @@ def add_train_parser(tsub) -> None:
                    help="UNet width per level, e.g. 1,2,2,2 (default: 1,2,2,2 mri, 1,2,2,2,2 ct)")
     t.add_argument("--batch-size", type=int, default=None, help="global batch (default: 16 mri, 8 ct)")
     t.add_argument("--lr", type=floats, default=2e-4, help="Adam learning rate (default 2e-4)")
-    t.add_argument("--ema", type=floats, default=0.999, help="EMA decay (default 0.999)")
+    t.add_argument("--ema", dest="ema_decay", type=floats, default=0.999, help="EMA decay (default 0.999)")
     t.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps (default 100)")
     t.add_argument("--seed", type=int, default=0, help="weights, batches, noise, augmentation (default 0)")
     t.add_argument("--ellipses", type=int, default=0,
@@ -91,7 +91,7 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--checkpoint", default=None, help="resumable checkpoint (default OUT-checkpoint.pt)")
     t.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default 250)")
     t.add_argument("--no-resume", action="store_true", help="start over instead of resuming the checkpoint")
-    t.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    t.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
     t.add_argument("--half", action="store_true", help="store float16 weights")
     t.add_argument("--data", nargs="+", default=None, metavar="PATH",
                    help="train on these files or folders instead of the MNI152 template: fastMRI .h5 (fully "
@@ -183,7 +183,7 @@ def _add_imaging_common(p, *, prior, slices, size, methods, known, dps_count, tu
     p.add_argument("--tune-slices", type=int, default=tune_slices, help=f"validation slices (default {tune_slices})")
     p.add_argument("--seed", type=int, default=0, help="phases, masks, noise, samplers (default 0)")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up calls")
-    p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
     p.add_argument("--no-images", action="store_true", help="do not write <kind>-images.h5 (all reconstructions)")
     p.add_argument("--out", default=os.path.join(DEFAULT_OUT, "dds"), help=f"results folder (default {DEFAULT_OUT}/dds)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

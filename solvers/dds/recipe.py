@@ -115,6 +115,8 @@ def _settings(kind, size, base, channel_mult, batch_size, steps, seed, ellipses,
     """The run's network, data and budget settings with :data:`PRIOR_DEFAULTS` filled in, checked."""
     if max_minutes is not None and max_seconds is not None:
         raise ValueError("give max_minutes or max_seconds, not both")
+    if max_minutes is not None:
+        check_real("max_minutes", max_minutes, positive=True)
     d = PRIOR_DEFAULTS[kind]
     out = {"size": d["size"] if size is None else check_int("size", size, 8),
            "base": d["base"] if base is None else check_int("base", base, 1),

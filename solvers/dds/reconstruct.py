@@ -19,7 +19,7 @@ import numbers
 import os
 
 from ...utils.errors import FormatError
-from ..reconstructors import Options, Reconstructor, check_kind, option, setup
+from ..reconstructors import Options, Reconstructor, check_kind, method_names, option, setup
 from .dds_sampler import dds_sample
 from .dps import dps_sample
 from .prior import available_priors, load_prior
@@ -215,6 +215,15 @@ class _Diffusion(Reconstructor):
         return {"nfe": self.options.nfe, "prior": self.prior_label}
 
 
+def _setup_init(init, kind: str, device) -> Reconstructor:
+    """The classical method ``init`` (default :data:`DEFAULT_INIT`), set up; ``ValueError`` naming ``init``."""
+    init = init or DEFAULT_INIT[kind]
+    classical = [m for m in method_names(kind) if m not in ("dds", "dps")]
+    if init not in classical:
+        raise ValueError(f"init must be a classical {kind} method, one of {', '.join(classical)}; got {init!r}")
+    return setup(init, kind, device)
+
+
 class DDS(_Diffusion):
     """The Decomposed Diffusion Sampler; CT volumes (several slices) use the 3D sampler unless ``volume=False``."""
 
@@ -223,15 +232,12 @@ class DDS(_Diffusion):
     def prepare(self, device):
         super().prepare(device)
         self.device = device
-        init = self.options.init or DEFAULT_INIT[self.kind]
-        if init in ("dds", "dps"):
-            raise ValueError(f"init must be a classical method, got {init!r}")
-        self.init = setup(init, self.kind, device)
+        self.init = _setup_init(self.options.init, self.kind, device)
 
     def with_options(self, **changes):
         out = super().with_options(**changes)
         if out.options.init != self.options.init:
-            out.init = setup(out.options.init or DEFAULT_INIT[self.kind], self.kind, self.device)
+            out.init = _setup_init(out.options.init, self.kind, self.device)
         return out
 
     def with_init(self, init: Reconstructor) -> "DDS":

@@ -142,6 +142,8 @@ def run_ns_benchmark(data, *, models, start: int | None = None, count: int | Non
     t_in, steps, first = settings[labels[0]]
     start, start_from = _first_sample(start, predictors[0], labels[0], file, 1)
     n_file = count_ns_samples(file)
+    if start >= n_file:
+        raise ValueError(f"start = {start} is past the last sample of data ({file!r} holds {n_file}, numbered from 0)")
     count = n_file - start if count is None else check_int("count", count, 1)
     if start + count > n_file:
         raise ValueError(f"start + count = {start} + {count} exceeds the {n_file} samples of data ({file!r})")

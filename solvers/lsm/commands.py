@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
-from ...cli.args import add_quiet, add_run_options, floats, method_list, writable_file, writable_folder
+from ...cli.args import add_quiet, add_run_options, device, floats, method_list, writable_file, writable_folder
 from ...problems.darcy import generate_darcy
 from ..learned import available, find_weights
 from .bench import DEFAULT_MODELS, format_darcy_table, run_darcy_benchmark
 from .bench_layout import format_layout_table, layout_study, write_layout_report
-from .commands_ns import add_ns_commands
+from .commands_ns import add_ns_commands, network_config
 from .recipe import DEFAULT_CONFIGS, evaluate, train
 from .train import SCHEDULES
 
@@ -82,20 +80,13 @@ def _add_train(train_verb) -> None:
                          "which gets a warning; default off)")
     tl.add_argument("--max-minutes", type=floats, default=None,
                     help="wall-time budget of the training loop; stops and saves after it (default: none)")
-    tl.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    tl.add_argument("--device", type=device, default=None, help="cpu | cuda (default: cuda when available)")
     add_quiet(tl)
     tl.set_defaults(func=cmd_train_lsm)
 
 
 def _lsm_config(args) -> dict:
-    cfg = json.loads(args.config) if args.config else {}
-    if not isinstance(cfg, dict):
-        raise ValueError(f"--config must be a JSON object, got {args.config!r}")
-    for _, key, _ in _NETWORK_OPTIONS:
-        v = getattr(args, key, None)
-        if v is not None:
-            cfg[key] = v
-    return cfg
+    return network_config(args, DEFAULT_CONFIGS[args.kind])
 
 
 def cmd_train_lsm(args) -> int:
@@ -126,7 +117,7 @@ def _add_eval(eval_verb) -> None:
                     help="when the grid differs from training (size, or points: the file's coordinates): no = error, "
                          "yes = predict on the training grid and interpolate by the coordinates, native = run on "
                          "the data's grid (default no)")
-    el.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    el.add_argument("--device", type=device, default=None, help="cpu | cuda (default: cuda when available)")
     el.set_defaults(func=cmd_eval_lsm)
 
 
@@ -164,7 +155,8 @@ def _add_bench(bench_verb) -> None:
                     help="solvers of the warm-start study (default cg,pcg-amg)")
     bz.add_argument("--rtol", type=floats, default=1e-8, help="relative tolerance of every solve (default 1e-8)")
     bz.add_argument("--batch-size", type=int, default=20, help="inference batch (default 20)")
-    bz.add_argument("--device", default=None, help="where the networks run: cpu | cuda (default: cuda when available)")
+    bz.add_argument("--device", type=device, default=None,
+                    help="where the networks run: cpu | cuda (default: cuda when available)")
     add_run_options(bz, out="darcy", repeats=3)
     bz.set_defaults(func=cmd_bench_darcy)
 
@@ -199,7 +191,7 @@ def _add_bench_layout(bench_verb) -> None:
     bl.add_argument("--res", type=int, default=640, help="fine solve, cell centres per side (default 640)")
     bl.add_argument("--sub", type=int, default=5, help="stride of the cell-centred grid in the fine one (default 5)")
     bl.add_argument("--offset", type=int, default=2, help="its first point (default 2: 640 -> 128 centres)")
-    bl.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    bl.add_argument("--device", type=device, default=None, help="cpu | cuda (default: cuda when available)")
     bl.add_argument("--out", default=None, help="results folder for darcy-layout.json and .md (default: print only)")
     bl.set_defaults(func=cmd_bench_layout)
 

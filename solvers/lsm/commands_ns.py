@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from ...cli.args import add_quiet, add_run_options, floats, method_list, writable_file, writable_folder
+from ...cli.args import add_quiet, add_run_options, device, floats, method_list, writable_file, writable_folder
 from ...problems.navier_stokes import DTYPES, generate_navier_stokes
 from ..learned import find_weights, load_pretrained
 from .bench_ns import format_ns_table, run_ns_benchmark
-from .recipe_ns import evaluate_ns, train_ns
+from .recipe_ns import NS_CONFIGS, evaluate_ns, train_ns
 
 __all__ = ["add_ns_commands"]
 
@@ -41,7 +41,7 @@ def _add_data(data_verb) -> None:
     dn.add_argument("--batch", type=int, default=50, help="samples solved together (default 50)")
     dn.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
                     help="arithmetic of the solve; the file stores float32 (default float32, as FNO)")
-    dn.add_argument("--device", default=None, help="cpu | cuda (default cpu)")
+    dn.add_argument("--device", type=device, default=None, help="cpu | cuda (default cpu)")
     dn.add_argument("--compression", default=None, choices=("gzip", "lzf"), help="HDF5 compression (default none)")
     dn.add_argument("-o", "--out", "--output", dest="output", required=True,
                     help="output .h5 path (required; written atomically)")
@@ -68,24 +68,45 @@ def _extend_train(train_verb) -> None:
                          "rollout (--data an NS file: ours or FNO's NavierStokes_*.mat; test = its last --ntest "
                          "samples unless --test; use --nval 0 for the paper's 1000/200 split) (default darcy)")
     tl.add_argument("--t-in", type=int, default=10, help="ns: input frames (default 10)")
-    tl.add_argument("--rollout", type=int, default=10, help="ns: predicted frames per rollout (default 10)")
+    tl.add_argument("--rollout", dest="steps", type=int, default=10,
+                    help="ns: predicted frames per rollout (default 10)")
     darcy = tl.get_default("func")
     tl.set_defaults(func=lambda args: cmd_train_ns(args) if args.task == "ns" else darcy(args))
 
 
-def _ns_config(args) -> dict:
-    cfg = json.loads(args.config) if args.config else {}
+#: ``train lsm``'s network flags by config key.
+NETWORK_FLAGS = {"width": "--width", "num_basis": "--num-basis", "num_token": "--num-token", "patch": "--patch",
+                 "levels": "--levels", "modes": "--modes", "layers": "--layers"}
+
+
+def network_config(args, defaults: dict) -> dict:
+    """``--config`` (a JSON object) updated by the network flags given; ``defaults``: the kind's settings.
+
+    A flag that ``--kind`` does not take (``--levels`` with ``--kind fno``) is an error naming it.
+    """
+    try:
+        cfg = json.loads(args.config) if args.config else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--config is not valid JSON ({e.msg} at character {e.pos}): {args.config!r}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"--config must be a JSON object, got {args.config!r}")
-    for key in ("width", "num_basis", "num_token", "patch", "levels", "modes", "layers"):
-        if getattr(args, key, None) is not None:
-            cfg[key] = getattr(args, key)
+    for key, flag in NETWORK_FLAGS.items():
+        if getattr(args, key, None) is None:
+            continue
+        if key not in defaults:
+            takes = ", ".join(NETWORK_FLAGS[k] for k in defaults if k in NETWORK_FLAGS)
+            raise ValueError(f"{flag} does not apply to --kind {args.kind} (its network flags: {takes})")
+        cfg[key] = getattr(args, key)
     return cfg
 
 
 def cmd_train_ns(args) -> int:
+    for flag, given in (("--half", args.half), ("--bf16", args.bf16)):
+        if given:
+            raise ValueError(f"{flag} applies to --task darcy only; --task ns trains and stores float32")
     card = train_ns(args.kind, args.data, args.test, sub=args.sub, ntrain=args.ntrain, nval=args.nval,
-                    ntest=args.ntest, t_in=args.t_in, steps=args.rollout, config=_ns_config(args),
+                    ntest=args.ntest, t_in=args.t_in, steps=args.steps,
+                    config=network_config(args, NS_CONFIGS[args.kind]),
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                     step_size=args.step_size, gamma=args.gamma, seed=args.seed,
                     checkpoint=args.checkpoint or f"{args.out}.ckpt", resume=not args.no_resume, device=args.device,
@@ -141,7 +162,7 @@ def _add_bench(bench_verb) -> None:
     bn.add_argument("--batch-size", type=int, default=20, help="samples per forward pass (default 20)")
     bn.add_argument("--figure-sample", type=int, default=0,
                     help="which benchmark sample the figure shows, counted from --start (default 0)")
-    bn.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    bn.add_argument("--device", type=device, default=None, help="cpu | cuda (default: cuda when available)")
     add_run_options(bn, out="ns", repeats=3)
     bn.set_defaults(func=cmd_bench_ns)
 

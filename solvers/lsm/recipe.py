@@ -68,6 +68,10 @@ DEFAULT_CONFIGS = {
 }
 
 
+#: Fewest points per side of a training grid (as ``krylearn data darcy`` writes).
+MIN_POINTS = 3
+
+
 # ------------------------------------------------------------------ helpers
 def _check_file(name: str, path) -> str:
     if not isinstance(path, (str, os.PathLike)):
@@ -147,6 +151,13 @@ def _per_sample_rel_l2(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.linalg.norm(p - t, axis=1) / np.linalg.norm(t, axis=1)
 
 
+def check_grid_size(resolution, sub: int, name: str) -> None:
+    """``ValueError`` when sub-sampling by ``sub`` leaves ``name`` fewer than :data:`MIN_POINTS` points per side."""
+    if min(resolution) < MIN_POINTS:
+        raise ValueError(f"sub = {sub} leaves {name} a {resolution[0]}x{resolution[1]} grid; the operators need at "
+                         f"least {MIN_POINTS} points per side: lower sub")
+
+
 # ------------------------------------------------------------------ evaluate
 def _check_resample(resample) -> None:
     if isinstance(resample, str):
@@ -166,6 +177,8 @@ def _eval_samples(data, start, count, sub):
     if count is not None:
         count = check_int("count", count, 1)
     n_file = count_samples(file)
+    if start >= n_file:
+        raise ValueError(f"start = {start} is past the last sample of data ({file!r} holds {n_file}, numbered from 0)")
     if count is None:
         count = n_file - start
     if start + count > n_file or count < 1:
@@ -317,6 +330,7 @@ def _read_splits(data_train, test_file, test_start, ntrain, nval, ntest, sub):
     t_read = time.perf_counter()
     d = _read(data_train, 0, ntrain + nval, sub)
     dt = _read(test_file, test_start, ntest, sub)
+    check_grid_size(d.resolution, sub, "data_train")
     if dt.resolution != d.resolution:
         raise ValueError(f"data_test has a {dt.resolution[0]}x{dt.resolution[1]} grid at sub={sub}, data_train "
                          f"{d.resolution[0]}x{d.resolution[1]}: the files must share a grid")

@@ -23,6 +23,7 @@ padding: the domain is periodic).  Inputs are not normalised (as both).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import sys
@@ -37,7 +38,7 @@ from ...utils.checks import check_int
 from ..learned import check_writable, hardware, plot_losses, save_pretrained, seed_everything
 from ..learned.weights import weights_stem
 from .networks import KINDS, build_network
-from .recipe import resolve_model
+from .recipe import check_grid_size, resolve_model
 from .rollout import rollout_errors, split_frames, train_rollout
 from .train import describe_schedule
 
@@ -65,6 +66,7 @@ def _splits(data_train, data_test, ntrain, nval, ntest, sub):
                          f"{f' + {ntest}' if data_test is None else ''} exceeds the {n} samples of data_train "
                          f"({data_train!r}); the paper's split of FNO's 1200 samples is ntrain 1000, nval 0, ntest 200")
     d = _samples(data_train, 0, ntrain + nval, sub, "data_train")
+    check_grid_size(d.resolution, sub, "data_train")
     test_file, test_start = (data_train, n - ntest) if data_test is None else (data_test, 0)
     dt = _samples(test_file, test_start, ntest, sub, "data_test")
     if dt.resolution != d.resolution or dt.frames != d.frames:
@@ -106,7 +108,10 @@ def evaluate_ns(model, data, *, start: int = 0, count: int | None = None, sub: i
     if isinstance(data, NSData):
         d, file = data, data.path
     else:
+        count = None if count is None else check_int("count", count, 1)
         d, file = read_navier_stokes(data, start=start, count=count, sub=check_int("sub", sub, 1)), data
+    if not len(d):
+        raise ValueError(f"start = {start} is past the last sample of data ({file!r}, numbered from 0)")
     x, y = split_frames(d.w, t_in, steps, first, "data")
     dev = next(predictor.parameters()).device
     t0 = time.perf_counter()
@@ -162,6 +167,17 @@ def _write(stem: Path, predictor, card, result, title) -> None:
         live.unlink()
 
 
+def _check_rollout_args(t_in, steps, first, lr, weight_decay, gamma) -> None:
+    """``ValueError`` naming the first bad rollout or optimiser setting (as ``train`` checks Darcy's)."""
+    check_int("t_in", t_in, 1)
+    check_int("steps", steps, 1)
+    check_int("first", first, 0)
+    for name, v, ok, need in (("lr", lr, lambda v: v > 0, "> 0"), ("weight_decay", weight_decay, lambda v: v >= 0,
+                              ">= 0"), ("gamma", gamma, lambda v: 0 < v <= 1, "in (0, 1]")):
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v)):
+            raise ValueError(f"{name} must be {need}, got {v!r}")
+
+
 def train_ns(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, ntrain: int = 1000,
              nval: int = 0, ntest: int = 200, t_in: int = 10, steps: int = 10, first: int = 1,
              config: dict | None = None, epochs: int = 501, batch_size: int = 20, lr: float = 5e-4,
@@ -187,10 +203,14 @@ def train_ns(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1
         raise FileNotFoundError(f"data_train: no such file {data_train!r}")
     ntrain, nval, ntest, sub = (check_int(k, v, m) for k, v, m in
                                 (("ntrain", ntrain, 1), ("nval", nval, 0), ("ntest", ntest, 1), ("sub", sub, 1)))
+    _check_rollout_args(t_in, steps, first, lr, weight_decay, gamma)
     stem = weights_stem(out) if out is not None else None
     if stem is not None:
         check_writable(stem.parent, "out")
     d, dt, test_file, test_start = _splits(data_train, data_test, ntrain, nval, ntest, sub)
+    if first + t_in + steps > d.frames:
+        raise ValueError(f"data_train has {d.frames} frames, too few for t_in = {t_in} input frames from frame "
+                         f"{first} and steps = {steps} rollout steps ({first + t_in + steps} frames)")
     seed_everything(seed)
     try:
         net = build_network(kind, {**NS_CONFIGS[kind], **(config or {}), "in_channels": t_in, "out_channels": 1})

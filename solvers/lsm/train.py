@@ -178,8 +178,10 @@ def _check_args(epochs, batch_size, step_size, checkpoint_every, lr, weight_deca
                     ("checkpoint_every", checkpoint_every)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if not (lr > 0) or not (weight_decay >= 0) or not (0 < gamma <= 1):
-        raise ValueError(f"need lr > 0, weight_decay >= 0, 0 < gamma <= 1; got {lr}, {weight_decay}, {gamma}")
+    for name, v, ok, need in (("lr", lr, lr > 0, "> 0"), ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
+                              ("gamma", gamma, 0 < gamma <= 1, "in (0, 1]")):
+        if not ok:
+            raise ValueError(f"{name} must be {need}, got {v}")
     if (a_val is None) != (u_val is None):
         raise ValueError("give both a_val and u_val, or neither")
 
