@@ -217,3 +217,12 @@ def test_unknown_device_is_a_named_error_in_python_and_on_the_command_line(tmp_p
     with pytest.raises(SystemExit):
         main(["train", "dcdm", "--device", "foo", "--out", str(tmp_path)])
     assert "argument --device: expected a torch device" in capsys.readouterr().err
+
+
+def test_lsm_levels_beyond_the_grid_are_refused():
+    """A U-Net whose coarsest scale is over twice the grid only pads: refused with the largest sensible levels."""
+    from krylearn.solvers.lsm.model import lsm_plan
+    assert lsm_plan(85) == ((6, 6), (96, 96))  # the paper's setting still plans as before
+    with pytest.raises(ValueError, match=r"levels = 9 .* use levels <= 6"):
+        lsm_plan(21, levels=9)
+    assert lsm_plan(21, levels=6)[1] == (32, 32)

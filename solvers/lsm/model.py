@@ -92,6 +92,9 @@ def lsm_plan(size, levels: int = 5, patch=None) -> tuple[tuple[int, int], tuple[
     """
     H, W = _pair(size, "size")
     f = 2 ** (levels - 1)
+    if f > 2 * min(H, W):  # the coarsest scale would be coarser than the grid: padding, not information
+        fit = int(math.log2(2 * min(H, W))) + 1
+        raise ValueError(f"levels = {levels} down-samples by {f}, more than twice the {H}x{W} grid; use levels <= {fit}")
     if patch is None:
         ph, pw = math.ceil(H / f), math.ceil(W / f)
     else:
