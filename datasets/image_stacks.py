@@ -282,10 +282,32 @@ def _fastmri_volume(f: h5py.File, path: str) -> ImageVolume:
         if m.size and not np.all(m != 0):
             raise ValueError(f"data: {path} is undersampled (its mask samples {np.mean(m != 0):.0%} of k-space); "
                              "training images need fully sampled k-space (fastMRI train/val files)")
+    _check_no_skipped_columns(ds, path)
     coils = ds.shape[1] if ds.ndim == 4 else 1
     return ImageVolume(path=path, format="fastmri", slices=int(ds.shape[0]), shape=tuple(ds.shape[-2:]),
                        is_complex=True, key="kspace", group=path,
                        info={"coils": int(coils), "sensitivity_maps": "sensitivity_maps" in f})
+
+
+def _check_no_skipped_columns(ds: h5py.Dataset, path: str) -> None:
+    """``ValueError`` when the middle slice's central k-space rows have all-zero columns inside the sampled band.
+
+    Catches column-undersampled k-space stored without a ``mask``; zero
+    columns at the edges (readout padding of fully sampled scans) are fine.
+    Reads 8 rows of one slice.
+    """
+    ny = ds.shape[-2]
+    rows = slice(max(ny // 2 - 4, 0), min(ny // 2 + 4, ny))
+    k = np.asarray(ds[(ds.shape[0] // 2, Ellipsis, rows, slice(None))])
+    energy = (np.abs(k) ** 2).reshape(-1, k.shape[-1]).sum(axis=0)
+    hit = np.flatnonzero(energy > 0)
+    if hit.size == 0:
+        return
+    skipped = int(np.count_nonzero(energy[hit[0]:hit[-1] + 1] == 0))
+    if skipped:
+        raise ValueError(f"data: {path} looks undersampled: {skipped} k-space columns inside the sampled band are "
+                         "zero in its middle slice (and it has no mask); training images need fully sampled k-space "
+                         "(fastMRI train/val files)")
 
 
 def _stack_layout(ds) -> str | None:

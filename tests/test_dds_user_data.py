@@ -535,6 +535,15 @@ def test_bad_inputs_raise_errors_naming_the_path(files, tmp_path, monkeypatch):
     write_kspace(under, np.ones((1, 2, 8, 8), np.complex64), mask=np.arange(8) % 2 == 0)
     with pytest.raises(ValueError, match="under.h5 is undersampled"):
         find_volumes(under)
+    k = np.ones((3, 2, 16, 12), np.complex64)
+    k[..., :2] = k[..., -1:] = 0  # readout padding at the edges: a fully sampled scan
+    padded = tmp_path / "padded.h5"
+    write_kspace(padded, k)
+    assert find_volumes(padded)[0].shape == (16, 12)
+    k[..., 5::3] = 0  # every third column inside the band skipped, no mask stored
+    write_kspace(tmp_path / "skipped.h5", k)
+    with pytest.raises(ValueError, match="skipped.h5 looks undersampled: 2 k-space columns"):
+        find_volumes(tmp_path / "skipped.h5")
     with pytest.raises(ValueError, match="at least 2"):
         UserImages(find_volumes(files["single"]), channels=2, size=16, val_fraction=0.1)
     monkeypatch.setitem(sys.modules, "pydicom", None)
