@@ -48,8 +48,8 @@ def _mask_args(shape, accel, acs):
     n_acs = round(acs * nx)
     if n_acs > n_total:
         raise ValueError(
-            f"accel={accel} keeps {n_total} of {nx} columns, fewer than the {n_acs} "
-            f"fully sampled centre columns (acs={acs}); lower accel or acs"
+            f"accel = {accel} keeps {n_total} of {nx} columns, fewer than the {n_acs} "
+            f"fully sampled centre columns (acs = {acs}); lower accel or acs"
         )
     acs_idx = np.arange(nx // 2 - n_acs // 2, nx // 2 - n_acs // 2 + n_acs)  # centred on DC (nx // 2)
     outside = np.setdiff1d(np.arange(nx), acs_idx)

@@ -226,3 +226,10 @@ def test_lsm_levels_beyond_the_grid_are_refused():
     with pytest.raises(ValueError, match=r"levels = 9 .* use levels <= 6"):
         lsm_plan(21, levels=9)
     assert lsm_plan(21, levels=6)[1] == (32, 32)
+
+
+def test_data_mri_acceleration_beyond_the_centre_names_accel(tmp_path, capsys):
+    pytest.importorskip("nilearn")
+    assert main(["data", "mri", str(tmp_path / "m.h5"), "--slices", "1", "--accel", "40"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("krylearn: error: --accel = 40.0 keeps 2 of 64 columns") and len(err.splitlines()) == 1
