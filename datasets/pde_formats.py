@@ -75,6 +75,7 @@ __all__ = [
     "create_darcy_layout",
     "detect_darcy_format",
     "read_darcy",
+    "refuse_time_series",
     "write_darcy",
 ]
 
@@ -260,8 +261,17 @@ def detect_darcy_format(path) -> str:
 # ---------------------------------------------------------------------------
 # per-format readers
 # ---------------------------------------------------------------------------
+def refuse_time_series(f: h5py.File, path: str) -> None:
+    """``FormatError`` when a file read for Darcy data is a Navier-Stokes time series (no ``nu``, T > 1 frames)."""
+    t = f.get("tensor")
+    if "nu" not in f and isinstance(t, h5py.Dataset) and t.ndim == 4 and t.shape[1] > 1:
+        raise FormatError(f"no Darcy data: 'tensor' {t.shape} is a time series and there is no 'nu', so this is "
+                          "a Navier-Stokes file; use a model trained on it (train lsm --task ns)", path=path, key="nu")
+
+
 def _read_pdebench(path, start, count, sub, source) -> DarcyData:
     with open_h5(path) as f:
+        refuse_time_series(f, path)
         nu = _numeric_dataset(path, f, "nu", 3)
         tensor = _numeric_dataset(path, f, "tensor", 4)
         if tensor.shape[1] != 1:

@@ -233,3 +233,15 @@ def test_data_mri_acceleration_beyond_the_centre_names_accel(tmp_path, capsys):
     assert main(["data", "mri", str(tmp_path / "m.h5"), "--slices", "1", "--accel", "40"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("krylearn: error: --accel = 40.0 keeps 2 of 64 columns") and len(err.splitlines()) == 1
+
+
+def test_a_navier_stokes_file_given_as_darcy_data_says_so(tmp_path, capsys):
+    """eval lsm (a Darcy model) and read_darcy on an NS file: the error says it is a Navier-Stokes file."""
+    from krylearn.datasets.pde_formats import read_darcy
+    from krylearn.utils.errors import FormatError
+    ns = tmp_path / "ns.h5"
+    generate_navier_stokes(ns, 2, size=16, steps=3, record_every=0.01, dt=1e-3, batch=2)
+    with pytest.raises(FormatError, match="Navier-Stokes file"):
+        read_darcy(ns)
+    assert main(["eval", "lsm", "lsm-darcy", "--data", str(ns)]) == 2
+    assert "is a Navier-Stokes file" in capsys.readouterr().err

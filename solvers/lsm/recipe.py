@@ -45,7 +45,7 @@ import scipy.io
 import torch
 
 from ...datasets.grids import same_points
-from ...datasets.pde_formats import DarcyData, detect_darcy_format, read_darcy
+from ...datasets.pde_formats import DarcyData, detect_darcy_format, read_darcy, refuse_time_series
 from ...utils.atomic import atomic_write_text
 from ...utils.checks import check_int
 from ...utils.errors import FormatError
@@ -93,6 +93,7 @@ def count_samples(path) -> int:
     try:
         if fmt in ("krylearn", "pdebench"):
             with h5py.File(path, "r") as f:
+                refuse_time_series(f, path)
                 if "nu" not in f or not hasattr(f["nu"], "shape") or len(f["nu"].shape) != 3:
                     raise FormatError("missing or not a (N, s1, s2) dataset", path=path, key="nu")
                 return int(f["nu"].shape[0])
