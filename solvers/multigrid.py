@@ -228,7 +228,7 @@ class MultigridPreconditioner(Preconditioner):
         ``(diag, face_weights)`` from :func:`grid_stencil`, when already extracted.
     learned : object, optional
         Learned cycle parameters (:class:`~krylearn.solvers.dcdm.multigrid_model.DCDMMultigrid`):
-        its ``sweeps``, ``smoother`` and ``level_arrays(level, fine, coarse)``, which gives
+        its ``sweeps``, ``smoother`` if any (else Jacobi) and ``level_arrays(level, fine, coarse)``, which gives
         per-cell smoother weights ``W_s`` (one array per sweep, the sweep
         ``x += W_s (b - A x)``) and per-coarse-cell scales ``s`` (the coarse
         correction becomes ``P S M_c S R``).  Pre-sweeps run ``W_0 .. W_{S-1}``
@@ -273,10 +273,10 @@ class MultigridPreconditioner(Preconditioner):
         self.smoother = smoother
         if omega is None:
             omega = 1.0 if smoother == "rbgs" else 2.0 / 3.0 if self.dim == 2 else 6.0 / 7.0
-        top, name = (2.0, "(0, 2)") if smoother == "rbgs" else (1.0, "(0, 1]")
-        if (not isinstance(omega, numbers.Real) or isinstance(omega, bool) or not 0 < omega <= top
-                or (smoother == "rbgs" and omega == 2.0)):
-            raise ValueError(f"omega must be a number in {name} for smoother={smoother!r}, got {omega!r}")
+        real = isinstance(omega, numbers.Real) and not isinstance(omega, bool)
+        if not (real and (0 < omega < 2 if smoother == "rbgs" else 0 < omega <= 1)):
+            span = "(0, 2)" if smoother == "rbgs" else "(0, 1]"
+            raise ValueError(f"omega must be a number in {span} for smoother={smoother!r}, got {omega!r}")
         self.omega, self.sweeps = float(omega), int(sweeps)
         self._levels = [_Level(d, w, dtype, self.device)]
         while self._levels[-1].unknowns > coarse_size and max(self._levels[-1].shape) > 2:
