@@ -81,3 +81,7 @@ def test_bench_relax_bad_arguments(tmp_path, capsys):
         main(["bench", "relax", "--sequence", "bogus"])
     err = capsys.readouterr().err
     assert "--T must be >= 1" in err and "--seeds must be >= 1" in err and "missing.h5" in err
+    for n, kind in (("0", "shifted-low"), ("20", "shifted-high"), ("1", "heat2d")):  # as data sequence checks it
+        assert main(["bench", "relax", "--sequence", kind, "--n", n, "--T", "3", "--out", str(tmp_path), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("krylearn: error: --n must be") and len(err.splitlines()) == 1, err

@@ -63,6 +63,19 @@ def _add_bench(bench_verb) -> None:
     br.set_defaults(func=cmd_bench_relax)
 
 
+def grid_points(kind: str, n: int | None) -> int:
+    """``--n`` for a sequence ``kind``: its default when None, checked against what the kind allows."""
+    if kind == "heat2d":
+        n = 64 if n is None else n
+        if n < 2:
+            raise ValueError(f"--n must be >= 2, got {n}")
+        return n
+    n = 10 if n is None else n
+    if not 1 <= n <= 11:
+        raise ValueError(f"--n must be in [1, 11] for {kind} (larger grids make L + c I indefinite), got {n}")
+    return n
+
+
 def cmd_bench_relax(args) -> int:
     if args.T is not None and args.T < 1:
         raise ValueError(f"--T must be >= 1, got {args.T}")
@@ -73,7 +86,7 @@ def cmd_bench_relax(args) -> int:
         seq = read_sequence(args.file)
         sequences = [seq if args.T is None or args.T >= len(seq) else seq[: args.T]]
     else:
-        sequences = [make_sequence(k, args.T or 1000, args.n, args.seed, progress=not args.quiet)
+        sequences = [make_sequence(k, args.T or 1000, grid_points(k, args.n), args.seed, progress=not args.quiet)
                      for k in args.sequence]
     for seq in sequences:
         if len(seq) == 0:
@@ -108,15 +121,10 @@ def cmd_data_sequence(args) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     writable_file(args.output, "--output")
+    n = grid_points(args.kind, args.n)
     if args.kind == "heat2d":
-        n = 64 if args.n is None else args.n
-        if n < 2:
-            raise ValueError(f"--n must be >= 2, got {n}")
         seq = heat2d(n, args.steps, dt=args.dt, seed=args.seed, progress=not args.quiet)
     else:
-        n = 10 if args.n is None else args.n
-        if not 1 <= n <= 11:
-            raise ValueError(f"--n must be in [1, 11] for {args.kind} (larger grids make L + c I indefinite), got {n}")
         seq = shifted_laplacian(args.steps, variance=args.kind.split("-")[1], grid=n, seed=args.seed)
     path = write_sequence(args.output, seq, progress=not args.quiet)
     print(f"wrote {path}: {seq.name}, {len(seq)} systems of {seq[0].n} unknowns, contexts in {seq.context_range}")
