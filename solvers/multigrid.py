@@ -65,12 +65,12 @@ def _check_grid(grid_shape, n: int) -> tuple:
     return grid
 
 
-def grid_stencil(op, csr, grid_shape=None) -> tuple[np.ndarray, list]:
+def grid_stencil(op, csr, grid_shape=None, method: str = "mgpcg") -> tuple[np.ndarray, list]:
     """``(diag, face_weights)`` of the grid Laplacian behind ``op`` (see :meth:`PoissonGrid.from_weights`).
 
     A :class:`PoissonGrid` gives its own arrays; a stored matrix (``csr``)
     needs ``grid_shape`` and must be a symmetric 5-/7-point stencil on it
-    (``ValueError`` otherwise).
+    (``ValueError`` otherwise, naming ``method``: the solver that needs it).
     """
     inner = getattr(op, "op", op)
     if isinstance(inner, PoissonGrid):
@@ -79,9 +79,9 @@ def grid_stencil(op, csr, grid_shape=None) -> tuple[np.ndarray, list]:
         d, w = inner.weights()
         return d, list(w)
     if csr is None:
-        raise TypeError("mgpcg needs a PoissonGrid or a stored matrix with grid_shape=(ny, nx) or (nz, ny, nx)")
+        raise TypeError(f"{method} needs a PoissonGrid or a stored matrix with grid_shape=(ny, nx) or (nz, ny, nx)")
     if grid_shape is None:
-        raise ValueError("grid_shape is required for mgpcg on a matrix: pass grid_shape=(ny, nx) or (nz, ny, nx) "
+        raise ValueError(f"grid_shape is required for {method} on a matrix: pass grid_shape=(ny, nx) or (nz, ny, nx) "
                          "(rows are the grid cells in C order)")
     grid = _check_grid(grid_shape, csr.shape[0])
     g3 = grid if len(grid) == 3 else (1,) + grid
@@ -93,10 +93,10 @@ def grid_stencil(op, csr, grid_shape=None) -> tuple[np.ndarray, list]:
                           *g3, d, *up, *lo)
     if stray:
         raise ValueError(f"A is not a 5-/7-point stencil on the grid {grid}: {stray} of its entries "
-                         "couple cells that are not face neighbours (mgpcg needs a grid Laplacian)")
+                         f"couple cells that are not face neighbours ({method} needs a grid Laplacian)")
     scale = np.abs(data).max(initial=0.0)
     if any(np.abs(u - m).max(initial=0.0) > 1e-12 * scale for u, m in zip(up, lo)):
-        raise ValueError("A is not symmetric: mgpcg needs a symmetric grid Laplacian")
+        raise ValueError(f"A is not symmetric: {method} needs a symmetric grid Laplacian")
     w = [0.5 * (u + m) for u, m in zip(up, lo)]
     if len(grid) == 2:
         return d[0], [w[1][0], w[2][0]]
@@ -107,12 +107,12 @@ def _face_shape(grid, a):
     return tuple(s + 1 if i == a else s for i, s in enumerate(grid))
 
 
-def _check_laplacian(d: np.ndarray, w: list) -> None:
+def _check_laplacian(d: np.ndarray, w: list, method: str = "mgpcg") -> None:
     """``ValueError`` unless ``A`` is a weighted graph Laplacian plus a non-negative diagonal (an M-matrix)."""
     if not (np.isfinite(d).all() and all(np.isfinite(wa).all() for wa in w)):
         raise ValueError("A has non-finite entries")
     if any((wa < 0).any() for wa in w):
-        raise ValueError("A has positive off-diagonal entries: mgpcg needs a grid Laplacian (A_ij <= 0 for i != j)")
+        raise ValueError(f"A has positive off-diagonal entries: {method} needs a grid Laplacian (A_ij <= 0 for i != j)")
     offsum = np.zeros_like(d)
     for a, wa in enumerate(w):
         n = d.shape[a]
@@ -121,7 +121,7 @@ def _check_laplacian(d: np.ndarray, w: list) -> None:
         offsum += wa[lead + (slice(1, n + 1),)]
     short = d < offsum * (1 - 1e-12)
     if short.any():
-        raise ValueError(f"A is not diagonally dominant in {int(short.sum())} row(s): mgpcg needs a grid Laplacian "
+        raise ValueError(f"A is not diagonally dominant in {int(short.sum())} row(s): {method} needs a grid Laplacian "
                          "(A_ii >= sum_j |A_ij|; Dirichlet faces add to the diagonal)")
 
 
@@ -229,6 +229,8 @@ class MultigridPreconditioner(Preconditioner):
         ``A``'s canonical CSR form when the caller already has it.
     stencil : tuple, optional
         ``(diag, face_weights)`` from :func:`grid_stencil`, when already extracted.
+    method : str
+        The solver named in error messages about ``A`` (default ``"mgpcg"``).
     learned : object, optional
         Learned cycle parameters (:class:`~krylearn.solvers.dcdm.multigrid_model.DCDMMultigrid`):
         its ``sweeps``, ``smoother`` if any (else Jacobi) and ``level_arrays(level, fine, coarse)``, which gives
@@ -247,7 +249,7 @@ class MultigridPreconditioner(Preconditioner):
     name = "mg"
 
     def __init__(self, A, *, grid_shape=None, flags=None, smoother: str = "jacobi", omega=None, sweeps=None,
-                 coarse_size: int = 128, csr=None, precision=None, stencil=None, learned=None):
+                 coarse_size: int = 128, csr=None, precision=None, stencil=None, learned=None, method: str = "mgpcg"):
         t0 = time.perf_counter()
         op = A
         dtype = op.dtype if op.dtype in (torch.float32, torch.float64) else torch.float64
@@ -260,8 +262,8 @@ class MultigridPreconditioner(Preconditioner):
             raise ValueError(f"sweeps must be an integer >= 1, got {sweeps!r}")
         if not isinstance(coarse_size, numbers.Integral) or isinstance(coarse_size, bool) or coarse_size < 1:
             raise ValueError(f"coarse_size must be an integer >= 1, got {coarse_size!r}")
-        d, w = stencil if stencil is not None else grid_stencil(op, csr, grid_shape)
-        _check_laplacian(d, w)
+        d, w = stencil if stencil is not None else grid_stencil(op, csr, grid_shape, method)
+        _check_laplacian(d, w, method)
         if flags is not None:
             f = np.asarray(flags.cpu() if isinstance(flags, torch.Tensor) else flags)
             if f.shape != d.shape and f.size != d.size:

@@ -166,11 +166,11 @@ class DCDM(IterativeMethod):
         if csr is None and isinstance(inner, PoissonGrid):
             self.nullspace = grid_nullspace(inner)
         else:
-            stencil = grid_stencil(op, csr, self.grid)
+            stencil = grid_stencil(op, csr, self.grid, "dcdm")
             self.nullspace = grid_nullspace(PoissonGrid.from_weights(*stencil, device=op.device))
         self.M = MultigridPreconditioner(op, csr=csr, grid_shape=None if stencil is None else self.grid,
                                          flags=self.opts["flags"],
-                                         stencil=stencil, learned=self.net)
+                                         stencil=stencil, learned=self.net, method="dcdm")
         self._apply_M = _projected(self.M, self.nullspace)
 
     def default_maxiter(self, n):

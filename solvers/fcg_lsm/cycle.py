@@ -45,7 +45,7 @@ class NetworkCycle(MultigridPreconditioner):
                  grid_shape=None, flags=None, stencil=None, sweeps: int = 8):
         self._net, self._net_dtype = net, net_dtype
         super().__init__(A, csr=csr, grid_shape=grid_shape, flags=flags, stencil=stencil, sweeps=sweeps,
-                         coarse_size=net_size * net_size)
+                         coarse_size=net_size * net_size, method="fcg-lsm")
         self.info.update(net_level=self.levels - 1, net_grid=tuple(self._levels[-1].shape))
 
     def _setup_coarse(self) -> None:

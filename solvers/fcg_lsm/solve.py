@@ -43,22 +43,11 @@ def load_model(model, device="cpu") -> Pretrained:
     return load_pretrained(model, method="fcg_lsm", device=device)
 
 
-def _own_words(e: ValueError) -> str:
-    """The message of an error raised by mgpcg's grid checks, naming fcg-lsm."""
-    return str(e).replace("mgpcg", "fcg-lsm")
-
-
 def _stencil(op, csr, grid_shape):
-    """``grid_stencil``'s ``(diagonal, weights)`` of a 2D grid; its errors name fcg-lsm, not mgpcg."""
-    if csr is not None and grid_shape is None:
-        raise ValueError("grid_shape is required for fcg-lsm on a matrix: pass grid_shape=(ny, nx) (rows are the "
-                         "grid cells in C order)")
+    """``grid_stencil``'s ``(diagonal, weights)`` of a 2D grid (its errors name fcg-lsm)."""
     if grid_shape is not None and len(tuple(grid_shape)) != 2:
         raise ValueError(f"fcg-lsm works on 2D grids; grid_shape is {tuple(grid_shape)}")
-    try:
-        d, w = grid_stencil(op, csr, grid_shape)
-    except ValueError as e:
-        raise ValueError(_own_words(e)) from None
+    d, w = grid_stencil(op, csr, grid_shape, "fcg-lsm")
     if d.ndim != 2:
         raise ValueError(f"fcg-lsm works on 2D grids; the grid is {d.shape}")
     return d, w
@@ -96,11 +85,8 @@ class FCGLSM(IterativeMethod):
         self.net, card = load_model(name, device=dev)
         self.model_name = card.get("name", name if isinstance(name, str) else type(name).__name__)
         self.grid = d.shape
-        try:  # the V-cycle checks the stencil (symmetry, signs) with mgpcg's words
-            self.cycle = NetworkCycle(op, net=self.net, net_size=o["net_size"], net_dtype=o["net_dtype"],
-                                      flags=o["flags"], stencil=(d, w), sweeps=o["sweeps"])
-        except ValueError as e:
-            raise ValueError(_own_words(e)) from None
+        self.cycle = NetworkCycle(op, net=self.net, net_size=o["net_size"], net_dtype=o["net_dtype"],
+                                  flags=o["flags"], stencil=(d, w), sweeps=o["sweeps"])
         diag = torch.as_tensor(d, dtype=torch.float64, device=dev).reshape(-1)
         self.dinv = torch.where(diag > 0, 1.0 / torch.where(diag > 0, diag, torch.ones_like(diag)),
                                 torch.zeros_like(diag))
