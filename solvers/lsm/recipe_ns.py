@@ -23,7 +23,6 @@ padding: the domain is periodic).  Inputs are not normalised (as both).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import sys
@@ -40,7 +39,7 @@ from ..learned.weights import weights_stem
 from .networks import KINDS, build_network
 from .recipe import check_grid_size, resolve_model
 from .rollout import rollout_errors, split_frames, train_rollout
-from .train import describe_schedule
+from .train import check_optimizer_args, describe_schedule
 
 __all__ = ["NS_CONFIGS", "evaluate_ns", "train_ns"]
 
@@ -172,10 +171,7 @@ def _check_rollout_args(t_in, steps, first, lr, weight_decay, gamma) -> None:
     check_int("t_in", t_in, 1)
     check_int("steps", steps, 1)
     check_int("first", first, 0)
-    for name, v, ok, need in (("lr", lr, lambda v: v > 0, "> 0"), ("weight_decay", weight_decay, lambda v: v >= 0,
-                              ">= 0"), ("gamma", gamma, lambda v: 0 < v <= 1, "in (0, 1]")):
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v)):
-            raise ValueError(f"{name} must be {need}, got {v!r}")
+    check_optimizer_args(lr, weight_decay, gamma)
 
 
 def train_ns(kind: str = "lsm", data_train=None, data_test=None, *, sub: int = 1, ntrain: int = 1000,

@@ -20,6 +20,8 @@ Examples
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from pathlib import Path
 
@@ -170,6 +172,14 @@ class OperatorTask(TrainTask):
         return float(s[0] / s[1])
 
 
+def check_optimizer_args(lr, weight_decay, gamma) -> None:
+    """``ValueError`` naming the first of ``lr > 0``, ``weight_decay >= 0``, ``0 < gamma <= 1`` that fails."""
+    for name, v, ok, need in (("lr", lr, lambda v: v > 0, "> 0"), ("weight_decay", weight_decay, lambda v: v >= 0,
+                              ">= 0"), ("gamma", gamma, lambda v: 0 < v <= 1, "in (0, 1]")):
+        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and ok(v)):
+            raise ValueError(f"{name} must be {need}, got {v!r}")
+
+
 def _check_args(epochs, batch_size, step_size, checkpoint_every, lr, weight_decay, gamma, a_val, u_val,
                 schedule="step") -> None:
     if schedule not in SCHEDULES:
@@ -178,10 +188,7 @@ def _check_args(epochs, batch_size, step_size, checkpoint_every, lr, weight_deca
                     ("checkpoint_every", checkpoint_every)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    for name, v, ok, need in (("lr", lr, lr > 0, "> 0"), ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
-                              ("gamma", gamma, 0 < gamma <= 1, "in (0, 1]")):
-        if not ok:
-            raise ValueError(f"{name} must be {need}, got {v}")
+    check_optimizer_args(lr, weight_decay, gamma)
     if (a_val is None) != (u_val is None):
         raise ValueError("give both a_val and u_val, or neither")
 
