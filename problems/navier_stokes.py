@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from ..datasets.ns_formats import create_ns_layout
+from ..solvers.learned import pick_device
 from ..utils.atomic import atomic_path
 from ..utils.checks import check_int, check_real
 from ..utils.version import __version__
@@ -300,17 +301,6 @@ def _generate_options(n, size, res, seed, steps, record_every, nu, dt, batch, dt
     return dict(n=n, size=size, res=res, seed=seed, steps=steps, batch=batch, dtype=dtype, nu=nu, **reals)
 
 
-def _solve_device(device) -> torch.device:
-    """``device`` (default CPU) as a ``torch.device``; ``ValueError`` naming ``device`` when unknown or absent."""
-    try:
-        dev = torch.device("cpu" if device is None else device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device = {device!r} was asked for but CUDA is not available")
-    return dev
-
-
 def ns_samples(seed: int, indices, *, size: int = 64, res: int | None = None, steps: int = 20,
                record_every: float = 1.0, nu: float = 1e-5, dt: float = 1e-4, dtype: str = "float32",
                device=None, alpha: float = 2.5, tau: float = 7.0, bar=None) -> np.ndarray:
@@ -387,7 +377,7 @@ def generate_navier_stokes(path, n: int, *, size: int = 64, res: int | None = No
     """
     o = _generate_options(n, size, res, seed, steps, record_every, nu, dt, batch, dtype, alpha, tau)
     kw = {k: o[k] for k in ("size", "res", "steps", "record_every", "nu", "dt", "dtype", "alpha", "tau")}
-    device = _solve_device(device)
+    device = pick_device("cpu" if device is None else device)  # the CPU unless asked: data should not vary
     per_sample = round(o["record_every"] / o["dt"]) * o["steps"]
     t_frames = o["record_every"] * np.arange(o["steps"] + 1, dtype=np.float64)
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from krylearn.cli.main import main
 from krylearn.datasets.fastmri import read_ct, read_kspace, write_ct
@@ -245,3 +246,9 @@ def test_a_navier_stokes_file_given_as_darcy_data_says_so(tmp_path, capsys):
         read_darcy(ns)
     assert main(["eval", "lsm", "lsm-darcy", "--data", str(ns)]) == 2
     assert "is a Navier-Stokes file" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_for_on_a_cpu_build_names_device(tmp_path, capsys):
+    assert main(["data", "ns", "--n", "2", "--device", "cuda", "-o", str(tmp_path / "x.h5")]) == 2
+    assert "krylearn: error: --device = 'cuda' was asked for but CUDA is not available" in capsys.readouterr().err

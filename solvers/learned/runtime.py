@@ -47,7 +47,7 @@ def pick_device(device=None) -> torch.device:
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:0', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available")
+        raise ValueError(f"device = {device!r} was asked for but CUDA is not available")
     return dev
 
 
