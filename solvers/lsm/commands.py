@@ -7,17 +7,11 @@ from ...problems.darcy import generate_darcy
 from ..learned import available, find_weights
 from .bench import DEFAULT_MODELS, format_darcy_table, run_darcy_benchmark
 from .bench_layout import format_layout_table, layout_study, write_layout_report
-from .commands_ns import add_ns_commands, network_config
+from .commands_ns import NETWORK_OPTIONS, add_ns_commands, network_config
 from .recipe import DEFAULT_CONFIGS, evaluate, train
 from .train import SCHEDULES
 
 __all__ = ["add_commands"]
-
-#: Network options of ``train lsm`` (flag, config key, what it sets).
-_NETWORK_OPTIONS = (("--width", "width", "channels"), ("--num-basis", "num_basis", "LSM latent basis size"),
-                    ("--num-token", "num_token", "LSM latent tokens"), ("--patch", "patch", "LSM patch size"),
-                    ("--levels", "levels", "LSM / U-Net resolution levels"),
-                    ("--modes", "modes", "FNO Fourier modes"), ("--layers", "layers", "FNO layers"))
 
 _BASELINES_HINT = ("the FNO / U-Net baselines are not shipped: train one with `krylearn train lsm --kind fno "
                    "--data TRAIN.h5 --out DIR/fno-darcy` and pass its path, e.g. --models lsm-darcy,DIR/fno-darcy")
@@ -67,7 +61,7 @@ def _add_train(train_verb) -> None:
     tl.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default 0)")
     tl.add_argument("--config", default=None,
                     help="network options as a JSON object, overriding the kind's defaults (default: none)")
-    for flag, key, what in _NETWORK_OPTIONS:
+    for flag, key, what in NETWORK_OPTIONS:
         tl.add_argument(flag, type=int, default=None, help=f"{what} ({_kind_defaults(key)})")
     tl.add_argument("--out", required=True,
                     help="weights stem (required): writes OUT.safetensors, OUT.json, OUT-log.json, OUT-loss.png")

@@ -74,9 +74,12 @@ def _extend_train(train_verb) -> None:
     tl.set_defaults(func=lambda args: cmd_train_ns(args) if args.task == "ns" else darcy(args))
 
 
-#: ``train lsm``'s network flags by config key.
-NETWORK_FLAGS = {"width": "--width", "num_basis": "--num-basis", "num_token": "--num-token", "patch": "--patch",
-                 "levels": "--levels", "modes": "--modes", "layers": "--layers"}
+#: Network options of ``train lsm`` (flag, config key, what it sets).
+NETWORK_OPTIONS = (("--width", "width", "channels"), ("--num-basis", "num_basis", "LSM latent basis size"),
+                   ("--num-token", "num_token", "LSM latent tokens"), ("--patch", "patch", "LSM patch size"),
+                   ("--levels", "levels", "LSM / U-Net resolution levels"),
+                   ("--modes", "modes", "FNO Fourier modes"), ("--layers", "layers", "FNO layers"))
+_FLAGS = {key: flag for flag, key, _ in NETWORK_OPTIONS}
 
 
 def network_config(args, defaults: dict) -> dict:
@@ -90,11 +93,11 @@ def network_config(args, defaults: dict) -> dict:
         raise ValueError(f"--config is not valid JSON ({e.msg} at character {e.pos}): {args.config!r}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"--config must be a JSON object, got {args.config!r}")
-    for key, flag in NETWORK_FLAGS.items():
+    for key, flag in _FLAGS.items():
         if getattr(args, key, None) is None:
             continue
         if key not in defaults:
-            takes = ", ".join(NETWORK_FLAGS[k] for k in defaults if k in NETWORK_FLAGS)
+            takes = ", ".join(_FLAGS[k] for k in defaults if k in _FLAGS)
             raise ValueError(f"{flag} does not apply to --kind {args.kind} (its network flags: {takes})")
         cfg[key] = getattr(args, key)
     return cfg
